@@ -1,0 +1,52 @@
+# Set-up and entry points for a fresh machine. Everything goes into .venv.
+#   make demo   install everything, then run the main job on the sample videos
+#   make test   install everything, then run the test suite
+#
+# CPU-only machines get the CPU build of torch (no multi-GB CUDA download). On a
+# machine with an NVIDIA driver, torch is left to pip (CUDA build) unless
+# TORCH_SPEC is given. Extra pip flags for torch (e.g. a CPU wheel index) go in
+# TORCH_PIP_FLAGS, e.g.  make test TORCH_PIP_FLAGS="--index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
+TORCH_PIP_FLAGS ?=
+SAMPLES ?= ../shared/testdata
+STORE ?= videomem-store
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps demo test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PIP_FLAGS) "$(TORCH_SPEC)"
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+# ffprobe is optional (videomem probes with ffmpeg alone when it is missing), but the
+# tests of the ffprobe path need it: install Debian's ffmpeg when we can, else go on.
+system-deps:
+	@command -v ffprobe >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) \
+	      || echo "note: could not install ffmpeg; ffprobe tests will be skipped"; \
+	  else echo "note: ffprobe not found; videomem will use the bundled ffmpeg alone"; fi; }
+
+demo: install
+	$(VENV)/bin/videomem probe $(SAMPLES)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,325 @@
+"""Typed records that flow between the stages, and the per-subsystem configs.
+
+One record per hand-off, in pipeline order::
+
+    VideoSource ──decode──► FrameBatch ──encode──► FrameTokens ──consolidate──► VideoMemory
+
+Design decisions:
+
+* ``FrameBatch`` holds NumPy arrays: it is what ffmpeg's pipe gives us and the decoder
+  must not need torch. ``FrameTokens`` and ``VideoMemory`` hold torch tensors: they
+  are produced and consumed by tensor code (encoders, ``memory/``).
+* Timestamps are seconds from the start of the video (float64), not frame numbers,
+  so memories built at different sampling rates can be compared and plotted.
+* Configs are small frozen dataclasses; every field says why it exists. Their JSON is
+  stored beside every output and their hash is part of the key of a stored memory, so
+  a changed setting never silently reuses an old memory. Fields that cannot change
+  the output (batch sizes, timeouts) are left out of the hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+from videomem.pipeline.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is only needed by code that builds these records
+    import torch
+
+
+# --------------------------------------------------------------------------- configs
+
+
+class _Config:
+    """JSON round-trip and a stable hash for the frozen config dataclasses."""
+
+    #: fields that do not change what is produced (speed knobs), left out of the hash
+    _NOT_HASHED: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    def hashed_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in self._NOT_HASHED}
+
+    def config_hash(self) -> str:
+        """Short stable hash of the output-affecting fields."""
+        blob = json.dumps(self.hashed_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+AspectPolicy = Literal["pad", "crop", "stretch"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeConfig(_Config):
+    """How frames are sampled and shaped by ffmpeg."""
+
+    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("batch_size", "timeout_s")
+
+    # Frames per second to sample. 1 fps is MovieChat's long-video setting: adjacent
+    # frames are similar enough to merge, and a 3-hour video is ~10K frames.
+    fps: float | None = 1.0
+    # If set, sample exactly this many frames spread uniformly over [start_s, end_s]
+    # instead of a fixed rate (MovieChat-style); overrides ``fps``.
+    num_frames: int | None = None
+    # Optional time window in seconds, so a clip of a long video can be indexed.
+    start_s: float | None = None
+    end_s: float | None = None
+    # Output (height, width), normally the encoder's input size; scaling happens
+    # inside ffmpeg so full-resolution frames never reach Python. None = native size.
+    size: tuple[int, int] | None = None
+    # How to fit a different aspect ratio into ``size``: "pad" keeps the whole frame
+    # (letterbox, black bars), "crop" fills the frame and cuts the centre, "stretch"
+    # distorts. Pad is the default: nothing on screen is lost.
+    aspect: AspectPolicy = "pad"
+    # Frames per yielded batch: bounds memory (a few batches in flight at most).
+    batch_size: int = 16
+    # Kill ffmpeg if it produces no frame bytes for this many seconds (hung input).
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.num_frames is None and (self.fps is None or not self.fps > 0):
+            raise ConfigError("DecodeConfig: fps must be > 0 (or set num_frames)")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ConfigError("DecodeConfig: num_frames must be >= 1")
+        if self.start_s is not None and self.start_s < 0:
+            raise ConfigError("DecodeConfig: start_s must be >= 0")
+        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+            raise ConfigError("DecodeConfig: end_s must be greater than start_s")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise ConfigError("DecodeConfig: size must be (height, width) with both >= 1")
+        if self.aspect not in ("pad", "crop", "stretch"):
+            raise ConfigError(f"DecodeConfig: unknown aspect policy {self.aspect!r}")
+        if self.batch_size < 1:
+            raise ConfigError("DecodeConfig: batch_size must be >= 1")
+        if not self.timeout_s > 0:
+            raise ConfigError("DecodeConfig: timeout_s must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderConfig(_Config):
+    """Which frozen model turns frames into tokens, and how it runs."""
+
+    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("device", "batch_size")
+
+    # Hugging Face hub id or local checkpoint directory ("tiny" = test preset).
+    model: str = "tiny"
+    # "cuda", "cpu", "cuda:1" …; None picks CUDA when present.
+    device: str | None = None
+    # "float32", "bfloat16", "float16"; None = fp32 on CPU, bf16 on GPU.
+    dtype: str | None = None
+    # Frames per forward pass: the main speed/memory knob on a GPU.
+    batch_size: int = 32
+    # Family-specific choices (e.g. {"layer": -2, "pool": 4} for CLIP); part of the
+    # encoder fingerprint because they change the tokens.
+    options: dict[str, Any] = field(default_factory=dict)
+    # Never run code shipped inside a checkpoint unless the user asks for it.
+    trust_remote_code: bool = False
+
+
+MemoryMethod = Literal["moviechat", "mbc"]
+Metric = Literal["cosine", "dot", "token_cosine"]
+Weighting = Literal["size", "plain"]
+Overflow = Literal["consolidate", "drop_oldest"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryConfig(_Config):
+    """How a video's frame tokens are consolidated into a bounded long-term memory."""
+
+    # "moviechat": merge the most similar adjacent frames (whole frames);
+    # "mbc": MA-LMM memory-bank compression, per token position.
+    method: MemoryMethod = "moviechat"
+    # Short-term FIFO capacity in frames (MovieChat default 18).
+    short_term_len: int = 18
+    # Frames the short-term buffer is merged down to before moving to long-term
+    # memory (MovieChat's R_L, default 2).
+    merge_to: int = 2
+    # Long-term memory budget in slots (MovieChat default 256).
+    long_term_len: int = 256
+    # Similarity of adjacent frames: cosine of mean-pooled tokens (paper), dot of
+    # mean-pooled tokens (reference code), or mean per-position cosine.
+    metric: Metric = "cosine"
+    # "size": average weighted by frames already merged (old content does not decay);
+    # "plain": (a + b) / 2 as in MovieChat's reference code.
+    weighting: Weighting = "size"
+    # Past the long-term budget: "consolidate" merges long-term memory itself so any
+    # length fits; "drop_oldest" forgets the oldest slots (reference code).
+    overflow: Overflow = "consolidate"
+    # If set, the short-term buffer is consolidated and cleared every ``window``
+    # frames even when not full (the reference code feeds windows of 8 frames).
+    window: int | None = None
+    # Raw (unmerged) most recent frames kept for breakpoint-mode questions.
+    keep_recent: int = 18
+
+    def __post_init__(self) -> None:
+        if self.method not in ("moviechat", "mbc"):
+            raise ConfigError(f"MemoryConfig: unknown method {self.method!r}")
+        if self.metric not in ("cosine", "dot", "token_cosine"):
+            raise ConfigError(f"MemoryConfig: unknown metric {self.metric!r}")
+        if self.weighting not in ("size", "plain"):
+            raise ConfigError(f"MemoryConfig: unknown weighting {self.weighting!r}")
+        if self.overflow not in ("consolidate", "drop_oldest"):
+            raise ConfigError(f"MemoryConfig: unknown overflow policy {self.overflow!r}")
+        if self.short_term_len < 1 or self.long_term_len < 1 or self.keep_recent < 0:
+            raise ConfigError("MemoryConfig: buffer lengths must be positive")
+        if not 1 <= self.merge_to <= self.short_term_len:
+            raise ConfigError("MemoryConfig: merge_to must be in [1, short_term_len]")
+        if self.window is not None and self.window < 1:
+            raise ConfigError("MemoryConfig: window must be >= 1")
+
+    @classmethod
+    def preset(cls, name: str) -> MemoryConfig:
+        """Named configurations; see ``MEMORY_PRESETS``."""
+        try:
+            return MEMORY_PRESETS[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown memory preset {name!r}; choose from {sorted(MEMORY_PRESETS)}"
+            ) from None
+
+
+MEMORY_PRESETS: dict[str, MemoryConfig] = {
+    "default": MemoryConfig(),
+    # MovieChat's released code: dot similarity, plain average, windows of 8 frames
+    # into an 18-frame buffer merged to 2 at each window's end (8 frames -> 2 slots),
+    # 256 long-term slots, oldest dropped past that.
+    "moviechat_reference": MemoryConfig(
+        method="moviechat",
+        short_term_len=18,
+        merge_to=2,
+        long_term_len=256,
+        metric="dot",
+        weighting="plain",
+        overflow="drop_oldest",
+        window=8,
+    ),
+}
+
+
+def index_config_hash(decode: DecodeConfig, memory: MemoryConfig) -> str:
+    """The config part of a stored memory's key (the encoder fingerprint is the other)."""
+    blob = json.dumps(
+        {"decode": decode.hashed_dict(), "memory": memory.hashed_dict()}, sort_keys=True
+    ).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSource:
+    """A video file and what probing it found.
+
+    ``video_id`` is derived from the content (see ``pipeline.decode.content_video_id``),
+    never from the path: the same file copied or moved keeps its memories.
+    ``width``/``height`` are the coded size; ``display_size`` applies ``rotation``.
+    """
+
+    video_id: str
+    uri: str
+    size_bytes: int
+    has_video: bool = True
+    duration_s: float | None = None
+    fps: float | None = None  # native average frame rate
+    num_frames: int | None = None  # when the container knows it
+    width: int | None = None
+    height: int | None = None
+    codec: str | None = None
+    rotation: int = 0  # clockwise degrees the player applies: 0, 90, 180, 270
+    probed_with: str = "ffprobe"  # "ffprobe" or "ffmpeg" (no ffprobe available)
+
+    @property
+    def display_size(self) -> tuple[int, int] | None:
+        """(height, width) as shown to a viewer, after rotation."""
+        if self.width is None or self.height is None:
+            return None
+        if self.rotation % 180 == 90:
+            return (self.width, self.height)
+        return (self.height, self.width)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameBatch:
+    """Decoded frames.
+
+    frames:      uint8  [B, H, W, 3]  RGB
+    timestamps:  float64 [B]          seconds from the start of the video
+    frame_index: int64  [B]           index of the source frame at the native rate
+    """
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    frame_index: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class FrameTokens:
+    """Visual tokens of a batch of frames.
+
+    tokens:     float [B, N, D]  N tokens of width D per frame
+    timestamps: float64 [B]      seconds, copied from the FrameBatch
+    embedding:  float [B, E]     pooled per-frame embedding for search (None if the
+                                 encoder has none)
+    """
+
+    tokens: torch.Tensor
+    timestamps: torch.Tensor
+    embedding: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+@dataclass(slots=True)
+class VideoMemory:
+    """A video's consolidated long-term memory: L slots of N tokens of width D.
+
+    tokens:    float16 (stored) [L, N, D]
+    sizes:     int64   [L]   frames merged into each slot (sums to frames_seen, except
+                             slots forgotten by ``overflow="drop_oldest"``)
+    start_s:   float64 [L]   time span each slot covers; spans are ordered and
+    end_s:     float64 [L]   contiguous for the "moviechat" method
+    embedding: float32 [L, E] pooled embedding per slot for search, or None
+    recent_tokens / recent_timestamps: the last ``keep_recent`` raw (unmerged)
+        frames [S, N, D] / [S], for breakpoint-mode questions; may be None.
+    """
+
+    video_id: str
+    tokens: torch.Tensor
+    sizes: torch.Tensor
+    start_s: torch.Tensor
+    end_s: torch.Tensor
+    embedding: torch.Tensor | None
+    encoder_fingerprint: str
+    memory_config: MemoryConfig
+    frames_seen: int
+    recent_tokens: torch.Tensor | None = None
+    recent_timestamps: torch.Tensor | None = None
+    config_hash: str = ""  # index_config_hash(decode, memory) once stored
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
