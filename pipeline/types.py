@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-
 from videomem.pipeline.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is only needed by code that builds these records
