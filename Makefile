@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip "setuptools>=69" wheel
 	$(PIP) install -q $(TORCH_PIP_FLAGS) "$(TORCH_SPEC)"
 	$(PIP) install -q -e '.[dev]'
 	touch $@
