@@ -11,6 +11,10 @@ Design decisions:
   rescale + normalise with the checkpoint's own constants, done on the whole batch
   in torch (no PIL loop, no torchvision).
 * Models are frozen: ``eval()``, ``requires_grad_(False)``, ``torch.inference_mode``.
+* :class:`BatchedEncoder` holds what every family shares (frame checks, batching,
+  CPU float32 output); a family only says how one batch of pixels becomes tokens.
+* Weights are safetensors only; a hub id is resolved offline-first and a missing one
+  fails with an :class:`EncoderError` that names the remedy.
 """
 
 from __future__ import annotations
@@ -144,7 +148,32 @@ def resolve_checkpoint(model: str | os.PathLike[str]) -> tuple[str, bool]:
         return str(p.resolve()), True
     if p.exists():
         raise EncoderError(f"{model}: expected a checkpoint directory, got a file")
-    return str(model), False
+    s = str(model)
+    # A hub id is "name" or "org/name"; anything else that does not exist is a typo'd
+    # directory, and saying so beats a confusing hub error.
+    if p.is_absolute() or s.startswith((".", "~")) or s.count("/") > 1 or "\\" in s:
+        raise EncoderError(f"{model}: no such checkpoint directory")
+    return s, False
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def local_files_only(path: str) -> bool:
+    """Never touch the network for a local directory, nor when HF_HUB_OFFLINE is set."""
+    return Path(path).is_dir() or _offline()
+
+
+def unreachable_hub_error(model: str, cause: BaseException | None = None) -> EncoderError:
+    """The error for a hub id that is neither a directory nor fetchable; names the remedy."""
+    why = f" ({cause})" if cause is not None else ""
+    return EncoderError(
+        f"cannot load model {model!r}: it is not a local directory and could not be "
+        "fetched from the Hugging Face hub (offline, or not cached). Pass a local "
+        "checkpoint directory (e.g. one saved with save_pretrained or downloaded "
+        "with `huggingface-cli download`), or populate the HF cache (HF_HOME) first." + why
+    )
 
 
 def load_config(model: str | os.PathLike[str], trust_remote_code: bool = False) -> Any:
@@ -158,19 +187,60 @@ def load_config(model: str | os.PathLike[str], trust_remote_code: bool = False) 
             trust_remote_code=trust_remote_code,
             local_files_only=local or _offline(),
         )
-    except OSError as e:
-        if local:
-            raise EncoderError(f"{path}: not a Hugging Face checkpoint directory ({e})") from e
-        raise EncoderError(
-            f"cannot load model {model!r}: it is not a local directory and could not be "
-            "fetched from the Hugging Face hub (offline, or not cached). Pass a local "
-            "checkpoint directory (e.g. one saved with save_pretrained or downloaded "
-            "with `huggingface-cli download`), or populate the HF cache (HF_HOME) first."
-        ) from e
+    except (OSError, ValueError) as e:
+        # ValueError: a config.json without a model_type transformers knows
+        if local or isinstance(e, ValueError):
+            raise EncoderError(f"{path}: not a usable Hugging Face checkpoint ({e})") from e
+        raise unreachable_hub_error(str(model)) from e
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+#: why a checkpoint without safetensors weights is refused, and the remedy
+SAFETENSORS_ONLY = (
+    "videomem reads safetensors weights only (pickled .bin files can run code when "
+    "loaded); convert once with transformers: from_pretrained(dir, "
+    "use_safetensors=False) then save_pretrained(new_dir)."
+)
+
+
+def load_pretrained(class_name: str, path: str, settings: LoadSettings, **kwargs: Any) -> Any:
+    """``transformers.<class_name>.from_pretrained`` the videomem way: safetensors only,
+    remote code only if asked, offline for local directories, frozen, on device/dtype.
+
+    Failures become :class:`EncoderError` with the reason (e.g. only ``.bin`` weights).
+    """
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    cls = getattr(transformers, class_name)
+    # transformers draws a "Loading weights" bar per load; a job loads one encoder
+    # per worker and logs its own progress, so keep the bar out of job logs.
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = cls.from_pretrained(
+            path,
+            use_safetensors=True,
+            trust_remote_code=settings.trust_remote_code,
+            local_files_only=local_files_only(path),
+            dtype=settings.dtype,
+            **kwargs,
+        )
+    except (OSError, ValueError) as e:
+        if not Path(path).is_dir() and "safetensors" not in str(e):
+            raise unreachable_hub_error(path, e) from e
+        raise EncoderError(f"{path}: cannot load {class_name} ({e}). {SAFETENSORS_ONLY}") from e
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    if isinstance(model, tuple):  # output_loading_info=True
+        model, info = model
+        return freeze(model, settings.device), info
+    return freeze(model, settings.device)
+
+
+def freeze(module: torch.nn.Module, device: torch.device) -> Any:
+    """eval mode, no gradients, on ``device`` (dtype is left as loaded)."""
+    return module.eval().requires_grad_(False).to(device)
 
 
 def load_encoder(
@@ -187,6 +257,8 @@ def load_encoder(
     ``options`` are family-specific (e.g. ``layer=-2, pool=4`` for CLIP/SigLIP) and
     are part of the encoder's fingerprint.
     """
+    if batch_size < 1:
+        raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
     config = load_config(model, trust_remote_code=trust_remote_code)
     model_type = getattr(config, "model_type", None)
     module = FAMILY_MODULES.get(str(model_type))
@@ -208,6 +280,15 @@ def load_encoder(
     return _FACTORIES[str(model_type)](path, config, settings, **options)
 
 
+def reject_unknown_options(family: str, unknown: dict[str, Any], known: Sequence[str]) -> None:
+    """Family factories take ``**options``; a typo must fail loudly, not be ignored."""
+    if unknown:
+        raise EncoderError(
+            f"{family}: unknown encoder option(s) {sorted(unknown)}; "
+            f"this family accepts {sorted(known)}"
+        )
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -216,8 +297,8 @@ def fingerprint(
 ) -> str:
     """A stable string naming the exact encoder: same string <=> same tokens.
 
-    ``weights_id`` identifies the weights without hashing gigabytes (e.g. the
-    safetensors files' names, sizes and mtimes, or a hub commit hash).
+    ``weights_id`` identifies the weights without hashing gigabytes (see
+    :func:`weights_identity`).
     """
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     for k in ("_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"):
@@ -234,13 +315,54 @@ def fingerprint(
     return ":".join(parts)
 
 
-def weights_identity(path: str) -> str:
-    """Names, sizes and modification times of a local checkpoint's weight files."""
+#: bytes read per sample and samples per file by :func:`weights_identity`
+_SAMPLE_BYTES = 4096
+_SAMPLES = 16
+
+
+def weights_identity(path: str, commit: str | None = None) -> str:
+    """A content identity of a checkpoint's weights that is cheap on gigabyte files.
+
+    Local directory: per ``*.safetensors`` file its name, size, the SHA-256 of its
+    JSON header (tensor names, dtypes, shapes, offsets) and of 16 evenly spaced 4 KiB
+    samples of the data. It reads ~64 KiB per file, and unlike modification times
+    it survives copying the checkpoint to another machine, so every worker of a
+    cluster computes the same fingerprint. Hub id: ``id@commit`` (pass the config's
+    ``_commit_hash``), which names the weights exactly.
+    """
     p = Path(path)
     if not p.is_dir():
-        return path
-    files = sorted(p.glob("*.safetensors"))
-    return ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
+        return f"{path}@{commit}" if commit else path
+    parts = []
+    for f in sorted(p.glob("*.safetensors")):
+        h = hashlib.sha256()
+        size = f.stat().st_size
+        with f.open("rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            h.update(fh.read(min(n, size)))
+            for i in range(_SAMPLES):
+                fh.seek(max(0, (size - _SAMPLE_BYTES) * i // max(1, _SAMPLES - 1)))
+                h.update(fh.read(_SAMPLE_BYTES))
+        parts.append(f"{f.name}:{size}:{h.hexdigest()[:16]}")
+    return ";".join(parts)
+
+
+def as_frame_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] as a torch tensor without a copy when possible."""
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        # Frames read from ffmpeg's pipe are read-only views; torch warns on those
+        # (it cannot promise not to write). We never write into them, so wrapping is
+        # safe — but keep torch quiet without copying the batch.
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.from_numpy(frames)
+    else:
+        x = torch.as_tensor(frames)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise EncoderError(f"expected uint8 frames [B, H, W, 3], got {x.dtype} {tuple(x.shape)}")
+    return x
 
 
 def to_pixel_tensor(
@@ -253,12 +375,11 @@ def to_pixel_tensor(
 ) -> torch.Tensor:
     """uint8 [B, H, W, 3] -> normalised float [B, 3, H, W], on the whole batch.
 
-    Rescale and normalise happen in float32 (as the reference processors do) and the
+    The uint8 batch is moved to ``device`` first (4x less to transfer than floats);
+    rescale and normalise happen in float32 (as the reference processors do) and the
     result is cast to the model dtype last.
     """
-    x = torch.as_tensor(frames)
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-        raise EncoderError(f"expected uint8 frames [B, H, W, 3], got {x.dtype} {tuple(x.shape)}")
+    x = as_frame_tensor(frames)
     if device is not None:
         x = x.to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).to(torch.float32) * rescale
@@ -274,3 +395,141 @@ def timestamps_tensor(timestamps: Sequence[float] | None, n: int) -> torch.Tenso
     if t.shape != (n,):
         raise EncoderError(f"expected {n} timestamps, got shape {tuple(t.shape)}")
     return t
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a checkpoint's image processor does to a frame already at ``input_size``:
+    rescale, then normalise. Resizing/cropping is ffmpeg's job (and is the identity
+    for frames at ``input_size``, which the parity tests check)."""
+
+    input_size: tuple[int, int]  # (H, W)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    rescale: float
+
+    def pixels(
+        self, frames: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """uint8 [B, H, W, 3] -> float [B, 3, H, W] on ``device`` in ``dtype``."""
+        return to_pixel_tensor(frames, self.mean, self.std, self.rescale, device, dtype)
+
+
+def processor_input_size(image_processor: Any) -> tuple[int, int]:
+    """(H, W) the processor feeds the model: the crop if it crops, else the resize
+    target. Frames scaled to exactly this size pass its resize/crop unchanged."""
+
+    def get(size: Any, key: str) -> Any:
+        return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+    if getattr(image_processor, "do_center_crop", False):
+        crop = getattr(image_processor, "crop_size", None)
+        if crop is not None and get(crop, "height") and get(crop, "width"):
+            return int(get(crop, "height")), int(get(crop, "width"))
+    size = getattr(image_processor, "size", None)
+    if size is not None:
+        if get(size, "height") and get(size, "width"):
+            return int(get(size, "height")), int(get(size, "width"))
+        if get(size, "shortest_edge"):
+            edge = int(get(size, "shortest_edge"))
+            return edge, edge
+    raise EncoderError(f"cannot tell the input size from {type(image_processor).__name__}")
+
+
+def load_image_spec(path: str, settings: LoadSettings) -> ImageSpec:
+    """The checkpoint's own preprocessing constants, read through its image processor
+    with the PIL backend (so torchvision is never needed), defaults included."""
+    from transformers import AutoImageProcessor
+
+    try:
+        proc = AutoImageProcessor.from_pretrained(
+            path,
+            backend="pil",
+            trust_remote_code=settings.trust_remote_code,
+            local_files_only=local_files_only(path),
+        )
+    except (OSError, ValueError) as e:
+        raise EncoderError(f"{path}: cannot load the image processor ({e})") from e
+    rescale = float(proc.rescale_factor) if getattr(proc, "do_rescale", True) else 1.0
+    if getattr(proc, "do_normalize", True):
+        mean, std = proc.image_mean, proc.image_std
+    else:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return ImageSpec(
+        input_size=processor_input_size(proc),
+        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+        std=(float(std[0]), float(std[1]), float(std[2])),
+        rescale=rescale,
+    )
+
+
+# --------------------------------------------------------------------------- shared encode
+
+
+class BatchedEncoder:
+    """What every family shares: frame checks, batching, ``inference_mode``, output
+    as CPU float32. A family sets the attributes below and implements
+    :meth:`_encode_pixels`.
+    """
+
+    input_size: tuple[int, int]
+    tokens_per_frame: int
+    dim: int
+    embed_dim: int
+    fingerprint: str
+    settings: LoadSettings
+    image_spec: ImageSpec
+
+    def _encode_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """pixels: [b, 3, H, W] in the model dtype on the model device ->
+        (tokens [b, N, D], embedding [b, E] or None), any dtype/device."""
+        raise NotImplementedError
+
+    def pixels(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 [B, H, W, 3] -> the model's pixel input [B, 3, H, W] (device, dtype)."""
+        return self.image_spec.pixels(frames, self.settings.device, self.settings.dtype)
+
+    def encode(
+        self, frames: np.ndarray | torch.Tensor, timestamps: Sequence[float] | None = None
+    ) -> FrameTokens:
+        """frames: uint8 [B, H, W, 3] RGB at ``input_size``; timestamps [B] seconds.
+
+        Returns ``FrameTokens`` with tokens [B, N, D] and embedding [B, E], CPU float32,
+        computed in chunks of ``settings.batch_size`` frames.
+        """
+        x = as_frame_tensor(frames)
+        b, h, w = (int(s) for s in x.shape[:3])
+        if (h, w) != tuple(self.input_size):
+            raise EncoderError(
+                f"frames are {h}x{w} but this encoder takes {self.input_size[0]}x"
+                f"{self.input_size[1]} (H x W); decode with size=encoder.input_size"
+            )
+        ts = timestamps_tensor(timestamps, b)
+        tokens: list[torch.Tensor] = []
+        embeds: list[torch.Tensor] = []
+        has_embedding = True
+        with torch.inference_mode():
+            for i in range(0, b, self.settings.batch_size):
+                tok, emb = self._encode_pixels(self.pixels(x[i : i + self.settings.batch_size]))
+                tokens.append(tok.to("cpu", torch.float32))
+                if emb is None:
+                    has_embedding = False
+                else:
+                    embeds.append(emb.to("cpu", torch.float32))
+        if b == 0:
+            return FrameTokens(
+                tokens=torch.zeros(0, self.tokens_per_frame, self.dim),
+                timestamps=ts,
+                embedding=torch.zeros(0, self.embed_dim),
+            )
+        return FrameTokens(
+            tokens=torch.cat(tokens),
+            timestamps=ts,
+            embedding=torch.cat(embeds) if has_embedding else None,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.fingerprint})"

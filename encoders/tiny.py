@@ -56,5 +56,443 @@ def tiny_checkpoint(family: str = "llava", cache_dir: str | Path | None = None) 
 
 # ------------------------------------------------------------------ CLIP, SigLIP, BLIP-2
 
+#: tiny vision towers: 32x32 images in 8x8 patches -> a 4x4 grid of 16 patch tokens;
+#: three layers, so "penultimate" and "last" layer tokens differ
+_TINY_VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+)
+
+
+def _byte_bpe(
+    specials: list[str], end_of_word: str = ""
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A tiny byte-level BPE vocabulary: the 256 byte symbols (so any text encodes,
+    as with the real CLIP/GPT-2 vocabularies), their end-of-word forms when the
+    tokenizer uses them, and a few merges so multi-byte tokens exist too."""
+    from tokenizers import pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab: dict[str, int] = {}
+    ends = [a + end_of_word for a in alphabet] if end_of_word else []
+    for tok in [*specials, *alphabet, *ends]:
+        vocab.setdefault(tok, len(vocab))
+    merges = []
+    for a, b in [("t", "h"), ("th", "e"), ("c", "a"), ("ca", "t"), ("d", "o"), ("do", "g")]:
+        if b in ("e", "t", "g") and end_of_word:
+            b += end_of_word
+        merges.append((a, b))
+        vocab.setdefault(a + b, len(vocab))
+    return vocab, merges
+
+
+@_tiny("clip")
+def build_tiny_clip(out: Path) -> Path:
+    """CLIPModel (vision + text towers) with CLIPProcessor (PIL image processor +
+    byte-level BPE CLIPTokenizer)."""
+    import torch
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessorPil,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
+
+    vocab, merges = _byte_bpe(["<|startoftext|>", "<|endoftext|>"], end_of_word="</w>")
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)
+    config = CLIPConfig(
+        vision_config=_TINY_VISION,
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        projection_dim=24,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).eval().save_pretrained(out)
+    images = CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out)
+    return out
+
+
+def _tiny_unigram_tokenizer(max_length: int) -> object:
+    """A SentencePiece-style (Unigram, "▁" word marker, "</s>" appended) fast tokenizer.
+
+    Real SigLIP checkpoints ship a SentencePiece ``spiece.model`` that needs the
+    ``sentencepiece`` package; this tiny one is built with ``tokenizers`` alone and
+    saved as ``tokenizer.json`` so tests need nothing extra.
+    """
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(c, -3.0) for c in string.ascii_lowercase + string.digits + string.punctuation]
+    words = ["a", "the", "cat", "dog", "photo", "of", "video", "frame"]
+    pieces += [("▁" + w, -1.0) for w in words]
+    tk = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    tk.normalizer = normalizers.Sequence(
+        [normalizers.Lowercase(), normalizers.Replace(" ", "▁"), normalizers.Prepend("▁")]
+    )
+    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    tk.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    tk.decoder = decoders.Metaspace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        pad_token="</s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=max_length,
+    )
+
+
+@_tiny("siglip")
+def build_tiny_siglip(out: Path) -> Path:
+    """SiglipModel (vision tower with attention-pooling head + text tower) with
+    SiglipImageProcessorPil and a Unigram tokenizer (see above)."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
+
+    tokenizer = _tiny_unigram_tokenizer(max_length=16)
+    config = SiglipConfig(
+        vision_config=_TINY_VISION,
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=None,  # SigLIP's tokenizer adds no BOS
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+    )
+    torch.manual_seed(0)
+    SiglipModel(config).eval().save_pretrained(out)
+    SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)
+    tokenizer.save_pretrained(out)  # type: ignore[attr-defined]
+    return out
+
+
+@_tiny("blip2")
+def build_tiny_blip2(out: Path) -> Path:
+    """Blip2ForConditionalGeneration (ViT + Q-Former with 8 queries + tiny OPT) with
+    Blip2Processor (BlipImageProcessorPil + byte-level BPE GPT2Tokenizer, as OPT uses).
+
+    The processor adds the ``<image>`` token; its id goes into the config as
+    ``image_token_index`` so the native forward finds the query positions.
+    """
+    import torch
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessorPil,
+        GPT2Tokenizer,
+        OPTConfig,
+    )
+
+    vocab, merges = _byte_bpe(["<pad>", "</s>", "<unk>"])
+    tokenizer = GPT2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        bos_token="</s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        add_bos_token=True,
+    )
+    images = BlipImageProcessorPil(size={"height": 32, "width": 32})
+    processor = Blip2Processor(image_processor=images, tokenizer=tokenizer, num_query_tokens=8)
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    text = OPTConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=40,
+        ffn_dim=80,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        word_embed_proj_dim=40,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = Blip2Config(
+        vision_config=_TINY_VISION,
+        qformer_config=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            encoder_hidden_size=_TINY_VISION["hidden_size"],
+            cross_attention_frequency=1,
+        ),
+        text_config=text.to_dict(),
+        num_query_tokens=8,
+        image_token_index=image_token_id,
+    )
+    torch.manual_seed(0)
+    Blip2ForConditionalGeneration(config).eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
 
 # ------------------------------------------------------------------ LLaVA, LLaVA-OneVision, SmolVLM
+
+#: words of the tiny tokenizers' vocabulary (after the special tokens); enough for
+#: prompts like "user : <image> what happens in this video ? assistant :"
+_TINY_WORDS = [
+    *["a", "the", "video", "frame", "what", "is", "in", "this", "happens", "describe"],
+    *["question", "answer", "user", "assistant", ":", ".", "?", ",", "and", "of", "to"],
+]
+
+
+def _tiny_tokenizer(image_tokens: tuple[str, ...]) -> object:
+    """A word-level fast tokenizer built offline with the ``tokenizers`` library.
+
+    Special tokens first (ids 0..), so the image token ids are small and stable.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>", *image_tokens]
+    vocab = {t: i for i, t in enumerate([*specials, *_TINY_WORDS])}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        additional_special_tokens=list(image_tokens),
+    )
+
+
+def _tiny_llama(vocab_size: int, hidden: int = 32) -> object:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=3,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def _tiny_clip_vision(image_size: int, patch: int, hidden: int = 32) -> object:
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch,
+    )
+
+
+@_tiny("llava")
+def _build_llava(out: Path) -> Path:
+    """LLaVA-1.5 layout: CLIP vision tower (layer -2, CLS dropped) + 2-layer MLP
+    projector + Llama. 32x32 frames, patch 8 -> 16 tokens of width 32 per frame."""
+    import torch
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    torch.manual_seed(0)
+    tok = _tiny_tokenizer(("<image>",))
+    image_size, patch = 32, 8
+    config = LlavaConfig(
+        vision_config=_tiny_clip_vision(image_size, patch),
+        text_config=_tiny_llama(len(tok)),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    model = LlavaForConditionalGeneration(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    processor.save_pretrained(out)
+    return out
+
+
+def _tiny_siglip_vision(image_size: int, patch: int, hidden: int = 32) -> object:
+    from transformers import SiglipVisionConfig
+
+    return SiglipVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch,
+    )
+
+
+@_tiny("llava_onevision")
+def _build_llava_onevision(out: Path) -> Path:
+    """LLaVA-OneVision layout: SigLIP tower (last layer, all patches) + projector +
+    Llama (real ones use Qwen2). 48x48 frames, patch 8 -> 6x6 patches, pooled 2x2 by
+    the video path -> 9 tokens of width 32 per frame."""
+    import torch
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    torch.manual_seed(0)
+    tok = _tiny_tokenizer(("<image>", "<video>"))
+    image_size, patch = 48, 8
+    pinpoints = [[image_size, image_size], [image_size, 2 * image_size]]
+    config = LlavaOnevisionConfig(
+        vision_config=_tiny_siglip_vision(image_size, patch),
+        text_config=_tiny_llama(len(tok)),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        image_grid_pinpoints=pinpoints,
+    )
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    image_processor = LlavaOnevisionImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        image_grid_pinpoints=pinpoints,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    # No processor/video processor: transformers' video processors need torchvision
+    # and LlavaOnevisionProcessor refuses to be built without one. Frames are
+    # normalised with the image processor's constants (the same in real OneVision
+    # checkpoints).
+    image_processor.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@_tiny("llava_next_video")
+def _build_llava_next_video(out: Path) -> Path:
+    """LLaVA-NeXT-Video layout: CLIP tower (layer -2, CLS dropped), 2x2 average
+    pooling, projector, Llama. 32x32 frames, patch 8 -> 4x4 -> 4 tokens per frame."""
+    import torch
+    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    torch.manual_seed(0)
+    tok = _tiny_tokenizer(("<image>", "<video>"))
+    image_size, patch = 32, 8
+    config = LlavaNextVideoConfig(
+        vision_config=_tiny_clip_vision(image_size, patch),
+        text_config=_tiny_llama(len(tok)),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"),
+        image_grid_pinpoints=[[image_size, image_size]],
+        image_seq_length=(image_size // patch) ** 2,
+        video_seq_length=(image_size // patch // 2) ** 2,
+    )
+    model = LlavaNextVideoForConditionalGeneration(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    # Frames use the CLIP constants, as LLaVA-NeXT-Video's video processor does.
+    CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    ).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+#: special tokens of SmolVLM/Idefics3 prompts
+_IDEFICS_TOKENS = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>")
+
+
+def _build_idefics(out: Path, family: str) -> Path:
+    """SmolVLM / Idefics3 layout: SigLIP-style tower + pixel-shuffle connector
+    (scale 2) + Llama. 32x32 frames, patch 8 -> 4x4 patches -> 4 tokens of width 32.
+    Image splitting is off: a frame is one image at the encoder's base size."""
+    import importlib
+
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    tok = _tiny_tokenizer(_IDEFICS_TOKENS)
+    image_size, patch = 32, 8
+    prefix = "SmolVLM" if family == "smolvlm" else "Idefics3"
+    vision = getattr(transformers, f"{prefix}VisionConfig")(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch,
+    )
+    config = getattr(transformers, f"{prefix}Config")(
+        vision_config=vision,
+        text_config=_tiny_llama(len(tok)),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+    )
+    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    module = "smolvlm" if family == "smolvlm" else "idefics3"
+    pil = getattr(
+        importlib.import_module(f"transformers.models.{module}.image_processing_pil_{module}"),
+        f"{prefix}ImageProcessorPil",
+    )
+    # SmolVLM's processor needs a torchvision video processor, so only the image
+    # processor and tokenizer are saved (that is all the encoder reads).
+    pil(
+        size={"longest_edge": image_size},
+        max_image_size={"longest_edge": image_size},
+        do_image_splitting=False,
+    ).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@_tiny("smolvlm")
+def _build_smolvlm(out: Path) -> Path:
+    return _build_idefics(out, "smolvlm")
+
+
+@_tiny("idefics3")
+def _build_idefics3(out: Path) -> Path:
+    return _build_idefics(out, "idefics3")
