@@ -19,6 +19,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import json
@@ -243,6 +244,34 @@ def freeze(module: torch.nn.Module, device: torch.device) -> Any:
     return module.eval().requires_grad_(False).to(device)
 
 
+def vision_only_config(config: Any) -> Any:
+    """A copy of a VLM config whose language model has no decoder layers, so
+    ``from_pretrained`` skips (never materialises) the LM's layer weights."""
+    cfg = copy.deepcopy(config)
+    text = cfg.text_config
+    text.num_hidden_layers = 0
+    if getattr(text, "layer_types", None) is not None:
+        text.layer_types = []
+    return cfg
+
+
+def load_vlm(class_name: str, path: str, config: Any, settings: LoadSettings) -> Any:
+    """:func:`load_pretrained` of a whole VLM (``*ForConditionalGeneration``) with its
+    language model's decoder layers skipped (:func:`vision_only_config`): a 7B VLM
+    costs its vision tower, projector and embedding/head matrices, not 7B
+    parameters. ``config`` (the checkpoint's own) is left untouched."""
+    from transformers.utils import logging as hf_logging
+
+    # The skipped LM layers show up as "unexpected keys" in transformers' load
+    # report; that is by design here, so keep the report quiet during this load.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return load_pretrained(class_name, path, settings, config=vision_only_config(config))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_encoder(
     model: str | os.PathLike[str],
     device: str | torch.device | None = None,
@@ -280,12 +309,15 @@ def load_encoder(
     return _FACTORIES[str(model_type)](path, config, settings, **options)
 
 
-def reject_unknown_options(family: str, unknown: dict[str, Any], known: Sequence[str]) -> None:
-    """Family factories take ``**options``; a typo must fail loudly, not be ignored."""
+def reject_unknown_options(
+    family: str, unknown: dict[str, Any], known: Sequence[str], hint: str = ""
+) -> None:
+    """Family factories take ``**options``; a typo must fail loudly, not be ignored.
+    ``hint`` says why a family accepts what it does (e.g. nothing)."""
     if unknown:
         raise EncoderError(
-            f"{family}: unknown encoder option(s) {sorted(unknown)}; "
-            f"this family accepts {sorted(known)}"
+            f"{family}: unknown encoder options {sorted(unknown)}; "
+            f"this family accepts {sorted(known)}" + (f" ({hint})" if hint else "")
         )
 
 
@@ -439,9 +471,17 @@ def processor_input_size(image_processor: Any) -> tuple[int, int]:
     raise EncoderError(f"cannot tell the input size from {type(image_processor).__name__}")
 
 
-def load_image_spec(path: str, settings: LoadSettings) -> ImageSpec:
+def load_image_spec(
+    path: str,
+    settings: LoadSettings,
+    input_size: Callable[[Any], tuple[int, int]] = processor_input_size,
+) -> ImageSpec:
     """The checkpoint's own preprocessing constants, read through its image processor
-    with the PIL backend (so torchvision is never needed), defaults included."""
+    with the PIL backend (so torchvision is never needed), defaults included.
+
+    ``input_size(image_processor) -> (H, W)`` is the frame size; a family whose frames
+    do not take the processor's still-image path (e.g. SmolVLM) passes its own.
+    """
     from transformers import AutoImageProcessor
 
     try:
@@ -459,7 +499,7 @@ def load_image_spec(path: str, settings: LoadSettings) -> ImageSpec:
     else:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     return ImageSpec(
-        input_size=processor_input_size(proc),
+        input_size=input_size(proc),
         mean=(float(mean[0]), float(mean[1]), float(mean[2])),
         std=(float(std[0]), float(std[1]), float(std[2])),
         rescale=rescale,
@@ -504,7 +544,7 @@ class BatchedEncoder:
         b, h, w = (int(s) for s in x.shape[:3])
         if (h, w) != tuple(self.input_size):
             raise EncoderError(
-                f"frames are {h}x{w} but this encoder takes {self.input_size[0]}x"
+                f"frames are {h}x{w} but this encoder needs {self.input_size[0]}x"
                 f"{self.input_size[1]} (H x W); decode with size=encoder.input_size"
             )
         ts = timestamps_tensor(timestamps, b)

@@ -19,27 +19,27 @@ number of frames for a checkpoint whose mean makes a flat frame normalise to 0.
 With no such frame both paths are the same computation (tests check this).
 
 Loading, preprocessing and the pooled embedding follow :mod:`videomem.encoders.llava`
-(LM decoder layers skipped at load; rescale + normalise in torch with the
-checkpoint's constants; embedding = mean of the N tokens, E = D).
+(LM decoder layers skipped at load by :func:`~videomem.encoders.base.load_vlm`;
+rescale + normalise in torch with the checkpoint's constants; embedding = mean of
+the N tokens, E = D).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from videomem.encoders.base import (
+    BatchedEncoder,
     LoadSettings,
     fingerprint,
+    load_image_spec,
+    load_vlm,
     register,
-    to_pixel_tensor,
+    reject_unknown_options,
     weights_identity,
 )
-from videomem.encoders.llava import encode_in_batches, load_image_processor, load_vlm
 from videomem.pipeline.errors import EncoderError
-from videomem.pipeline.types import FrameTokens
 
 _CLASSES = {
     "smolvlm": "SmolVLMForConditionalGeneration",
@@ -47,87 +47,69 @@ _CLASSES = {
 }
 
 
-def _longest_edge(size: Any) -> int | None:
-    if size is None:
-        return None
-    get = size.get if hasattr(size, "get") else lambda k: getattr(size, k, None)
-    v = get("longest_edge")
-    return int(v) if v else None
+def _frame_size(image_processor: Any, config: Any) -> tuple[int, int]:
+    """(L, L): the vision encoder's own size, ``max_image_size["longest_edge"]`` (the
+    config's ``vision_config.image_size`` if the processor does not say), which is
+    what SmolVLM's video path resizes every frame to."""
+    size = getattr(image_processor, "max_image_size", None)
+    edge = (
+        size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None)
+    )
+    edge = int(edge) if edge else int(config.vision_config.image_size)
+    return edge, edge
 
 
-class SmolVLMEncoder:
+class SmolVLMEncoder(BatchedEncoder):
     """Frames -> connector output, tokens [B, N, D]; embedding [B, D] (mean)."""
 
+    #: uint8 [B, L, L, 3] -> the model's pixel input [B, 3, L, L], under transformers' name
+    pixel_values = BatchedEncoder.pixels
+
     def __init__(self, path: str, config: Any, settings: LoadSettings, **options: Any) -> None:
-        if options:
-            raise EncoderError(
-                f"{config.model_type}: unknown encoder options {sorted(options)}; the tokens "
-                "are fixed by the checkpoint's config"
-            )
+        reject_unknown_options(
+            config.model_type, options, (), "the tokens are fixed by the checkpoint's config"
+        )
         self.model_type: str = config.model_type
         self.settings = settings
-        self.dtype = settings.dtype
-        self.batch_size = max(1, int(settings.batch_size))
+        self.image_spec = load_image_spec(path, settings, lambda proc: _frame_size(proc, config))
+        self.input_size = self.image_spec.input_size
+        spec = self.image_spec  # bench/encode.py builds its reference pixels from these
+        self._mean, self._std, self._rescale = spec.mean, spec.std, spec.rescale
 
-        proc = load_image_processor(path, settings.trust_remote_code)
-        edge = _longest_edge(getattr(proc, "max_image_size", None))
-        edge = edge or int(config.vision_config.image_size)
-        self.input_size: tuple[int, int] = (edge, edge)
-        self._mean = [float(v) for v in proc.image_mean]
-        self._std = [float(v) for v in proc.image_std]
-        self._rescale = float(getattr(proc, "rescale_factor", 1 / 255))
-
-        vlm = load_vlm(_CLASSES[self.model_type], path, config, settings)
-        core = vlm.model
+        core = load_vlm(_CLASSES[self.model_type], path, config, settings).model
         core.text_model = None  # decoder-less after load_vlm; not needed
         self._vision = core.vision_model
         self._connector = core.connector
 
+        edge = self.input_size[0]
         patch = int(config.vision_config.patch_size)
         if edge % patch:
             raise EncoderError(f"input size {edge} is not a multiple of the patch size {patch}")
         side = edge // patch
         self._patch_mask = torch.ones(1, side, side, dtype=torch.bool, device=settings.device)
-        self.tokens_per_frame: int = side * side // int(config.scale_factor) ** 2
-        self.dim: int = int(config.text_config.hidden_size)
-        self.embed_dim: int = self.dim
-        self.fingerprint: str = fingerprint(
+        self.tokens_per_frame = side * side // int(config.scale_factor) ** 2
+        self.dim = int(config.text_config.hidden_size)
+        self.embed_dim = self.dim
+        self.fingerprint = fingerprint(
             settings.source,
             config,
-            self.dtype,
-            weights_identity(path),
+            settings.dtype,
+            weights_identity(path, getattr(config, "_commit_hash", None)),
             family=self.model_type,
             path="frame",
             pooled="mean",
         )
 
-    def _features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels [b, 3, L, L] (model dtype, device) -> tokens [b, N, D]."""
+    def _encode_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels [b, 3, L, L] (model dtype, device) -> (tokens [b, N, D],
+        embedding [b, D] = mean of tokens)."""
         # All-ones pixel mask, as the model builds when no pixel_attention_mask is given.
         mask = self._patch_mask.expand(pixels.shape[0], -1, -1)
         hidden = self._vision(
             pixel_values=pixels, patch_attention_mask=mask, return_dict=True
         ).last_hidden_state
-        return self._connector(hidden)
-
-    def pixel_values(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 [B, L, L, 3] -> normalised [B, 3, L, L] in the model dtype, on device."""
-        x = torch.as_tensor(frames)
-        if x.ndim == 4 and tuple(x.shape[1:3]) != self.input_size:
-            raise EncoderError(
-                f"frames are {tuple(x.shape[1:3])}, this encoder needs {self.input_size} "
-                "(scale them in the decoder)"
-            )
-        return to_pixel_tensor(
-            x, self._mean, self._std, self._rescale, device=self.settings.device, dtype=self.dtype
-        )
-
-    def encode(
-        self, frames: np.ndarray | torch.Tensor, timestamps: Sequence[float] | None = None
-    ) -> FrameTokens:
-        """frames uint8 [B, L, L, 3] -> tokens [B, N, D] and embedding [B, D], float32
-        on the CPU; runs in chunks of ``batch_size`` frames."""
-        return encode_in_batches(self, frames, timestamps, self.batch_size, self._features)
+        tokens = self._connector(hidden)
+        return tokens, tokens.float().mean(dim=1)
 
 
 @register(*_CLASSES)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 TinyBuilder = Callable[[Path], Path]
 TINY_BUILDERS: dict[str, TinyBuilder] = {}
@@ -56,16 +57,48 @@ def tiny_checkpoint(family: str = "llava", cache_dir: str | Path | None = None) 
 
 # ------------------------------------------------------------------ CLIP, SigLIP, BLIP-2
 
-#: tiny vision towers: 32x32 images in 8x8 patches -> a 4x4 grid of 16 patch tokens;
-#: three layers, so "penultimate" and "last" layer tokens differ
-_TINY_VISION = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    image_size=32,
-    patch_size=8,
-)
+
+def _tiny_vit(image_size: int, patch: int, layers: int = 2, heads: int = 2) -> dict[str, Any]:
+    """A tiny ViT (width 32, MLP 64) as keyword arguments of any of transformers'
+    vision configs: CLIP, SigLIP, BLIP-2, Idefics3 and SmolVLM towers name them alike."""
+    return dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=patch,
+    )
+
+
+#: tiny vision towers of CLIP, SigLIP, BLIP-2: 32x32 images in 8x8 patches -> a 4x4
+#: grid of 16 patch tokens; three layers, so "penultimate" and "last" layer tokens differ
+_TINY_VISION = _tiny_vit(32, 8, layers=3, heads=4)
+
+
+def _tiny_text_tower(vocab_size: int, **token_ids: int | None) -> dict[str, Any]:
+    """The text tower of the tiny CLIP/SigLIP: two layers as wide as the vision
+    tower, 16 positions; ``token_ids`` are its bos/eos/pad ids."""
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=16,
+        **token_ids,
+    )
+
+
+def _clip_image_processor(image_size: int) -> Any:
+    """CLIP's PIL image processor (resize shortest edge + centre crop) at ``image_size``;
+    LLaVA and LLaVA-NeXT-Video frames use the same one."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
 
 
 def _byte_bpe(
@@ -95,25 +128,14 @@ def build_tiny_clip(out: Path) -> Path:
     """CLIPModel (vision + text towers) with CLIPProcessor (PIL image processor +
     byte-level BPE CLIPTokenizer)."""
     import torch
-    from transformers import (
-        CLIPConfig,
-        CLIPImageProcessorPil,
-        CLIPModel,
-        CLIPProcessor,
-        CLIPTokenizer,
-    )
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     vocab, merges = _byte_bpe(["<|startoftext|>", "<|endoftext|>"], end_of_word="</w>")
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)
     config = CLIPConfig(
         vision_config=_TINY_VISION,
-        text_config=dict(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=16,
+        text_config=_tiny_text_tower(
+            len(vocab),
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
@@ -122,9 +144,7 @@ def build_tiny_clip(out: Path) -> Path:
     )
     torch.manual_seed(0)
     CLIPModel(config).eval().save_pretrained(out)
-    images = CLIPImageProcessorPil(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
+    images = _clip_image_processor(32)
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out)
     return out
 
@@ -173,13 +193,8 @@ def build_tiny_siglip(out: Path) -> Path:
     tokenizer = _tiny_unigram_tokenizer(max_length=16)
     config = SiglipConfig(
         vision_config=_TINY_VISION,
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=16,
+        text_config=_tiny_text_tower(
+            len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=None,  # SigLIP's tokenizer adds no BOS
             eos_token_id=tokenizer.eos_token_id,
@@ -306,32 +321,23 @@ def _tiny_llama(vocab_size: int, hidden: int = 32) -> object:
     )
 
 
-def _tiny_clip_vision(image_size: int, patch: int, hidden: int = 32) -> object:
-    from transformers import CLIPVisionConfig
-
-    return CLIPVisionConfig(
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch,
-    )
-
-
 @_tiny("llava")
 def _build_llava(out: Path) -> Path:
     """LLaVA-1.5 layout: CLIP vision tower (layer -2, CLS dropped) + 2-layer MLP
     projector + Llama. 32x32 frames, patch 8 -> 16 tokens of width 32 per frame."""
     import torch
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     torch.manual_seed(0)
     tok = _tiny_tokenizer(("<image>",))
     image_size, patch = 32, 8
     config = LlavaConfig(
-        vision_config=_tiny_clip_vision(image_size, patch),
+        vision_config=CLIPVisionConfig(**_tiny_vit(image_size, patch)),
         text_config=_tiny_llama(len(tok)),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-2,
@@ -339,12 +345,8 @@ def _build_llava(out: Path) -> Path:
     )
     model = LlavaForConditionalGeneration(config).eval()
     model.save_pretrained(out, safe_serialization=True)
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-    )
     processor = LlavaProcessor(
-        image_processor=image_processor,
+        image_processor=_clip_image_processor(image_size),
         tokenizer=tok,
         patch_size=patch,
         vision_feature_select_strategy="default",
@@ -354,26 +356,17 @@ def _build_llava(out: Path) -> Path:
     return out
 
 
-def _tiny_siglip_vision(image_size: int, patch: int, hidden: int = 32) -> object:
-    from transformers import SiglipVisionConfig
-
-    return SiglipVisionConfig(
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch,
-    )
-
-
 @_tiny("llava_onevision")
 def _build_llava_onevision(out: Path) -> Path:
     """LLaVA-OneVision layout: SigLIP tower (last layer, all patches) + projector +
     Llama (real ones use Qwen2). 48x48 frames, patch 8 -> 6x6 patches, pooled 2x2 by
     the video path -> 9 tokens of width 32 per frame."""
     import torch
-    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        SiglipVisionConfig,
+    )
     from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
         LlavaOnevisionImageProcessorPil,
     )
@@ -383,7 +376,7 @@ def _build_llava_onevision(out: Path) -> Path:
     image_size, patch = 48, 8
     pinpoints = [[image_size, image_size], [image_size, 2 * image_size]]
     config = LlavaOnevisionConfig(
-        vision_config=_tiny_siglip_vision(image_size, patch),
+        vision_config=SiglipVisionConfig(**_tiny_vit(image_size, patch)),
         text_config=_tiny_llama(len(tok)),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"),
@@ -413,14 +406,17 @@ def _build_llava_next_video(out: Path) -> Path:
     """LLaVA-NeXT-Video layout: CLIP tower (layer -2, CLS dropped), 2x2 average
     pooling, projector, Llama. 32x32 frames, patch 8 -> 4x4 -> 4 tokens per frame."""
     import torch
-    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+    )
 
     torch.manual_seed(0)
     tok = _tiny_tokenizer(("<image>", "<video>"))
     image_size, patch = 32, 8
     config = LlavaNextVideoConfig(
-        vision_config=_tiny_clip_vision(image_size, patch),
+        vision_config=CLIPVisionConfig(**_tiny_vit(image_size, patch)),
         text_config=_tiny_llama(len(tok)),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"),
@@ -431,10 +427,7 @@ def _build_llava_next_video(out: Path) -> Path:
     model = LlavaNextVideoForConditionalGeneration(config).eval()
     model.save_pretrained(out, safe_serialization=True)
     # Frames use the CLIP constants, as LLaVA-NeXT-Video's video processor does.
-    CLIPImageProcessorPil(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-    ).save_pretrained(out)
+    _clip_image_processor(image_size).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
@@ -456,14 +449,7 @@ def _build_idefics(out: Path, family: str) -> Path:
     tok = _tiny_tokenizer(_IDEFICS_TOKENS)
     image_size, patch = 32, 8
     prefix = "SmolVLM" if family == "smolvlm" else "Idefics3"
-    vision = getattr(transformers, f"{prefix}VisionConfig")(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch,
-    )
+    vision = getattr(transformers, f"{prefix}VisionConfig")(**_tiny_vit(image_size, patch))
     config = getattr(transformers, f"{prefix}Config")(
         vision_config=vision,
         text_config=_tiny_llama(len(tok)),

@@ -167,8 +167,7 @@ def test_numpy_torch_fingerprint_dtype(
 
 
 def test_language_model_layers_are_skipped_at_load(ckpt: dict[str, Path]) -> None:
-    from videomem.encoders.base import LoadSettings, load_config
-    from videomem.encoders.llava import load_vlm
+    from videomem.encoders.base import LoadSettings, load_config, load_vlm
 
     config = load_config(ckpt["smolvlm"])
     settings = LoadSettings(torch.device("cpu"), torch.float32, 8, False, str(ckpt["smolvlm"]))
