@@ -1,0 +1,214 @@
+"""Finding the ffmpeg binaries and running them without deadlocks or leftover children.
+
+Design decisions:
+
+* ``ffmpeg`` is the system one on ``PATH`` when present, else the static binary that the
+  ``imageio-ffmpeg`` wheel ships (so ``pip install videomem`` alone can decode).
+  ``VIDEOMEM_FFMPEG`` overrides both. ``ffprobe`` is optional: the imageio binary
+  comes without one, and ``pipeline.decode.probe`` then works from ffmpeg alone.
+  ``VIDEOMEM_FFPROBE=none`` forces that ffmpeg-only path (tests cover both).
+* :class:`FFmpegPipe` owns one streaming child: stdout is read in exact-size chunks,
+  stderr is drained by a daemon thread into a bounded deque (ffmpeg blocks forever if
+  nobody reads a full stderr pipe), a read that sees no bytes for ``timeout_s`` kills
+  the child (a hung input, e.g. a FIFO nobody writes), and ``close()`` — always reached
+  through ``with`` — kills and reaps it, so no zombie or orphan survives an early stop
+  or an error.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import select
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from typing import Final, cast
+
+from videomem.pipeline.errors import DecodeError
+
+#: how many of ffmpeg's last stderr lines an error carries
+STDERR_TAIL_LINES: Final = 30
+#: the pipe buffer we ask the kernel for (default is 64 KiB; bigger = fewer syscalls)
+PIPE_SIZE: Final = 1 << 20
+
+
+class _Auto:
+    """Sentinel type: "find the binary yourself"."""
+
+    def __repr__(self) -> str:
+        return "AUTO"
+
+
+AUTO: Final = _Auto()
+
+
+def find_ffmpeg() -> str:
+    """Path of the ffmpeg binary: ``$VIDEOMEM_FFMPEG``, else ``ffmpeg`` on PATH, else the
+    imageio-ffmpeg binary. Raises DecodeError when there is none."""
+    env = os.environ.get("VIDEOMEM_FFMPEG")
+    if env:
+        exe = shutil.which(env)
+        if exe is None:
+            raise DecodeError("ffmpeg", f"VIDEOMEM_FFMPEG={env!r} is not an executable")
+        return exe
+    exe = shutil.which("ffmpeg")
+    if exe is not None:
+        return exe
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError) as err:
+        raise DecodeError(
+            "ffmpeg", f"no ffmpeg found on PATH and imageio-ffmpeg has none ({err})"
+        ) from None
+
+
+def find_ffprobe() -> str | None:
+    """Path of ffprobe, or None to probe with ffmpeg alone.
+
+    ``$VIDEOMEM_FFPROBE``: ``none`` (or empty) forces the ffmpeg-only path, anything
+    else names the binary. Otherwise ``ffprobe`` on PATH, else None.
+    """
+    env = os.environ.get("VIDEOMEM_FFPROBE")
+    if env is not None:
+        if env.strip().lower() in ("", "none", "0", "false"):
+            return None
+        exe = shutil.which(env)
+        if exe is None:
+            raise DecodeError("ffprobe", f"VIDEOMEM_FFPROBE={env!r} is not an executable")
+        return exe
+    return shutil.which("ffprobe")
+
+
+def run_captured(
+    cmd: Sequence[str], uri: str, timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a short ffmpeg/ffprobe command to completion, capturing both streams.
+
+    ``subprocess.run`` reads both pipes concurrently (no deadlock) and kills + reaps the
+    child on timeout; we turn the timeout into a DecodeError.
+    """
+    try:
+        return subprocess.run(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        tail = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else ""
+        raise DecodeError(
+            uri, f"{os.path.basename(cmd[0])} did not finish within {timeout_s:g} s", tail
+        ) from None
+    except OSError as err:
+        raise DecodeError(uri, f"could not run {cmd[0]}: {err}") from None
+
+
+def tail_lines(text: str, n: int = STDERR_TAIL_LINES) -> str:
+    """The last ``n`` non-empty lines of ``text``."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return "\n".join(lines[-n:])
+
+
+class FFmpegPipe:
+    """One ffmpeg child whose stdout is read in exact chunks.
+
+    Use as a context manager; ``close()`` kills and reaps the child whatever happened.
+    """
+
+    def __init__(self, cmd: Sequence[str], uri: str, timeout_s: float) -> None:
+        self.uri = uri
+        self.timeout_s = timeout_s
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        try:
+            self.proc = subprocess.Popen(
+                list(cmd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,  # raw FileIO: readinto goes straight into our buffers
+                pipesize=PIPE_SIZE,
+            )
+        except OSError as err:
+            raise DecodeError(uri, f"could not start ffmpeg: {err}") from None
+        if self.proc.stdout is None or self.proc.stderr is None:  # cannot happen: PIPE
+            raise RuntimeError("Popen did not create the pipes it was asked for")
+        # bufsize=0 makes stdout a raw FileIO, which has readinto()
+        self._stdout = cast(io.RawIOBase, self.proc.stdout)
+        self._poll = select.poll()
+        self._poll.register(self._stdout.fileno(), select.POLLIN | select.POLLHUP)
+        self._drain = threading.Thread(
+            target=self._drain_stderr, args=(self.proc.stderr,), daemon=True
+        )
+        self._drain.start()
+        self.timed_out = False
+
+    def _drain_stderr(self, stream: object) -> None:
+        # Runs until ffmpeg closes stderr (exit or kill); keeps only the last lines.
+        for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+            self._stderr.append(raw.decode(errors="replace").rstrip())
+
+    def stderr_tail(self) -> str:
+        self._drain.join(timeout=2.0)  # let the last lines arrive after exit
+        return "\n".join(self._stderr)
+
+    def readinto(self, buf: memoryview) -> int:
+        """Fill ``buf`` completely unless stdout ends first; returns bytes read.
+
+        Raises DecodeError (after killing ffmpeg) if no byte arrives for ``timeout_s``.
+        """
+        filled = 0
+        total = len(buf)
+        timeout_ms = int(self.timeout_s * 1000)
+        while filled < total:
+            # Only time spent waiting *inside* this call counts: a slow consumer that
+            # leaves ffmpeg blocked on a full pipe is not a hung ffmpeg.
+            if not self._poll.poll(timeout_ms):
+                self.timed_out = True
+                self.kill()
+                raise DecodeError(
+                    self.uri,
+                    f"ffmpeg produced no output for {self.timeout_s:g} s; killed it",
+                    self.stderr_tail(),
+                )
+            n = self._stdout.readinto(buf[filled:])
+            if not n:
+                break
+            filled += n
+        return filled
+
+    def wait(self, timeout_s: float = 10.0) -> int:
+        """Exit code once stdout has ended (killing ffmpeg if it lingers)."""
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        """Kill (if still running) and reap the child; close our pipe ends."""
+        try:
+            self.kill()
+        finally:
+            self._stdout.close()
+            self._drain.join(timeout=2.0)
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+
+    def __enter__(self) -> FFmpegPipe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
