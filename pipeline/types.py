@@ -183,8 +183,14 @@ class MemoryConfig(_Config):
             raise ConfigError("MemoryConfig: buffer lengths must be positive")
         if not 1 <= self.merge_to <= self.short_term_len:
             raise ConfigError("MemoryConfig: merge_to must be in [1, short_term_len]")
-        if self.window is not None and self.window < 1:
-            raise ConfigError("MemoryConfig: window must be >= 1")
+        if self.window is not None and not 1 <= self.window <= self.short_term_len:
+            # A window longer than the FIFO would silently drop frames before merging.
+            raise ConfigError("MemoryConfig: window must be in [1, short_term_len]")
+        if self.method == "mbc" and (self.overflow != "consolidate" or self.window is not None):
+            # MA-LMM compression is itself the overflow policy and has no window.
+            raise ConfigError(
+                "MemoryConfig: method 'mbc' needs overflow='consolidate', window=None"
+            )
 
     @classmethod
     def preset(cls, name: str) -> MemoryConfig:
