@@ -7,6 +7,8 @@ command does is importable and testable without the CLI.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
@@ -35,6 +37,241 @@ def _version() -> str:
 def version() -> None:
     """Print the installed videomem version."""
     typer.echo(f"videomem {_version()}")
+
+
+# --------------------------------------------------------------------------- index / ls / show
+
+
+def _fail_usage(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def index(
+    paths: list[Path] = typer.Argument(..., help="Video files and/or folders (walked)."),
+    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    model: str = typer.Option(
+        ..., help="Hugging Face hub id or checkpoint directory; 'tiny' = random smoke model."
+    ),
+    fps: float | None = typer.Option(None, help="Frames per second to sample (default 1)."),
+    frames: int | None = typer.Option(None, help="Sample exactly N frames per video instead."),
+    batch_size: int = typer.Option(32, help="Frames per encoder forward pass."),
+    device: str | None = typer.Option(None, help="cuda, cpu, cuda:1 … (default: CUDA if present)."),
+    dtype: str | None = typer.Option(None, help="float32, bfloat16, float16 (default by device)."),
+    memory_preset: str = typer.Option("default", help="Memory config preset."),
+    long_term_len: int | None = typer.Option(None, help="Override: long-term memory slots."),
+    short_term_len: int | None = typer.Option(None, help="Override: short-term buffer frames."),
+    force: bool = typer.Option(False, "--force", help="Re-index videos already stored."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Also retry videos that failed to decode before."
+    ),
+    executor: str = typer.Option("auto", help="auto, local or ray."),
+    workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Index videos into long-term memories (skips what the store already holds)."""
+    import dataclasses
+    import json
+    import sys
+
+    from videomem.jobs.runner import (
+        EncoderSpec,
+        IndexJob,
+        PlainReporter,
+        RichReporter,
+        run_index,
+    )
+    from videomem.pipeline.errors import ConfigError, VideomemError
+    from videomem.pipeline.types import DecodeConfig, MemoryConfig
+
+    if fps is not None and frames is not None:
+        raise _fail_usage("--fps and --frames are mutually exclusive")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise _fail_usage(f"no such file or folder: {', '.join(missing)}")
+    try:
+        if frames is not None:
+            decode_cfg = DecodeConfig(fps=None, num_frames=frames)
+        else:
+            decode_cfg = DecodeConfig() if fps is None else DecodeConfig(fps=fps)
+        memory_cfg = MemoryConfig.preset(memory_preset)
+        overrides = {
+            k: v
+            for k, v in (("long_term_len", long_term_len), ("short_term_len", short_term_len))
+            if v is not None
+        }
+        if overrides:
+            memory_cfg = dataclasses.replace(memory_cfg, **overrides)
+        if executor not in ("auto", "local", "ray"):
+            raise ConfigError(f"unknown executor {executor!r}; choose auto, local or ray")
+        job = IndexJob(
+            paths=[str(p) for p in paths],
+            store=store,
+            encoder=EncoderSpec(
+                model=model,
+                device=device,
+                dtype=dtype,
+                batch_size=batch_size,
+                trust_remote_code=trust_remote_code,
+            ),
+            decode=decode_cfg,
+            memory=memory_cfg,
+            force=force,
+            retry_failed=retry_failed,
+            executor=executor,  # type: ignore[arg-type]
+            workers=workers,
+            ray_address=ray_address,
+        )
+    except VideomemError as e:
+        raise _fail_usage(str(e)) from None
+    on_terminal = not as_json and sys.stderr.isatty()
+    reporter = RichReporter() if on_terminal else PlainReporter(sys.stderr)
+    try:
+        summary = run_index(job, reporter)
+    except VideomemError as e:  # job-level: bad model, store locked, no videos
+        raise _fail_usage(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        typer.echo(summary.text())
+        for f in summary.failures[:20]:
+            typer.echo(f"  failed: {f['uri']}: {f['error'].splitlines()[0] if f['error'] else ''}")
+    if summary.all_failed:
+        raise typer.Exit(1)
+
+
+@app.command("ls")
+def ls_(
+    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    status: str | None = typer.Option(None, help="Only 'indexed' or 'failed'."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
+) -> None:
+    """List stored videos with their status and error."""
+    import json
+
+    from videomem.memory.store import Store
+    from videomem.pipeline.errors import VideomemError
+
+    try:
+        with Store(store) as st:
+            records = st.list_videos(status)  # type: ignore[arg-type]
+    except VideomemError as e:
+        raise _fail_usage(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    typer.echo(f"{'video_id':16}  {'status':8} {'slots':>5} {'frames':>7} {'duration':>9}  uri")
+    for r in records:
+        dur = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
+        typer.echo(
+            f"{r.video_id[:16]:16}  {r.status:8} {r.slots:>5} {r.frames_sampled:>7} {dur:>9}  {r.uri}"
+        )
+        if r.error:
+            typer.echo(f"{'':18}error: {r.error.splitlines()[0]}")
+    n_ok = sum(r.status == "indexed" for r in records)
+    typer.echo(f"{len(records)} video(s): {n_ok} indexed, {len(records) - n_ok} failed")
+
+
+@app.command()
+def show(
+    video_id: str = typer.Argument(..., help="Video id (a unique prefix is enough)."),
+    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    plot: Path | None = typer.Option(None, help="Draw the slots along the timeline to this PNG."),
+) -> None:
+    """Print a video's memory slots (start, end, size); --plot draws them."""
+    import json
+
+    from videomem.memory.store import _EPOCH, Store
+    from videomem.pipeline.errors import VideomemError
+
+    try:
+        with Store(store) as st:
+            vid = st.resolve_video_id(video_id)
+            mem = None
+            # the memory a reader would load (latest indexed), else the latest failure
+            records = sorted(st.list_videos(video_id=vid), key=lambda r: r.indexed_at or _EPOCH)
+            rec = next((r for r in reversed(records) if r.status == "indexed"), records[-1])
+            if rec.status == "indexed":
+                mem = st.load_memory(
+                    vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
+                )
+    except VideomemError as e:
+        raise _fail_usage(str(e)) from None
+    slots = []
+    if mem is not None:
+        slots = [
+            {"slot": i, "start_s": float(s), "end_s": float(e), "size": int(z)}
+            for i, (s, e, z) in enumerate(
+                zip(mem.start_s.tolist(), mem.end_s.tolist(), mem.sizes.tolist(), strict=True)
+            )
+        ]
+    if plot is not None and mem is not None:
+        from videomem.jobs.runner import plot_slots
+
+        try:
+            plot_slots(rec, slots, plot)
+        except VideomemError as e:
+            raise _fail_usage(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps({"video": rec.to_dict(), "slots": slots}, indent=2))
+        return
+    typer.echo(f"video    {rec.video_id}\nuri      {rec.uri}\nstatus   {rec.status}")
+    if rec.error:
+        typer.echo(f"error    {rec.error}")
+    typer.echo(f"encoder  {rec.encoder_fingerprint}\nconfig   {rec.config_hash}")
+    if mem is not None:
+        n, d = tuple(mem.tokens.shape[1:])
+        typer.echo(f"memory   {len(mem)} slots x {n} x {d} tokens from {rec.frames_sampled} frames")
+        typer.echo(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
+        for s in slots:
+            typer.echo(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
+    if plot is not None and mem is not None:
+        typer.echo(f"plot     {plot}")
+
+
+@app.command()
+def probe(
+    paths: list[Path] = typer.Argument(..., help="Video files and/or folders (walked)."),
+    fps: float = typer.Option(1.0, help="Frames per second to sample while decoding."),
+    frames: int | None = typer.Option(None, help="Sample exactly N frames instead."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per video."),
+) -> None:
+    """Probe and decode videos: what ffmpeg sees and how fast it decodes.
+
+    A broken video prints its reason and the command goes on; exit 1 only if all failed.
+    """
+    import json
+
+    from videomem.pipeline.decode import check_video, iter_video_files
+    from videomem.pipeline.errors import ConfigError
+    from videomem.pipeline.types import DecodeConfig
+
+    try:
+        config = DecodeConfig(fps=fps, num_frames=frames)
+    except ConfigError as e:
+        raise _fail_usage(str(e)) from None
+    rows = []
+    for path in iter_video_files(paths):
+        row = check_video(path, config)
+        rows.append(row)
+        if as_json:
+            typer.echo(json.dumps(row))
+        elif row["ok"]:
+            typer.echo(
+                f"{row['video_id']}  {row['duration_s']:.2f}s  {row['fps']:.3f}fps  "
+                f"{row['width']}x{row['height']}  {row['codec']}  rot={row['rotation']}  "
+                f"frames={row['frames']}  {row['decode_fps']:.1f} frames/s  {path}"
+            )
+        else:
+            typer.echo(f"FAILED  {path}: {row['error']}")
+    if not as_json:
+        typer.echo(f"{len(rows)} video(s): {sum(r['ok'] for r in rows)} ok")
+    if not rows or not any(r["ok"] for r in rows):
+        raise typer.Exit(1)
 
 
 def main() -> None:

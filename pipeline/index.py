@@ -1,0 +1,311 @@
+"""One video through probe → decode → encode → consolidate.
+
+Design decisions:
+
+* Decoding runs in a background thread that feeds a bounded queue, so ffmpeg (and
+  the pipe reads) overlap with the encoder's forward passes; the queue bound is what
+  keeps memory flat: at most ``prefetch`` decoded batches wait at any time, and the
+  memory builder keeps a fixed-size state, so peak RSS does not grow with video length.
+* :func:`index_video` raises (``VideomemError`` for problems we understand);
+  :func:`index_one` is the errors-as-data wrapper every executor runs: it never raises,
+  it returns an :class:`~videomem.memory.store.IndexOutcome` whose row says ``failed``
+  with a readable error. The same function runs in-process and inside Ray actors.
+* Timings are counted per stage: ``decode_s`` is time the decode thread spent waiting
+  on ffmpeg (not time blocked on a full queue), ``encode_s`` time inside the encoder,
+  ``consolidate_s`` time inside the memory builder. With good overlap ``total_s`` is
+  close to ``max(decode_s, encode_s + consolidate_s)`` rather than their sum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from videomem.encoders.base import FrameEncoder
+from videomem.memory.store import IndexOutcome, VideoRecord
+from videomem.pipeline.errors import DecodeError, VideomemError
+from videomem.pipeline.types import (
+    DecodeConfig,
+    FrameBatch,
+    MemoryConfig,
+    VideoMemory,
+    VideoSource,
+)
+
+log = logging.getLogger(__name__)
+
+#: called with the number of frames just encoded (for progress bars)
+FramesCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStats:
+    """Per-video counts and stage timings (seconds)."""
+
+    frames: int
+    batches: int
+    probe_s: float
+    decode_s: float
+    encode_s: float
+    consolidate_s: float
+    total_s: float
+
+
+@dataclass(slots=True)
+class IndexedVideo:
+    source: VideoSource
+    memory: VideoMemory
+    stats: IndexStats
+
+
+# --------------------------------------------------------------------------- prefetch
+
+
+class _Done:
+    pass
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class BatchPrefetcher:
+    """Runs ``make_iter()`` in a daemon thread, handing items over a bounded queue.
+
+    Iterate it in the consumer; always ``close()`` it (or use ``with``): closing stops
+    the producer, closes its generator in the producer thread (which kills ffmpeg in
+    the decoder's ``finally``) and joins the thread.
+    """
+
+    def __init__(self, make_iter: Callable[[], Iterator[Any]], maxsize: int = 2) -> None:
+        self._make_iter = make_iter
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, maxsize))
+        self._stop = threading.Event()
+        #: seconds the producer spent producing (excludes time blocked on a full queue)
+        self.busy_s = 0.0
+        self._thread = threading.Thread(target=self._run, name="videomem-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        it: Iterator[Any] | None = None
+        try:
+            t0 = time.perf_counter()
+            it = self._make_iter()
+            while not self._stop.is_set():
+                item = next(it, _Done)
+                self.busy_s += time.perf_counter() - t0
+                if item is _Done:
+                    break
+                if not self._put(item):
+                    return
+                t0 = time.perf_counter()
+            self._put(_Done())
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            self._put(_Failed(e))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # closing must not mask the real outcome
+                    log.exception("closing the decoder failed")
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._q.get()
+            if isinstance(item, _Done):
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        # unblock a producer waiting on a full queue
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._q.get_nowait()
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> BatchPrefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- one video
+
+
+def index_video(
+    uri: str,
+    encoder: FrameEncoder,
+    decode_config: DecodeConfig,
+    memory_config: MemoryConfig,
+    *,
+    source: VideoSource | None = None,
+    video_id: str | None = None,
+    prefetch: int = 2,
+    on_frames: FramesCallback | None = None,
+) -> IndexedVideo:
+    """Probe, decode, encode and consolidate one video; raise on failure.
+
+    ``decode_config.size`` should be the encoder's ``input_size`` (the runner sets it).
+    ``video_id`` overrides the probed one (the driver computed it for the store key).
+    Returns the memory with tokens as float16 (what the store keeps) and the stats.
+    """
+    from videomem.memory.builder import MemoryBuilder
+    from videomem.pipeline.decode import decode, probe
+
+    t_start = time.perf_counter()
+    if source is None:
+        source = probe(uri)
+    if video_id is not None and source.video_id != video_id:
+        source = replace(source, video_id=video_id)
+    probe_s = time.perf_counter() - t_start
+
+    builder = MemoryBuilder(memory_config)
+    frames = batches = 0
+    encode_s = consolidate_s = 0.0
+    src = source
+    with BatchPrefetcher(lambda: decode(uri, decode_config, src), maxsize=prefetch) as pf:
+        for batch in pf:
+            fb: FrameBatch = batch
+            if len(fb) == 0:
+                continue
+            t0 = time.perf_counter()
+            tokens = encoder.encode(fb.frames, fb.timestamps)
+            t1 = time.perf_counter()
+            builder.add(tokens)
+            consolidate_s += time.perf_counter() - t1
+            encode_s += t1 - t0
+            frames += len(fb)
+            batches += 1
+            if on_frames is not None:
+                on_frames(len(fb))
+        decode_s = pf.busy_s
+    if frames == 0:
+        raise DecodeError(uri, "no frames were decoded (empty video or time window past its end)")
+    t1 = time.perf_counter()
+    memory = builder.finish(source.video_id, encoder.fingerprint)
+    consolidate_s += time.perf_counter() - t1
+    memory.tokens = memory.tokens.to(torch.float16)  # stored as float16; halves transfer
+    if memory.recent_tokens is not None:
+        memory.recent_tokens = memory.recent_tokens.to(torch.float16)
+    stats = IndexStats(
+        frames=frames,
+        batches=batches,
+        probe_s=probe_s,
+        decode_s=decode_s,
+        encode_s=encode_s,
+        consolidate_s=consolidate_s,
+        total_s=time.perf_counter() - t_start,
+    )
+    return IndexedVideo(source=source, memory=memory, stats=stats)
+
+
+def index_one(
+    uri: str,
+    video_id: str,
+    encoder: FrameEncoder,
+    decode_config: DecodeConfig,
+    memory_config: MemoryConfig,
+    *,
+    config_hash: str,
+    model: str = "",
+    encoder_config: dict[str, Any] | None = None,
+    on_frames: FramesCallback | None = None,
+) -> IndexOutcome:
+    """:func:`index_video` with errors as data: never raises for a bad video.
+
+    A ``VideomemError`` (bad file, encoder failure) becomes a failed row with its
+    message; any other exception is a bug or an environment problem (out of memory …):
+    it is logged with its traceback and recorded with its type name, marked retryable.
+    """
+    config_json = json.dumps(
+        {
+            "decode": decode_config.to_dict(),
+            "memory": memory_config.to_dict(),
+            "encoder": encoder_config or {"model": model},
+        },
+        sort_keys=True,
+        default=str,
+    )
+    record = VideoRecord(
+        video_id=video_id,
+        encoder_fingerprint=encoder.fingerprint,
+        config_hash=config_hash,
+        status="failed",
+        uri=uri,
+        model=model,
+        config_json=config_json,
+        tokens_per_frame=encoder.tokens_per_frame,
+        dim=encoder.dim,
+        embed_dim=encoder.embed_dim,
+    )
+    t0 = time.perf_counter()
+    try:
+        done = index_video(
+            uri,
+            encoder,
+            decode_config,
+            memory_config,
+            video_id=video_id,
+            on_frames=on_frames,
+        )
+    except VideomemError as e:
+        # a DecodeError is a property of the file's bytes: the same bytes fail again, so
+        # it is not retried automatically; encoder/store errors may be transient
+        return IndexOutcome(
+            replace(
+                record,
+                error=str(e),
+                error_type=type(e).__name__,
+                retryable=not isinstance(e, DecodeError),
+                total_s=time.perf_counter() - t0,
+            )
+        )
+    except Exception as e:
+        tb = traceback.format_exc()
+        log.error("unexpected error indexing %s:\n%s", uri, tb)
+        return IndexOutcome(
+            replace(
+                record,
+                error=f"{type(e).__name__}: {e}",
+                error_type=type(e).__name__,
+                retryable=True,
+                total_s=time.perf_counter() - t0,
+            ),
+            notes={"traceback": tb},
+        )
+    s = done.stats
+    record = replace(
+        record.with_source(done.source),
+        status="indexed",
+        frames_sampled=s.frames,
+        probe_s=s.probe_s,
+        decode_s=s.decode_s,
+        encode_s=s.encode_s,
+        consolidate_s=s.consolidate_s,
+        total_s=s.total_s,
+    )
+    return IndexOutcome(record, done.memory)

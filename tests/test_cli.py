@@ -1,0 +1,172 @@
+"""`videomem index / ls / show` through the real Typer app (tiny real model, real store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+from videomem.jobs.cli import app
+
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+
+
+def make_video(path: Path, seconds: float, src: str = "testsrc2") -> Path:
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"{src}=size=64x48:rate=5",
+         "-t", str(seconds), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
+         str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    # `--model tiny` builds its checkpoint into VIDEOMEM_CACHE: keep it in the test tmp
+    return {"VIDEOMEM_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("videos")
+    make_video(d / "a.mp4", 4)
+    make_video(d / "b.mp4", 3, src="smptebars")
+    (d / "broken.mp4").write_bytes(b"\x1a\x45\xdf\xa3" + os.urandom(1000))
+    return d
+
+
+@pytest.fixture(scope="module")
+def indexed(videos: Path, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
+    store = tmp_path_factory.mktemp("s") / "store"
+    result = invoke(
+        env,
+        "index", str(videos), "--store", str(store), "--model", "tiny", "--fps", "2",
+        "--batch-size", "4", "--device", "cpu", "--json",
+    )  # fmt: skip
+    return store, result
+
+
+def invoke(env: dict[str, str], *args: str):
+    return CliRunner(env=env).invoke(app, list(args), catch_exceptions=False)
+
+
+def test_index_json_summary(indexed) -> None:
+    store, result = indexed
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["videos"], summary["indexed"], summary["failed"]) == (3, 2, 1)
+    assert summary["frames"] == 8 + 6 and summary["frames_per_s"] > 0
+    assert summary["failures"][0]["uri"].endswith("broken.mp4")
+    assert summary["encoder_fingerprint"].startswith("llava")
+    # progress goes to stderr as plain lines when not on a terminal
+    assert "indexed" in result.stderr and "FAILED" in result.stderr
+
+
+def test_rerun_skips_and_prints_summary(indexed, videos: Path, env) -> None:
+    store, _ = indexed
+    r = invoke(env, "index", str(videos), "--store", str(store), "--model", "tiny",
+               "--fps", "2", "--batch-size", "4", "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "0 indexed, 3 skipped, 0 failed of 3 video(s)" in r.stdout
+
+
+def test_ls(indexed, env) -> None:
+    store, _ = indexed
+    r = invoke(env, "ls", "--store", str(store), "--json")
+    rows = json.loads(r.stdout)
+    assert sorted(Path(x["uri"]).name for x in rows) == ["a.mp4", "b.mp4", "broken.mp4"]
+    broken = next(x for x in rows if x["uri"].endswith("broken.mp4"))
+    assert broken["status"] == "failed" and "broken.mp4" in broken["error"]
+
+    text = invoke(env, "ls", "--store", str(store)).stdout
+    assert "3 video(s): 2 indexed, 1 failed" in text and "error: " in text
+    only = json.loads(
+        invoke(env, "ls", "--store", str(store), "--status", "failed", "--json").stdout
+    )
+    assert len(only) == 1
+
+
+def test_show_text_json_and_plot(indexed, env, tmp_path: Path) -> None:
+    store, _ = indexed
+    rows = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
+    a = next(x for x in rows if x["uri"].endswith("a.mp4"))
+
+    r = invoke(env, "show", a["video_id"][:10], "--store", str(store), "--json")
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.stdout)
+    assert shown["video"]["video_id"] == a["video_id"]
+    slots = shown["slots"]
+    assert len(slots) == a["slots"] and sum(s["size"] for s in slots) == 8
+    assert slots[0]["start_s"] == pytest.approx(0, abs=0.3)
+    assert slots[-1]["end_s"] == pytest.approx(4, abs=0.6)
+
+    text = invoke(env, "show", a["video_id"], "--store", str(store)).stdout
+    assert f"{len(slots)} slots" in text and "start_s" in text
+
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "slots.png"
+    r = invoke(env, "show", a["video_id"], "--store", str(store), "--plot", str(png))
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    broken = next(x for x in rows if x["status"] == "failed")
+    r = invoke(env, "show", broken["video_id"], "--store", str(store))
+    assert r.exit_code == 0 and "failed" in r.stdout and "error" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fps", "1", "--frames", "8"], "mutually exclusive"),
+        (["--fps", "0"], "fps must be > 0"),
+        (["--executor", "spark"], "unknown executor"),
+        (["--memory-preset", "nope"], "unknown memory preset"),
+    ],
+)
+def test_usage_errors_exit_2(videos: Path, env, tmp_path: Path, args, message) -> None:
+    r = invoke(env, "index", str(videos), "--store", str(tmp_path / "s"), "--model", "tiny", *args)
+    assert r.exit_code == 2 and message in r.stderr
+
+
+def test_job_level_errors_exit_2(videos: Path, env, tmp_path: Path) -> None:
+    r = invoke(
+        env, "index", str(tmp_path / "nope"), "--store", str(tmp_path / "s"), "--model", "tiny"
+    )
+    assert r.exit_code == 2 and "no such file" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = invoke(
+        env, "index", str(tmp_path / "empty"), "--store", str(tmp_path / "s"), "--model", "tiny"
+    )
+    assert r.exit_code == 2 and "no video files" in r.stderr
+    r = invoke(env, "index", str(videos), "--store", str(tmp_path / "s"), "--model", str(tmp_path))
+    assert r.exit_code == 2 and "checkpoint" in r.stderr
+    r = invoke(env, "ls", "--store", str(tmp_path / "missing"))
+    assert r.exit_code == 2 and "no videomem store" in r.stderr
+
+
+def test_every_video_failed_exits_1(videos: Path, env, tmp_path: Path) -> None:
+    r = invoke(env, "index", str(videos / "broken.mp4"), "--store", str(tmp_path / "s"),
+               "--model", "tiny", "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 1 and "1 failed" in r.stdout
+
+
+def test_ray_job_entry_point_builds_an_index_command(
+    videos: Path, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the entry point is `videomem index` with --executor ray unless told otherwise
+    from videomem.jobs import ray_job
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SystemExit) as exc:
+        ray_job.main([str(videos / "a.mp4"), "--store", str(tmp_path / "s"), "--model", "tiny",
+                      "--device", "cpu", "--executor", "local"])  # fmt: skip
+    assert exc.value.code == 0
+    with pytest.raises(SystemExit) as exc:
+        ray_job.main(["--help"])
+    assert exc.value.code == 0
