@@ -38,7 +38,8 @@ system-deps:
 	  else echo "note: ffprobe not found; videomem will use the bundled ffmpeg alone"; fi; }
 
 demo: install
-	$(VENV)/bin/videomem probe $(SAMPLES)
+	$(VENV)/bin/videomem index $(SAMPLES) --store $(STORE) --model tiny --fps 1
+	$(VENV)/bin/videomem ls --store $(STORE)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -234,6 +234,24 @@ def show(
 
 
 @app.command()
+def export(
+    out_dir: Path = typer.Argument(..., help="Folder for videos.parquet and memories.parquet."),
+    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+) -> None:
+    """Export the stored videos and memories as plain Parquet, for any other engine."""
+    from videomem.memory.store import Store
+    from videomem.pipeline.errors import VideomemError
+
+    try:
+        with Store(store) as st:
+            paths = st.export(out_dir)
+    except VideomemError as e:
+        raise _fail_usage(str(e)) from None
+    for name, path in paths.items():
+        typer.echo(f"{name:9} {path}")
+
+
+@app.command()
 def probe(
     paths: list[Path] = typer.Argument(..., help="Video files and/or folders (walked)."),
     fps: float = typer.Option(1.0, help="Frames per second to sample while decoding."),

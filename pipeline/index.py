@@ -262,15 +262,26 @@ def index_one(
         dim=encoder.dim,
         embed_dim=encoder.embed_dim,
     )
+    from videomem.pipeline.decode import probe
+
     t0 = time.perf_counter()
     try:
+        # probe here, not inside index_video, so a video that probes but then fails to
+        # decode or encode still gets its probe fields (duration, size, codec) recorded
+        source = probe(uri)
+        record = record.with_source(source)
+        probe_s = time.perf_counter() - t0
         done = index_video(
             uri,
             encoder,
             decode_config,
             memory_config,
+            source=source,
             video_id=video_id,
             on_frames=on_frames,
+        )
+        done = replace(
+            done, stats=replace(done.stats, probe_s=probe_s, total_s=time.perf_counter() - t0)
         )
     except VideomemError as e:
         # a DecodeError is a property of the file's bytes: the same bytes fail again, so

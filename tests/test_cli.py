@@ -170,3 +170,21 @@ def test_ray_job_entry_point_builds_an_index_command(
     with pytest.raises(SystemExit) as exc:
         ray_job.main(["--help"])
     assert exc.value.code == 0
+
+
+def test_export_writes_parquet_any_reader_opens(indexed, env, tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    store, _ = indexed
+    out = tmp_path / "export"
+    r = invoke(env, "export", str(out), "--store", str(store))
+    assert r.exit_code == 0, r.output
+    videos = pq.read_table(out / "videos.parquet").to_pylist()
+    memories = pq.read_table(out / "memories.parquet")
+    assert sorted(v["status"] for v in videos) == ["failed", "indexed", "indexed"]
+    indexed_ids = {v["video_id"] for v in videos if v["status"] == "indexed"}
+    assert set(memories.column("video_id").to_pylist()) == indexed_ids
+    row = memories.slice(0, 1).to_pylist()[0]
+    tokens = np.frombuffer(row["tokens"], "<f2").reshape(row["n"], row["d"])
+    assert np.isfinite(tokens).all() and tokens.shape[0] > 0

@@ -28,7 +28,7 @@ from videomem.pipeline.errors import DecodeError, EncoderError
 from videomem.pipeline.index import BatchPrefetcher, index_one, index_video
 from videomem.pipeline.types import DecodeConfig, MemoryConfig
 
-from tests.videos import make_broken, make_long, make_scenes
+from tests.videos import make_broken, make_long, make_scenes, make_truncated_faststart
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 SMALL_MEMORY = MemoryConfig(short_term_len=6, merge_to=2, long_term_len=8, keep_recent=3)
@@ -196,6 +196,19 @@ def test_broken_file_becomes_a_failed_outcome(tmp_path: Path, encoder) -> None:
     assert out.memory is None and rec.status == "failed"
     assert rec.error_type == "DecodeError" and not rec.retryable
     assert "bad.mp4" in rec.error and rec.encoder_fingerprint == encoder.fingerprint
+
+
+def test_video_that_probes_but_fails_to_decode_keeps_its_probe_fields(
+    tmp_path: Path, encoder
+) -> None:
+    cut = make_truncated_faststart(tmp_path / "cut.mp4")
+    cfg = DecodeConfig(size=encoder.input_size)
+    out = index_one(str(cut), "vid", encoder, cfg, SMALL_MEMORY, config_hash="h", model="m")
+    rec = out.record
+    assert out.memory is None and rec.status == "failed" and rec.error_type == "DecodeError"
+    # what probing found is kept for the user, even though decoding failed
+    assert rec.duration_s == pytest.approx(4.0, abs=0.1)
+    assert (rec.width, rec.height) == (64, 48) and rec.codec == "h264"
 
 
 class FailsOnSecondBatch:
