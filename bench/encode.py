@@ -123,14 +123,14 @@ def best_fps(fn: Callable[[], object], frames: int, repeats: int) -> float:
 
 
 def bench_one(name: str, path: Path, batch: int, repeats: int) -> None:
-    from videomem.encoders.base import load_encoder, to_pixel_tensor
+    from videomem.encoders.base import load_encoder
 
     enc = load_encoder(path, device="cpu", batch_size=batch)
     model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     model.eval().requires_grad_(False)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(batch, *enc.input_size, 3), dtype=np.uint8)
-    ready = to_pixel_tensor(frames, enc._mean, enc._std, enc._rescale)  # type: ignore[attr-defined]
+    ready = enc.pixels(frames)  # type: ignore[attr-defined]  # the same preprocessing
 
     if enc.model_type == "llava_onevision":  # type: ignore[attr-defined]
 

@@ -79,8 +79,6 @@ class LlavaEncoder(BatchedEncoder):
         self.settings = settings
         self.image_spec = load_image_spec(path, settings)
         self.input_size = self.image_spec.input_size
-        spec = self.image_spec  # bench/encode.py builds its reference pixels from these
-        self._mean, self._std, self._rescale = spec.mean, spec.std, spec.rescale
 
         core = load_vlm(class_name, path, config, settings).model
         core.language_model = None  # decoder-less after load_vlm; not needed

@@ -73,8 +73,6 @@ class SmolVLMEncoder(BatchedEncoder):
         self.settings = settings
         self.image_spec = load_image_spec(path, settings, lambda proc: _frame_size(proc, config))
         self.input_size = self.image_spec.input_size
-        spec = self.image_spec  # bench/encode.py builds its reference pixels from these
-        self._mean, self._std, self._rescale = spec.mean, spec.std, spec.rescale
 
         core = load_vlm(_CLASSES[self.model_type], path, config, settings).model
         core.text_model = None  # decoder-less after load_vlm; not needed

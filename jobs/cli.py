@@ -185,16 +185,14 @@ def show(
     """Print a video's memory slots (start, end, size); --plot draws them."""
     import json
 
-    from videomem.memory.store import _EPOCH, Store
+    from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
     try:
         with Store(store) as st:
             vid = st.resolve_video_id(video_id)
             mem = None
-            # the memory a reader would load (latest indexed), else the latest failure
-            records = sorted(st.list_videos(video_id=vid), key=lambda r: r.indexed_at or _EPOCH)
-            rec = next((r for r in reversed(records) if r.status == "indexed"), records[-1])
+            rec = st.latest(vid)  # the memory a reader would load, else the latest failure
             if rec.status == "indexed":
                 mem = st.load_memory(
                     vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash

@@ -465,6 +465,15 @@ class Store:
         rows = self._scan(self._videos, _key_filter(key)).to_pylist()
         return _record_from_row(rows[0]) if rows else None
 
+    def latest(self, video_id: str) -> VideoRecord:
+        """The record a reader of ``video_id`` cares about: its most recently indexed
+        key, or (when no key is indexed) its most recent failure."""
+        records = self.list_videos(video_id=video_id)
+        if not records:
+            raise StoreError(f"no video {video_id!r} in store {self.uri}")
+        indexed = [r for r in records if r.status == "indexed"]
+        return max(indexed or records, key=lambda r: r.indexed_at or _EPOCH)
+
     def resolve_video_id(self, prefix: str) -> str:
         """The one stored video_id starting with ``prefix`` (like a short git hash)."""
         ids = self._scan(self._videos, None, ["video_id"]).column("video_id").to_pylist()
