@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 from videomem.jobs.cli import app
 
-FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
-
-
-def make_video(path: Path, seconds: float, src: str = "testsrc2") -> Path:
-    subprocess.run(
-        [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"{src}=size=64x48:rate=5",
-         "-t", str(seconds), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
-         str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
+from tests.videos import make_pattern
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +22,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("videos")
-    make_video(d / "a.mp4", 4)
-    make_video(d / "b.mp4", 3, src="smptebars")
+    make_pattern(d / "a.mp4", 4)
+    make_pattern(d / "b.mp4", 3, src="smptebars")
     (d / "broken.mp4").write_bytes(b"\x1a\x45\xdf\xa3" + os.urandom(1000))
     return d
 

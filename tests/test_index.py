@@ -28,26 +28,18 @@ from videomem.pipeline.errors import DecodeError, EncoderError
 from videomem.pipeline.index import BatchPrefetcher, index_one, index_video
 from videomem.pipeline.types import DecodeConfig, MemoryConfig
 
-from tests.videos import make_broken, make_long, make_scenes, make_truncated_faststart
+from tests.videos import (
+    make_broken,
+    make_long,
+    make_pattern,
+    make_scenes,
+    make_truncated_faststart,
+)
 
-FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 SMALL_MEMORY = MemoryConfig(short_term_len=6, merge_to=2, long_term_len=8, keep_recent=3)
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-def make_video(
-    path: Path, seconds: float, rate: int = 5, size: str = "64x48", src: str = "testsrc2"
-) -> Path:
-    """A real H.264 clip from one of ffmpeg's synthetic sources."""
-    subprocess.run(
-        [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"{src}=size={size}:rate={rate}",
-         "-t", str(seconds), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
-         str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +60,7 @@ def encoder(tiny_dir: Path):
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=6)
+    return make_pattern(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=6)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +72,7 @@ def corpus(
     d = tmp_path_factory.mktemp("corpus")
     make_scenes(d / "scenes.mp4", (("red", 1.5), ("green", 1.0), ("blue", 1.5)), fps=10)
     (d / "sub").mkdir()
-    make_video(d / "sub" / "pattern.mkv", seconds=3)
+    make_pattern(d / "sub" / "pattern.mkv", seconds=3)
     for name in ("carphone_pristine.mp4", "bikes.mp4"):
         shutil.copy(shared_testdata / name, d / name)
     broken = make_broken(d / "sub" / "broken")
@@ -365,7 +357,7 @@ def test_sigkill_midway_then_rerun_completes(tmp_path: Path, tiny_dir: Path) -> 
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(6):
-        make_video(videos / f"v{i}.mp4", seconds=6 + i, rate=10)
+        make_pattern(videos / f"v{i}.mp4", seconds=6 + i, rate=10)
     store_dir = tmp_path / "store"
     cmd = [
         sys.executable, "-m", "videomem.jobs.cli", "index", str(videos), "--store", str(store_dir),

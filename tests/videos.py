@@ -166,6 +166,24 @@ def make_scenes(
     return SyntheticVideo(path, width, height, fps, duration, parts, 0, round(duration * fps))
 
 
+def make_pattern(
+    path: str | os.PathLike[str],
+    seconds: float,
+    rate: int = 5,
+    size: str = "64x48",
+    src: str = "testsrc2",
+) -> Path:
+    """A moving test pattern from one of ffmpeg's lavfi sources (testsrc2, smptebars,
+    mandelbrot …): real H.264 content for pipeline tests that need no ground truth."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_ffmpeg(
+        ["-f", "lavfi", "-i", f"{src}=size={size}:rate={rate}", "-t", str(seconds),
+         *_encode_args(*map(int, size.split("x"))), str(path)]
+    )  # fmt: skip
+    return path
+
+
 def make_rotated(
     path: str | os.PathLike[str],
     rotation: int = 90,
