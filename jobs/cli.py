@@ -138,7 +138,9 @@ def index(
     else:
         typer.echo(summary.text())
         for f in summary.failures[:20]:
-            typer.echo(f"  failed: {f['uri']}: {f['error'].splitlines()[0] if f['error'] else ''}")
+            # the error names the file already (DecodeError: "<uri>: <reason>")
+            reason = f["error"].splitlines()[0] if f["error"] else ""
+            typer.echo(f"  failed: {reason if f['uri'] in reason else f['uri'] + ': ' + reason}")
     if summary.all_failed:
         raise typer.Exit(1)
 

@@ -546,7 +546,8 @@ def run_index(
     from videomem.pipeline.decode import content_video_id, iter_video_files
 
     rep = reporter or NullReporter()
-    files = [str(p) for p in iter_video_files([Path(p) for p in job.paths])]
+    # absolute paths: a stored uri must still name the file when read from elsewhere
+    files = [str(p.absolute()) for p in iter_video_files([Path(p) for p in job.paths])]
     if not files:
         raise ConfigError(f"no video files found in {', '.join(map(str, job.paths))}")
     summary = IndexSummary(store=job.store, videos=len(files))

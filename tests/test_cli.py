@@ -176,3 +176,16 @@ def test_export_writes_parquet_any_reader_opens(indexed, env, tmp_path: Path) ->
     row = memories.slice(0, 1).to_pylist()[0]
     tokens = np.frombuffer(row["tokens"], "<f2").reshape(row["n"], row["d"])
     assert np.isfinite(tokens).all() and tokens.shape[0] > 0
+
+
+def test_relative_paths_are_stored_absolute(
+    videos: Path, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(videos.parent)
+    store = tmp_path / "store"
+    r = invoke(env, "index", videos.name + "/a.mp4", "--store", str(store), "--model", "tiny",
+               "--fps", "1", "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
+    # a stored uri must name the file wherever the store is read from
+    assert row["uri"] == str(videos / "a.mp4")
