@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 from videomem.pipeline.errors import EncoderError
-from videomem.pipeline.types import FrameTokens
+from videomem.pipeline.types import EncoderConfig, FrameTokens
 
 # --------------------------------------------------------------------------- contract
 
@@ -319,6 +319,27 @@ def reject_unknown_options(
             f"{family}: unknown encoder options {sorted(unknown)}; "
             f"this family accepts {sorted(known)}" + (f" ({hint})" if hint else "")
         )
+
+
+def load_encoder_from_config(config: EncoderConfig) -> FrameEncoder:
+    """:func:`load_encoder` from an ``EncoderConfig`` (what jobs pass to workers).
+
+    ``model="tiny"`` is the smoke-test preset: the cached tiny random LLaVA checkpoint
+    of ``encoders.tiny`` (its tokens are meaningless; shapes and code paths are real).
+    """
+    model = config.model
+    if model == "tiny":
+        from videomem.encoders.tiny import tiny_checkpoint
+
+        model = str(tiny_checkpoint("llava"))
+    return load_encoder(
+        model,
+        config.device,
+        config.dtype,
+        batch_size=config.batch_size,
+        trust_remote_code=config.trust_remote_code,
+        **config.options,
+    )
 
 
 # --------------------------------------------------------------------------- helpers

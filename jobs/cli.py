@@ -47,6 +47,25 @@ def _fail_usage(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _parse_options(items: list[str]) -> dict[str, object]:
+    """KEY=VALUE strings -> dict; values are JSON when they parse (numbers, true,
+    null), else plain strings."""
+    import json
+
+    from videomem.pipeline.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"encoder option {item!r} is not KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 @app.command()
 def index(
     paths: list[Path] = typer.Argument(..., help="Video files and/or folders (walked)."),
@@ -56,6 +75,15 @@ def index(
     ),
     fps: float | None = typer.Option(None, help="Frames per second to sample (default 1)."),
     frames: int | None = typer.Option(None, help="Sample exactly N frames per video instead."),
+    start: float | None = typer.Option(None, help="Index from this time (seconds)."),
+    end: float | None = typer.Option(None, help="Index up to this time (seconds)."),
+    encoder_option: list[str] = typer.Option(
+        [],
+        "--encoder-option",
+        "-o",
+        help="Family option KEY=VALUE, repeatable (CLIP/SigLIP: layer=-2, pool=4; "
+        "BLIP-2: tokens=projected). Part of the encoder fingerprint.",
+    ),
     batch_size: int = typer.Option(32, help="Frames per encoder forward pass."),
     device: str | None = typer.Option(None, help="cuda, cpu, cuda:1 … (default: CUDA if present)."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16, float16 (default by device)."),
@@ -78,7 +106,7 @@ def index(
     import sys
 
     from videomem.jobs.runner import (
-        EncoderSpec,
+        EncoderConfig,
         IndexJob,
         PlainReporter,
         RichReporter,
@@ -93,10 +121,12 @@ def index(
     if missing:
         raise _fail_usage(f"no such file or folder: {', '.join(missing)}")
     try:
+        window = {"start_s": start, "end_s": end}
         if frames is not None:
-            decode_cfg = DecodeConfig(fps=None, num_frames=frames)
+            decode_cfg = DecodeConfig(fps=None, num_frames=frames, **window)
         else:
-            decode_cfg = DecodeConfig() if fps is None else DecodeConfig(fps=fps)
+            decode_cfg = DecodeConfig(fps=1.0 if fps is None else fps, **window)
+        options = _parse_options(encoder_option)
         memory_cfg = MemoryConfig.preset(memory_preset)
         overrides = {
             k: v
@@ -110,12 +140,13 @@ def index(
         job = IndexJob(
             paths=[str(p) for p in paths],
             store=store,
-            encoder=EncoderSpec(
+            encoder=EncoderConfig(
                 model=model,
                 device=device,
                 dtype=dtype,
                 batch_size=batch_size,
                 trust_remote_code=trust_remote_code,
+                options=options,
             ),
             decode=decode_cfg,
             memory=memory_cfg,

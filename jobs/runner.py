@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol, TextIO
 
 from videomem.memory.store import IndexOutcome, Store, VideoRecord
 from videomem.pipeline.errors import ConfigError, EncoderError, VideomemError
-from videomem.pipeline.types import DecodeConfig, MemoryConfig, index_config_hash
+from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig, index_config_hash
 
 log = logging.getLogger(__name__)
 
@@ -39,41 +39,6 @@ ExecutorName = Literal["auto", "local", "ray"]
 
 
 # --------------------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What every worker loads: picklable, so it travels to Ray actors."""
-
-    model: str
-    device: str | None = None
-    dtype: str | None = None
-    batch_size: int = 32
-    trust_remote_code: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def checkpoint(self) -> str:
-        """``"tiny"`` is the smoke-test preset: a cached tiny random LLaVA checkpoint."""
-        if self.model == "tiny":
-            from videomem.encoders.tiny import tiny_checkpoint
-
-            return str(tiny_checkpoint("llava"))
-        return self.model
-
-    def load(self) -> Any:
-        from videomem.encoders.base import load_encoder
-
-        return load_encoder(
-            self.checkpoint(),
-            self.device,
-            self.dtype,
-            batch_size=self.batch_size,
-            trust_remote_code=self.trust_remote_code,
-            **self.options,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -105,9 +70,11 @@ class TaskSpec:
 class VideoWorker:
     """Holds one loaded encoder and indexes videos with it (one per process/actor)."""
 
-    def __init__(self, spec: EncoderSpec) -> None:
+    def __init__(self, spec: EncoderConfig) -> None:
+        from videomem.encoders.base import load_encoder_from_config
+
         self.spec = spec
-        self.encoder = spec.load()
+        self.encoder = load_encoder_from_config(spec)
 
     def info(self) -> EncoderInfo:
         e = self.encoder
@@ -176,7 +143,7 @@ class LocalExecutor:
 
     live_frames = True
 
-    def __init__(self, spec: EncoderSpec) -> None:
+    def __init__(self, spec: EncoderConfig) -> None:
         self.spec = spec
         self._worker: VideoWorker | None = None
 
@@ -209,7 +176,7 @@ class RayExecutor:
 
     def __init__(
         self,
-        spec: EncoderSpec,
+        spec: EncoderConfig,
         workers: int = 1,
         address: str | None = None,
         *,
@@ -463,7 +430,7 @@ class IndexJob:
 
     paths: Sequence[str]
     store: str
-    encoder: EncoderSpec
+    encoder: EncoderConfig
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     force: bool = False

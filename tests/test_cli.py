@@ -114,6 +114,9 @@ def test_show_text_json_and_plot(indexed, env, tmp_path: Path) -> None:
         (["--fps", "0"], "fps must be > 0"),
         (["--executor", "spark"], "unknown executor"),
         (["--memory-preset", "nope"], "unknown memory preset"),
+        (["--start", "3", "--end", "1"], "end_s must be greater than start_s"),
+        (["-o", "layer"], "not KEY=VALUE"),
+        (["-o", "layer=-2"], "unknown encoder options"),  # the tiny LLaVA takes none
     ],
 )
 def test_usage_errors_exit_2(videos: Path, env, tmp_path: Path, args, message) -> None:
@@ -189,3 +192,28 @@ def test_relative_paths_are_stored_absolute(
     (row,) = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
     # a stored uri must name the file wherever the store is read from
     assert row["uri"] == str(videos / "a.mp4")
+
+
+def test_time_window_and_encoder_options(videos: Path, env, tmp_path: Path) -> None:
+    from videomem.encoders.tiny import build_tiny
+
+    clip = build_tiny("clip", tmp_path / "clip")
+    store = tmp_path / "store"
+    base = ["index", str(videos / "a.mp4"), "--store", str(store), "--model", str(clip),
+            "--fps", "2", "--device", "cpu", "--json"]  # fmt: skip
+    r = invoke(env, *base, "--start", "1", "--end", "3", "-o", "pool=1")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["indexed"] == 1 and summary["frames"] == 4  # 2 s at 2 fps
+    assert "pool=1" in summary["encoder_fingerprint"]
+    (row,) = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
+    used = json.loads(row["config_json"])
+    assert (used["decode"]["start_s"], used["decode"]["end_s"]) == (1.0, 3.0)
+    assert used["encoder"]["options"] == {"pool": 1}
+    shown = json.loads(invoke(env, "show", row["video_id"], "--store", str(store), "--json").stdout)
+    slots = shown["slots"]
+    assert slots[0]["start_s"] == pytest.approx(1.0) and slots[-1]["end_s"] <= 3.0 + 1e-6
+
+    # a different layer is a different encoder: indexed again, beside the first memory
+    r = invoke(env, *base, "--start", "1", "--end", "3", "-o", "pool=1", "-o", "layer=0")
+    assert json.loads(r.stdout)["indexed"] == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from videomem.jobs.runner import (
-    EncoderSpec,
+    EncoderConfig,
     IndexJob,
     LocalExecutor,
     RayExecutor,
@@ -86,7 +86,7 @@ def job(paths: list[Path], store: Path, tiny_dir: Path, **kw) -> IndexJob:
     return IndexJob(
         paths=[str(p) for p in paths],
         store=str(store),
-        encoder=EncoderSpec(model=str(tiny_dir), device="cpu", batch_size=8),
+        encoder=EncoderConfig(model=str(tiny_dir), device="cpu", batch_size=8),
         executor=kw.pop("executor", "local"),
         **kw,
     )
@@ -336,7 +336,7 @@ def test_ray_executor_matches_local(
 
 def test_local_executor_requires_start(tiny_dir: Path) -> None:
     with pytest.raises(RuntimeError):
-        next(LocalExecutor(EncoderSpec(str(tiny_dir))).run([], None))  # type: ignore[arg-type]
+        next(LocalExecutor(EncoderConfig(str(tiny_dir))).run([], None))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- crashes
@@ -405,10 +405,10 @@ def test_sigkill_midway_then_rerun_completes(tmp_path: Path, tiny_dir: Path) -> 
 
 RSS_SCRIPT = """
 import json, resource, sys
-from videomem.jobs.runner import EncoderSpec, IndexJob, run_index
+from videomem.jobs.runner import EncoderConfig, IndexJob, run_index
 from videomem.pipeline.types import DecodeConfig
 job = IndexJob(paths=[sys.argv[1]], store=sys.argv[2],
-               encoder=EncoderSpec(model=sys.argv[3], device="cpu", batch_size=32),
+               encoder=EncoderConfig(model=sys.argv[3], device="cpu", batch_size=32),
                decode=DecodeConfig(fps=25.0), executor="local")
 s = run_index(job)
 print(json.dumps({"frames": s.frames, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
