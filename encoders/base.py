@@ -83,6 +83,7 @@ FAMILY_MODULES: dict[str, str] = {
     "llava_next_video": "videomem.encoders.llava",
     "smolvlm": "videomem.encoders.smolvlm",
     "idefics3": "videomem.encoders.smolvlm",
+    "mobilenet_v2": "videomem.encoders.mobilenet",
 }
 
 EncoderFactory = Callable[..., FrameEncoder]

@@ -326,3 +326,89 @@ def frame_color(frame: np.ndarray) -> str:
 
 def which_ffprobe() -> str | None:
     return shutil.which("ffprobe")
+
+
+# --------------------------------------------------------------------------- real clips
+
+
+@dataclass(frozen=True)
+class Part:
+    """One source clip inside a concatenated video."""
+
+    name: str  # the source file's stem
+    start: float  # seconds, inclusive
+    end: float  # seconds, exclusive
+    frames: int  # frames it contributes at the output rate
+
+
+@dataclass(frozen=True)
+class ConcatVideo:
+    """Real clips joined end to end; the cuts are where one clip ends."""
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    parts: tuple[Part, ...]
+
+    @property
+    def duration(self) -> float:
+        return self.parts[-1].end
+
+    @property
+    def num_frames(self) -> int:
+        return sum(p.frames for p in self.parts)
+
+    @property
+    def cuts(self) -> list[float]:
+        return [p.start for p in self.parts[1:]]
+
+    @property
+    def bounds(self) -> list[float]:
+        """Scene bounds as ``memory.quality`` takes them: starts, then the end."""
+        return [p.start for p in self.parts] + [self.duration]
+
+
+def make_concat(
+    path: str | os.PathLike[str],
+    clips: Sequence[str | os.PathLike[str]],
+    width: int = 320,
+    height: int = 240,
+    fps: int = 20,
+    quantum: float = 0.25,
+) -> ConcatVideo:
+    """Join real clips of any size and rate into one H.264 video of ``width`` x
+    ``height`` at ``fps`` with ffmpeg's concat filter: each clip is resampled to
+    ``fps``, scaled to fit and centred on black bars (its aspect kept), and trimmed to
+    whole ``quantum``-second lengths (so cuts fall exactly on a sampling grid of
+    ``1 / quantum`` fps when ``fps * quantum`` is whole). Clip lengths come from
+    probing the sources."""
+    from videomem.pipeline.decode import probe
+
+    if abs(fps * quantum - round(fps * quantum)) > 1e-9:
+        raise ValueError(f"fps * quantum must be whole frames, got {fps} * {quantum}")
+    args: list[str] = []
+    chains: list[str] = []
+    parts: list[Part] = []
+    t = 0.0
+    for k, clip in enumerate(clips):
+        src = probe(clip)
+        if src.duration_s is None:
+            raise ValueError(f"{clip}: no duration")
+        n = int(src.duration_s / quantum + 1e-6) * round(fps * quantum)
+        args += ["-i", str(clip)]
+        chains.append(
+            f"[{k}:v]fps={fps},scale={width}:{height}:force_original_aspect_ratio=decrease,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,"
+            f"trim=end_frame={n},setpts=PTS-STARTPTS[c{k}]"
+        )
+        parts.append(Part(Path(clip).stem, t, t + n / fps, n))
+        t += n / fps
+    labels = "".join(f"[c{k}]" for k in range(len(clips)))
+    graph = ";".join(chains) + f";{labels}concat=n={len(clips)}:v=1:a=0[v]"
+    out = Path(path)
+    run_ffmpeg(
+        [*args, "-filter_complex", graph, "-map", "[v]", "-r", str(fps),
+         *_encode_args(width, height), str(out)]
+    )  # fmt: skip
+    return ConcatVideo(out, width, height, float(fps), tuple(parts))
