@@ -4,8 +4,9 @@ On the same videos, with the same encoder, in the same run, measures
 
 * decode-only   frames/s — consuming ``pipeline.decode.decode`` and nothing else;
 * encode-only   frames/s — ``encoder.encode`` on frames decoded beforehand (held in memory);
-* end-to-end    frames/s — ``pipeline.index.index_video`` (probe → decode thread →
-  encode → consolidate), what ``videomem index`` runs per video;
+* end-to-end    frames/s — the local executor over all the videos (probe → decode
+  thread → encode → consolidate, the next video probed and decoded while the current
+  one encodes): what ``videomem index`` runs, minus the store;
 
 and prints the overlap efficiency ``max(decode, encode) / end_to_end`` (1.0 = the
 slower stage fully hides the other; a no-overlap pipeline scores
@@ -82,9 +83,9 @@ def build_moderate_clip(out: Path) -> Path:
 def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: int) -> dict:
     import torch
     from videomem.encoders.base import load_encoder
+    from videomem.jobs.runner import LocalExecutor, TaskSpec, WorkItem
     from videomem.pipeline.decode import decode, probe
-    from videomem.pipeline.index import index_video
-    from videomem.pipeline.types import DecodeConfig, MemoryConfig
+    from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
     enc = load_encoder(ckpt, "cpu", batch_size=batch)
     cfg = DecodeConfig(fps=fps, size=enc.input_size, batch_size=batch)
@@ -104,11 +105,17 @@ def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: in
     encode_s = time.perf_counter() - t
     del batches
 
+    # end to end as `videomem index` runs it (minus the store): the local executor,
+    # which probes and decodes the next video while the current one encodes
+    ex = LocalExecutor(EncoderConfig(str(ckpt), device="cpu", batch_size=batch))
+    ex.start()
+    task = TaskSpec(decode=cfg, memory=mem_cfg, config_hash="bench", model=name, encoder={})
+    items = [WorkItem(str(v), f"v{i}") for i, v in enumerate(videos)]
     t = time.perf_counter()
-    n = 0
-    for v in videos:
-        n += index_video(str(v), enc, cfg, mem_cfg).stats.frames
+    outs = [o for part in ex.run(items, task) for o in part]
     e2e_s = time.perf_counter() - t
+    ex.close()
+    n = sum(o.record.frames_sampled for o in outs)
     if n != frames:
         raise SystemExit(f"{name}: end-to-end saw {n} frames, decode-only {frames}")
     return dict(

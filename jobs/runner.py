@@ -21,10 +21,14 @@ Design decisions:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
@@ -68,13 +72,23 @@ class TaskSpec:
 
 
 class VideoWorker:
-    """Holds one loaded encoder and indexes videos with it (one per process/actor)."""
+    """Holds one loaded encoder and indexes videos with it (one per process/actor).
+
+    ``run`` may be called from two threads at once (LocalExecutor's lookahead, Ray's
+    ``max_concurrency=2``): the encoder lock lets only one video encode at a time while
+    the other probes and decodes its first batches, so the encoder never waits for a
+    new video's ffmpeg to start.
+    """
+
+    #: videos a worker has in flight: one encoding, one being probed/decoded ahead
+    CONCURRENCY = 2
 
     def __init__(self, spec: EncoderConfig) -> None:
         from videomem.encoders.base import load_encoder_from_config
 
         self.spec = spec
         self.encoder = load_encoder_from_config(spec)
+        self._encode_lock = threading.Lock()
 
     def info(self) -> EncoderInfo:
         e = self.encoder
@@ -99,6 +113,7 @@ class VideoWorker:
             model=task.model,
             encoder_config=task.encoder,
             on_frames=on_frames,
+            encode_lock=self._encode_lock,
         )
         out.notes.pop("traceback", None)  # logged by the worker already
         return out
@@ -139,7 +154,8 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """One in-process worker; decode still overlaps encode through its thread."""
+    """One in-process worker; decode overlaps encode (the decode thread), and the next
+    video is probed and starts decoding while the current one encodes."""
 
     live_frames = True
 
@@ -154,10 +170,25 @@ class LocalExecutor:
     def run(
         self, items: Iterable[WorkItem], task: TaskSpec, on_frames: Any = None
     ) -> Iterator[list[IndexOutcome]]:
-        if self._worker is None:
+        worker = self._worker
+        if worker is None:
             raise RuntimeError("LocalExecutor.start() first")
-        for item in items:
-            yield [self._worker.run(item, task, on_frames)]
+        todo = iter(items)
+        with ThreadPoolExecutor(worker.CONCURRENCY, thread_name_prefix="videomem-video") as pool:
+            running: deque[Future[IndexOutcome]] = deque(
+                pool.submit(worker.run, item, task, on_frames)
+                for item in itertools.islice(todo, worker.CONCURRENCY)
+            )
+            try:
+                while running:
+                    out = running.popleft().result()  # in order: results come as submitted
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        running.append(pool.submit(worker.run, nxt, task, on_frames))
+                    yield [out]
+            finally:
+                for fut in running:  # consumer stopped early: start nothing new
+                    fut.cancel()
 
     def close(self) -> None:
         self._worker = None
@@ -220,6 +251,8 @@ class RayExecutor:
                 num_gpus=gpus,
                 max_restarts=1,
                 max_task_retries=0,
+                # the queued video probes/decodes while the current one encodes
+                max_concurrency=VideoWorker.CONCURRENCY,
             ).remote(self.spec)
             for _ in range(self.workers)
         ]

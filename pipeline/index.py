@@ -166,11 +166,16 @@ def index_video(
     video_id: str | None = None,
     prefetch: int = 2,
     on_frames: FramesCallback | None = None,
+    encode_lock: contextlib.AbstractContextManager[Any] | None = None,
 ) -> IndexedVideo:
     """Probe, decode, encode and consolidate one video; raise on failure.
 
     ``decode_config.size`` should be the encoder's ``input_size`` (the runner sets it).
     ``video_id`` overrides the probed one (the driver computed it for the store key).
+    ``encode_lock`` (shared by the videos of one worker) is held only while frames are
+    encoded: a worker running two videos at once probes and decodes the next video's
+    first batches while the current one has the encoder, so no time is lost between
+    videos and the encoder still runs one video at a time.
     Returns the memory with tokens as float16 (what the store keeps) and the stats.
     """
     from videomem.memory.builder import MemoryBuilder
@@ -187,7 +192,8 @@ def index_video(
     frames = batches = 0
     encode_s = consolidate_s = 0.0
     src = source
-    with BatchPrefetcher(lambda: decode(uri, decode_config, src), maxsize=prefetch) as pf:
+    lock = encode_lock if encode_lock is not None else contextlib.nullcontext()
+    with BatchPrefetcher(lambda: decode(uri, decode_config, src), maxsize=prefetch) as pf, lock:
         for batch in pf:
             fb: FrameBatch = batch
             if len(fb) == 0:
@@ -234,6 +240,7 @@ def index_one(
     model: str = "",
     encoder_config: dict[str, Any] | None = None,
     on_frames: FramesCallback | None = None,
+    encode_lock: contextlib.AbstractContextManager[Any] | None = None,
 ) -> IndexOutcome:
     """:func:`index_video` with errors as data: never raises for a bad video.
 
@@ -279,6 +286,7 @@ def index_one(
             source=source,
             video_id=video_id,
             on_frames=on_frames,
+            encode_lock=encode_lock,
         )
         done = replace(
             done, stats=replace(done.stats, probe_s=probe_s, total_s=time.perf_counter() - t0)

@@ -339,6 +339,69 @@ def test_local_executor_requires_start(tiny_dir: Path) -> None:
         next(LocalExecutor(EncoderConfig(str(tiny_dir))).run([], None))  # type: ignore[arg-type]
 
 
+class WatchesLookahead:
+    """The real encoder, instrumented: fails if two videos ever encode at once, and on
+    its first call (video 1) waits until video 2 has been probed (by the worker's
+    lookahead thread) before it goes on."""
+
+    def __init__(self, inner, probed: list[str], second: str) -> None:
+        self.inner, self.probed, self.second = inner, probed, second
+        self.busy = False
+        self.calls = 0
+        self.second_probed_during_first = False
+        for k in ("input_size", "tokens_per_frame", "dim", "embed_dim", "fingerprint"):
+            setattr(self, k, getattr(inner, k))
+
+    def encode(self, frames, timestamps=None):
+        if self.busy:
+            raise RuntimeError("two videos were encoded at the same time")
+        self.busy = True
+        try:
+            self.calls += 1
+            if self.calls == 1:
+                deadline = time.time() + 20
+                while self.second not in self.probed and time.time() < deadline:
+                    time.sleep(0.01)
+                self.second_probed_during_first = self.second in self.probed
+            return self.inner.encode(frames, timestamps)
+        finally:
+            self.busy = False
+
+
+def test_next_video_is_probed_and_decoded_while_the_current_one_encodes(
+    tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import videomem.pipeline.decode as decode_mod
+    from videomem.jobs.runner import TaskSpec, WorkItem
+
+    videos = [make_pattern(tmp_path / f"v{i}.mp4", seconds=4, rate=5) for i in range(3)]
+    probed: list[str] = []
+    real_probe = decode_mod.probe
+
+    def recording_probe(uri, *args, **kwargs):
+        probed.append(str(uri))
+        return real_probe(uri, *args, **kwargs)
+
+    monkeypatch.setattr(decode_mod, "probe", recording_probe)
+    ex = LocalExecutor(EncoderConfig(str(tiny_dir), device="cpu", batch_size=4))
+    info = ex.start()
+    watcher = WatchesLookahead(ex._worker.encoder, probed, str(videos[1]))  # type: ignore[union-attr]
+    ex._worker.encoder = watcher  # type: ignore[union-attr]
+    task = TaskSpec(
+        decode=DecodeConfig(fps=2.0, size=info.input_size, batch_size=4),
+        memory=SMALL_MEMORY,
+        config_hash="h",
+        model="tiny",
+        encoder={},
+    )
+    items = [WorkItem(str(v), f"id{i}") for i, v in enumerate(videos)]
+    outs = [o for batch in ex.run(items, task) for o in batch]
+    assert [o.record.video_id for o in outs] == ["id0", "id1", "id2"]  # committed in order
+    assert all(o.record.status == "indexed" for o in outs), [o.record.error for o in outs]
+    assert watcher.second_probed_during_first
+    assert decode_threads() == []
+
+
 # --------------------------------------------------------------------------- crashes
 
 
