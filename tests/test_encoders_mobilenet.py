@@ -16,6 +16,8 @@ from videomem.encoders.mobilenet import MobileNetEncoder, feature_grid
 from videomem.encoders.tiny import build_tiny
 from videomem.pipeline.errors import EncoderError
 
+from tests.test_encoders_clip import naive_pool  # the same k x k grid-pool reference
+
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -156,20 +158,6 @@ def test_backbone_only_checkpoint_encodes_but_gives_no_labels(
     torch.testing.assert_close(enc.encode(x).tokens, load(tiny_dir).encode(x).tokens)
     with pytest.raises(EncoderError, match="no trained classifier"):
         enc.labels(x)
-
-
-def naive_pool(tokens: torch.Tensor, grid: int, k: int) -> torch.Tensor:
-    """Mean of each (grid/k)^2 block of cells, k dividing grid, by explicit loops."""
-    b, _, d = tokens.shape
-    s = grid // k
-    out = torch.zeros(b, k * k, d)
-    for i in range(k):
-        for j in range(k):
-            cells = [
-                tokens[:, (i * s + u) * grid + (j * s + v)] for u in range(s) for v in range(s)
-            ]
-            out[:, i * k + j] = torch.stack(cells).mean(0)
-    return out
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
