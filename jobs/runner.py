@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
@@ -546,8 +547,8 @@ def run_index(
     from videomem.pipeline.decode import content_video_id, iter_video_files
 
     rep = reporter or NullReporter()
-    # absolute paths: a stored uri must still name the file when read from elsewhere
-    files = [str(p.absolute()) for p in iter_video_files([Path(p) for p in job.paths])]
+    # absolute, normalised paths (no ..): a stored uri must name the file from anywhere
+    files = [os.path.abspath(p) for p in iter_video_files([Path(p) for p in job.paths])]
     if not files:
         raise ConfigError(f"no video files found in {', '.join(map(str, job.paths))}")
     summary = IndexSummary(store=job.store, videos=len(files))

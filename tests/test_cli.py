@@ -186,7 +186,7 @@ def test_relative_paths_are_stored_absolute(
 ) -> None:
     monkeypatch.chdir(videos.parent)
     store = tmp_path / "store"
-    r = invoke(env, "index", videos.name + "/a.mp4", "--store", str(store), "--model", "tiny",
+    r = invoke(env, "index", f"../{videos.parent.name}/{videos.name}/a.mp4", "--store", str(store), "--model", "tiny",
                "--fps", "1", "--device", "cpu")  # fmt: skip
     assert r.exit_code == 0, r.output
     (row,) = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
