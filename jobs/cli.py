@@ -172,6 +172,9 @@ def index(
             # the error names the file already (DecodeError: "<uri>: <reason>")
             reason = f["error"].splitlines()[0] if f["error"] else ""
             typer.echo(f"  failed: {reason if f['uri'] in reason else f['uri'] + ': ' + reason}")
+        if summary.failed > 20:
+            more = summary.failed - 20
+            typer.echo(f"  … and {more} more: videomem ls --store {summary.store} --status failed")
     if summary.all_failed:
         raise typer.Exit(1)
 

@@ -40,6 +40,9 @@ from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig, i
 
 log = logging.getLogger(__name__)
 
+#: failures listed in a job summary; the store holds every one
+MAX_FAILURES_LISTED = 100
+
 ExecutorName = Literal["auto", "local", "ray"]
 
 
@@ -491,6 +494,8 @@ class IndexSummary:
     slots: int = 0
     load_s: float = 0.0
     elapsed_s: float = 0.0
+    #: the first MAX_FAILURES_LISTED failures (all of them are rows in the store:
+    #: ``videomem ls --status failed``), so a huge corpus keeps a small summary
     failures: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -669,7 +674,8 @@ def _commit(
                     summary.frames += rec.frames_sampled
             else:
                 summary.failed += 1
-                summary.failures.append({"uri": rec.uri, "error": rec.error or ""})
+                if len(summary.failures) < MAX_FAILURES_LISTED:
+                    summary.failures.append({"uri": rec.uri, "error": rec.error or ""})
             rep.done(rec)
 
 
