@@ -217,3 +217,21 @@ def test_time_window_and_encoder_options(videos: Path, env, tmp_path: Path) -> N
     # a different layer is a different encoder: indexed again, beside the first memory
     r = invoke(env, *base, "--start", "1", "--end", "3", "-o", "pool=1", "-o", "layer=0")
     assert json.loads(r.stdout)["indexed"] == 1
+
+
+def test_summary_lists_a_bounded_number_of_failures(
+    env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import videomem.jobs.runner as runner
+
+    monkeypatch.setattr(runner, "MAX_FAILURES_LISTED", 2)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(3):
+        (bad / f"b{i}.mp4").write_bytes(os.urandom(500))
+    store = tmp_path / "store"
+    r = invoke(env, "index", str(bad), "--store", str(store), "--model", "tiny", "--json")
+    summary = json.loads(r.stdout)
+    assert summary["failed"] == 3 and len(summary["failures"]) == 2
+    rows = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
+    assert len(rows) == 3  # every failure is still a row in the store
