@@ -346,6 +346,20 @@ def load_encoder_from_config(config: EncoderConfig) -> FrameEncoder:
 # --------------------------------------------------------------------------- helpers
 
 
+def checkpoint_fingerprint(
+    checkpoint: str, config: Any, settings: LoadSettings, /, **choices: Any
+) -> str:
+    """:func:`fingerprint` of a loaded checkpoint: what the user passed, its config,
+    the run dtype, its weights' identity (hub revision when known) and ``choices``."""
+    return fingerprint(
+        settings.source,
+        config,
+        settings.dtype,
+        weights_identity(checkpoint, getattr(config, "_commit_hash", None)),
+        **choices,
+    )
+
+
 def fingerprint(
     source: str, config: Any, dtype: torch.dtype, weights_id: str, **choices: Any
 ) -> str:

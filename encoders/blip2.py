@@ -43,7 +43,7 @@ from videomem.encoders.base import (
     SAFETENSORS_ONLY,
     BatchedEncoder,
     LoadSettings,
-    fingerprint,
+    checkpoint_fingerprint,
     freeze,
     load_image_spec,
     load_pretrained,
@@ -51,7 +51,6 @@ from videomem.encoders.base import (
     register,
     reject_unknown_options,
     unreachable_hub_error,
-    weights_identity,
 )
 from videomem.pipeline.errors import EncoderError
 
@@ -209,11 +208,10 @@ class Blip2Encoder(BatchedEncoder):
         self.lm_dim = int(config.text_config.hidden_size)
         self.dim = self.qformer_dim if tokens == "qformer" else self.lm_dim
         self.embed_dim = self.qformer_dim
-        self.fingerprint = fingerprint(
-            settings.source,
+        self.fingerprint = checkpoint_fingerprint(
+            path,
             config,
-            settings.dtype,
-            weights_identity(path, getattr(config, "_commit_hash", None)),
+            settings,
             tokens=tokens,
         )
 

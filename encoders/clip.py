@@ -45,13 +45,12 @@ import torch.nn.functional as F
 from videomem.encoders.base import (
     BatchedEncoder,
     LoadSettings,
-    fingerprint,
+    checkpoint_fingerprint,
     load_image_spec,
     load_pretrained,
     local_files_only,
     register,
     reject_unknown_options,
-    weights_identity,
 )
 from videomem.pipeline.errors import EncoderError
 
@@ -137,11 +136,10 @@ class ContrastiveEncoder(BatchedEncoder):
         self.embed_dim = (
             int(config.projection_dim) if model_type == "clip" else int(vision.hidden_size)
         )
-        self.fingerprint = fingerprint(
-            settings.source,
+        self.fingerprint = checkpoint_fingerprint(
+            path,
             config,
-            settings.dtype,
-            weights_identity(path, getattr(config, "_commit_hash", None)),
+            settings,
             layer=self.layer,
             pool=self.pool,
         )

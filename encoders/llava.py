@@ -42,12 +42,11 @@ import torch
 from videomem.encoders.base import (
     BatchedEncoder,
     LoadSettings,
-    fingerprint,
+    checkpoint_fingerprint,
     load_image_spec,
     load_vlm,
     register,
     reject_unknown_options,
-    weights_identity,
 )
 
 # model_type -> (transformers class name, feature path)
@@ -100,11 +99,10 @@ class LlavaEncoder(BatchedEncoder):
         self.tokens_per_frame = int(probe.shape[1])
         self.dim = int(probe.shape[2])
         self.embed_dim = self.dim
-        self.fingerprint = fingerprint(
-            settings.source,
+        self.fingerprint = checkpoint_fingerprint(
+            path,
             config,
-            settings.dtype,
-            weights_identity(path, getattr(config, "_commit_hash", None)),
+            settings,
             family=self.model_type,
             path=self.path_kind,
             pooled="mean",

@@ -45,12 +45,11 @@ from videomem.encoders.base import (
     BatchedEncoder,
     LoadSettings,
     as_frame_tensor,
-    fingerprint,
+    checkpoint_fingerprint,
     load_image_spec,
     load_pretrained,
     register,
     reject_unknown_options,
-    weights_identity,
 )
 from videomem.encoders.clip import pool_patch_grid
 from videomem.pipeline.errors import EncoderError
@@ -108,11 +107,10 @@ class MobileNetEncoder(BatchedEncoder):
         self.dim = int(self.model.conv_1x1.convolution.out_channels)
         self.embed_dim = self.dim
         self.tokens_per_frame = self.pool**2 if self.pool else self.grid[0] * self.grid[1]
-        self.fingerprint = fingerprint(
-            settings.source,
+        self.fingerprint = checkpoint_fingerprint(
+            path,
             config,
-            settings.dtype,
-            weights_identity(path, getattr(config, "_commit_hash", None)),
+            settings,
             pool=self.pool,
         )
 

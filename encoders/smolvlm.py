@@ -32,12 +32,11 @@ import torch
 from videomem.encoders.base import (
     BatchedEncoder,
     LoadSettings,
-    fingerprint,
+    checkpoint_fingerprint,
     load_image_spec,
     load_vlm,
     register,
     reject_unknown_options,
-    weights_identity,
 )
 from videomem.pipeline.errors import EncoderError
 
@@ -88,11 +87,10 @@ class SmolVLMEncoder(BatchedEncoder):
         self.tokens_per_frame = side * side // int(config.scale_factor) ** 2
         self.dim = int(config.text_config.hidden_size)
         self.embed_dim = self.dim
-        self.fingerprint = fingerprint(
-            settings.source,
+        self.fingerprint = checkpoint_fingerprint(
+            path,
             config,
-            settings.dtype,
-            weights_identity(path, getattr(config, "_commit_hash", None)),
+            settings,
             family=self.model_type,
             path="frame",
             pooled="mean",
