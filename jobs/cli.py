@@ -110,6 +110,7 @@ def index(
         IndexJob,
         PlainReporter,
         RichReporter,
+        failure_line,
         run_index,
     )
     from videomem.pipeline.errors import ConfigError, VideomemError
@@ -169,9 +170,7 @@ def index(
     else:
         typer.echo(summary.text())
         for f in summary.failures[:20]:
-            # the error names the file already (DecodeError: "<uri>: <reason>")
-            reason = f["error"].splitlines()[0] if f["error"] else ""
-            typer.echo(f"  failed: {reason if f['uri'] in reason else f['uri'] + ': ' + reason}")
+            typer.echo(f"  failed: {failure_line(f['uri'], f['error'])}")
         if summary.failed > 20:
             more = summary.failed - 20
             typer.echo(f"  … and {more} more: videomem ls --store {summary.store} --status failed")

@@ -351,10 +351,14 @@ class Reporter(Protocol):
     def finish(self) -> None: ...
 
 
+def failure_line(uri: str, error: str | None) -> str:
+    """ "uri: reason", one line, for a failure (errors usually start with the uri)."""
+    first = error.splitlines()[0] if error else "unknown error"
+    return first if first.startswith(uri) else f"{uri}: {first}"
+
+
 def _first_line(record: VideoRecord) -> str:
-    """ "uri: reason" from a failed row (errors usually start with the uri already)."""
-    first = record.error.splitlines()[0] if record.error else "unknown error"
-    return first if first.startswith(record.uri) else f"{record.uri}: {first}"
+    return failure_line(record.uri, record.error)
 
 
 class NullReporter:
@@ -521,8 +525,6 @@ class IndexSummary:
 
 def make_executor(job: IndexJob) -> Executor:
     """``auto``: local for one worker on this machine, Ray for more workers or a cluster."""
-    import os
-
     name = job.executor
     if name == "auto":
         remote = job.ray_address or os.environ.get("RAY_ADDRESS")
@@ -549,7 +551,7 @@ def run_index(
     Raises ``VideomemError`` only for job-level problems (store locked, model cannot be
     loaded, no video files); per-video failures are rows in the store and the summary.
     """
-    from videomem.pipeline.decode import content_video_id, iter_video_files
+    from videomem.pipeline.decode import iter_video_files
 
     rep = reporter or NullReporter()
     # absolute, normalised paths (no ..): a stored uri must name the file from anywhere
@@ -585,7 +587,7 @@ def run_index(
                     encoder_fingerprint=info.fingerprint, config_hash=config_hash
                 )
             }
-            items, early = _plan(files, existing, job, task, info, rep, summary, content_video_id)
+            items, early = _plan(files, existing, job, task, info, rep, summary)
             t1 = time.perf_counter()
             if early:
                 _commit(store, early, job, rep, summary, count_frames=False)
@@ -615,9 +617,10 @@ def _plan(
     info: EncoderInfo,
     rep: Reporter,
     summary: IndexSummary,
-    content_video_id: Any,
 ) -> tuple[list[WorkItem], list[IndexOutcome]]:
     """Which files to index; files that cannot even be read fail right here."""
+    from videomem.pipeline.decode import content_video_id
+
     items: list[WorkItem] = []
     early: list[IndexOutcome] = []
     seen: dict[str, str] = {}

@@ -355,12 +355,15 @@ def probe(
     *,
     ffprobe: str | None | _Auto = AUTO,
     timeout_s: float = PROBE_TIMEOUT_S,
+    video_id: str | None = None,
 ) -> VideoSource:
     """Describe a local video file.
 
     ``ffprobe``: AUTO finds it (``$VIDEOMEM_FFPROBE``, then PATH); None forces the
-    ffmpeg-only path; a string names the binary. Raises DecodeError with a readable
-    reason (missing, empty, unreadable, no video stream, zero duration, …).
+    ffmpeg-only path; a string names the binary. ``video_id``: the file's
+    :func:`content_video_id` when the caller has it already (saves reading it twice).
+    Raises DecodeError with a readable reason (missing, empty, unreadable, no video
+    stream, zero duration, …).
     """
     path, size = _check_file(uri)
     exe = find_ffprobe() if isinstance(ffprobe, _Auto) else ffprobe
@@ -398,7 +401,7 @@ def probe(
     if v.width is None or v.height is None:
         raise DecodeError(str(uri), "the video stream has no frame size (unsupported codec?)")
     return VideoSource(
-        video_id=content_video_id(path),
+        video_id=video_id if video_id is not None else content_video_id(path),
         uri=str(path),
         size_bytes=size,
         has_video=True,

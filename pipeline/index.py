@@ -275,7 +275,7 @@ def index_one(
     try:
         # probe here, not inside index_video, so a video that probes but then fails to
         # decode or encode still gets its probe fields (duration, size, codec) recorded
-        source = probe(uri)
+        source = probe(uri, video_id=video_id)  # the driver hashed the content already
         record = record.with_source(source)
         probe_s = time.perf_counter() - t0
         done = index_video(
