@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # torch is only needed by code that builds these records
 
 
 class _Config:
-    """JSON round-trip and a stable hash for the frozen config dataclasses."""
+    """JSON round-trip of the frozen config dataclasses, and the fields that go into
+    the stored-memory key (:func:`index_config_hash`)."""
 
     #: fields that do not change what is produced (speed knobs), left out of the hash
     _NOT_HASHED: ClassVar[tuple[str, ...]] = ()
@@ -58,11 +59,6 @@ class _Config:
 
     def hashed_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.to_dict().items() if k not in self._NOT_HASHED}
-
-    def config_hash(self) -> str:
-        """Short stable hash of the output-affecting fields."""
-        blob = json.dumps(self.hashed_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 AspectPolicy = Literal["pad", "crop", "stretch"]
