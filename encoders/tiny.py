@@ -39,19 +39,30 @@ def build_tiny(family: str, out_dir: str | Path) -> Path:
 
 
 def tiny_checkpoint(family: str = "llava", cache_dir: str | Path | None = None) -> Path:
-    """A cached tiny checkpoint (built once, then reused), e.g. for ``--model tiny``."""
+    """A cached tiny checkpoint (built once, then reused), e.g. for ``--model tiny``.
+
+    Safe when several processes (Ray actors) ask at once: each builds into its own
+    temporary folder and renames it into place; a loser of that race drops its copy
+    (the builders are seeded, so every copy is the same checkpoint).
+    """
     import os
+    import shutil
+    import tempfile
 
     root = Path(cache_dir or os.environ.get("VIDEOMEM_CACHE", Path.home() / ".cache" / "videomem"))
     out = root / "tiny" / family
     if not (out / "config.json").exists():
-        tmp = out.with_name(out.name + ".tmp")
-        build_tiny(family, tmp)
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-        tmp.rename(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=out.parent))
+        try:
+            build_tiny(family, tmp)
+            try:
+                tmp.rename(out)
+            except OSError:
+                if not (out / "config.json").exists():  # not a lost race: a real error
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -298,3 +298,16 @@ def test_timestamps_tensor() -> None:
     assert timestamps_tensor(np.array([1.5, 2.5]), 2).dtype == torch.float64
     with pytest.raises(EncoderError):
         timestamps_tensor([1.0, 2.0], 3)
+
+
+def test_tiny_checkpoint_built_by_several_processes_at_once(tmp_path: Path) -> None:
+    # Ray actors given `--model tiny` all ask for the cached checkpoint at the same time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from videomem.encoders.tiny import tiny_checkpoint
+
+    with ProcessPoolExecutor(3) as pool:
+        outs = list(pool.map(tiny_checkpoint, ["llava"] * 3, [tmp_path] * 3))
+    assert len(set(outs)) == 1 and (outs[0] / "config.json").is_file()
+    assert [p.name for p in (tmp_path / "tiny").iterdir()] == ["llava"]  # no leftovers
+    assert isinstance(load_encoder(outs[0], device="cpu"), FrameEncoder)
