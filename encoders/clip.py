@@ -70,6 +70,16 @@ _FAMILIES = {
 }
 
 
+def checked_pool(family: str, pool: int | None, grid: tuple[int, int]) -> int | None:
+    """The ``pool=k`` option as an int, checked against the token grid (None = no pooling)."""
+    if pool is not None and not 1 <= int(pool) <= min(grid):
+        raise EncoderError(
+            f"{family}: pool={pool} must be in 1..{min(grid)} (the token grid is "
+            f"{grid[0]}x{grid[1]})"
+        )
+    return None if pool is None else int(pool)
+
+
 def pool_patch_grid(patches: torch.Tensor, grid: tuple[int, int], k: int) -> torch.Tensor:
     """Average-pool patch tokens to a k x k grid.
 
@@ -111,12 +121,7 @@ class ContrastiveEncoder(BatchedEncoder):
             int(vision.image_size) // int(vision.patch_size),
             int(vision.image_size) // int(vision.patch_size),
         )
-        if pool is not None and not 1 <= int(pool) <= min(self.grid):
-            raise EncoderError(
-                f"{model_type}: pool={pool} must be in 1..{min(self.grid)} (the patch grid "
-                f"is {self.grid[0]}x{self.grid[1]})"
-            )
-        self.pool = None if pool is None else int(pool)
+        self.pool = checked_pool(model_type, pool, self.grid)
         self.family = family
         self.path = path
         self.settings = settings

@@ -51,7 +51,7 @@ from videomem.encoders.base import (
     register,
     reject_unknown_options,
 )
-from videomem.encoders.clip import pool_patch_grid
+from videomem.encoders.clip import checked_pool, pool_patch_grid
 from videomem.pipeline.errors import EncoderError
 
 #: MobileNetV2's total downsampling when output_stride does not cap it
@@ -88,12 +88,7 @@ class MobileNetEncoder(BatchedEncoder):
         self.image_spec = load_image_spec(path, settings)
         self.input_size = self.image_spec.input_size
         self.grid = feature_grid(config, self.input_size)
-        if pool is not None and not 1 <= int(pool) <= min(self.grid):
-            raise EncoderError(
-                f"mobilenet_v2: pool={pool} must be in 1..{min(self.grid)} (the feature map "
-                f"is {self.grid[0]}x{self.grid[1]} at {self.input_size[0]}x{self.input_size[1]})"
-            )
-        self.pool = None if pool is None else int(pool)
+        self.pool = checked_pool("mobilenet_v2", pool, self.grid)
 
         classifier, info = load_pretrained(
             "MobileNetV2ForImageClassification", path, settings, output_loading_info=True
