@@ -123,7 +123,7 @@ def best_fps(fn: Callable[[], object], frames: int, repeats: int) -> float:
 
 
 def bench_one(name: str, path: Path, batch: int, repeats: int) -> None:
-    from videomem.encoders.base import load_encoder
+    from videomem.encoders.registry import load_encoder
 
     enc = load_encoder(path, device="cpu", batch_size=batch)
     model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)

@@ -82,7 +82,7 @@ def build_moderate_clip(out: Path) -> Path:
 
 def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: int) -> dict:
     import torch
-    from videomem.encoders.base import load_encoder
+    from videomem.encoders.registry import load_encoder
     from videomem.jobs.runner import LocalExecutor, TaskSpec, WorkItem
     from videomem.pipeline.decode import decode, probe
     from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig

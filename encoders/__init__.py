@@ -1,10 +1,17 @@
 """Frozen frame encoders: uint8 frames -> visual tokens [B, N, D] (+ a pooled embedding).
 
-``load_encoder(model)`` picks the family from the checkpoint's own config; family
-modules (``clip``, ``blip2``, ``llava``, ``smolvlm``) are imported only when used, so
-importing this package does not import transformers.
+``load_encoder(model)`` picks the family from the checkpoint's own config through the one
+table in ``registry``; family modules (``clip``, ``blip2``, ``llava``, ``smolvlm``,
+``mobilenet``) are imported only when used, so importing this package does not import
+transformers.
+
+Modules: ``contract`` (the FrameEncoder/TextEncoder protocols), ``registry`` (families,
+``load_encoder``), ``hf`` (Hugging Face loading, shared with the QA stage),
+``fingerprint``, ``preprocess`` (batch pixel preprocessing), ``batched`` (the shared
+encode loop), one module per family, ``tiny`` (random test checkpoints).
 """
 
-from videomem.encoders.base import FrameEncoder, TextEncoder, load_encoder
+from videomem.encoders.contract import FrameEncoder, TextEncoder
+from videomem.encoders.registry import load_encoder
 
 __all__ = ["FrameEncoder", "TextEncoder", "load_encoder"]

@@ -39,19 +39,18 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from videomem.encoders.base import (
+from videomem.encoders.batched import BatchedEncoder
+from videomem.encoders.fingerprint import checkpoint_fingerprint
+from videomem.encoders.hf import (
     SAFETENSORS_ONLY,
-    BatchedEncoder,
     LoadSettings,
-    checkpoint_fingerprint,
     freeze,
-    load_image_spec,
     load_pretrained,
     local_files_only,
-    register,
-    reject_unknown_options,
     unreachable_hub_error,
 )
+from videomem.encoders.preprocess import load_image_spec
+from videomem.encoders.registry import reject_unknown_options
 from videomem.pipeline.errors import EncoderError
 
 TokenChoice = Literal["qformer", "projected"]
@@ -230,7 +229,6 @@ class Blip2Encoder(BatchedEncoder):
             return proj(x).to("cpu", torch.float32)
 
 
-@register("blip-2")
 def load_blip2(path: str, config: Any, settings: LoadSettings, **options: Any) -> Blip2Encoder:
     """Registry factory for BLIP-2 checkpoints (option: ``tokens``)."""
     return Blip2Encoder(path, config, settings, **options)

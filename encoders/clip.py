@@ -42,16 +42,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from videomem.encoders.base import (
-    BatchedEncoder,
-    LoadSettings,
-    checkpoint_fingerprint,
-    load_image_spec,
-    load_pretrained,
-    local_files_only,
-    register,
-    reject_unknown_options,
-)
+from videomem.encoders.batched import BatchedEncoder
+from videomem.encoders.fingerprint import checkpoint_fingerprint
+from videomem.encoders.hf import LoadSettings, load_pretrained, local_files_only
+from videomem.encoders.preprocess import load_image_spec
+from videomem.encoders.registry import reject_unknown_options
 from videomem.pipeline.errors import EncoderError
 
 
@@ -210,7 +205,6 @@ class ContrastiveEncoder(BatchedEncoder):
         return torch.cat(out)
 
 
-@register("clip", "siglip")
 def load_contrastive(
     path: str, config: Any, settings: LoadSettings, **options: Any
 ) -> ContrastiveEncoder:

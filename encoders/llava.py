@@ -19,11 +19,11 @@ tokens follow transformers' implementation rather than a re-implementation of it
   pooling before the projector. No newline.
 
 Preprocessing is rescale + normalise with the checkpoint's own image-processor
-constants on the whole batch in torch (:func:`~videomem.encoders.base.load_image_spec`;
+constants on the whole batch in torch (:func:`~videomem.encoders.preprocess.load_image_spec`;
 frames are already at ``input_size``, scaled by ffmpeg).
 
 Loading: the full ``*ForConditionalGeneration`` checkpoint is read with
-:func:`~videomem.encoders.base.load_vlm` (safetensors only), with the language
+:func:`~videomem.encoders.hf.load_vlm` (safetensors only), with the language
 model's decoder layers set to zero in the config, so their weights are skipped rather
 than materialised — a 7B LLaVA costs the vision tower, projector and the
 embedding/head matrices, not 7B parameters. The fingerprint is computed from the
@@ -39,15 +39,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from videomem.encoders.base import (
-    BatchedEncoder,
-    LoadSettings,
-    checkpoint_fingerprint,
-    load_image_spec,
-    load_vlm,
-    register,
-    reject_unknown_options,
-)
+from videomem.encoders.batched import BatchedEncoder
+from videomem.encoders.fingerprint import checkpoint_fingerprint
+from videomem.encoders.hf import LoadSettings, load_vlm
+from videomem.encoders.preprocess import load_image_spec
+from videomem.encoders.registry import reject_unknown_options
 
 # model_type -> (transformers class name, feature path)
 _FAMILIES: dict[str, tuple[str, str]] = {
@@ -138,6 +134,5 @@ class LlavaEncoder(BatchedEncoder):
         return tokens, tokens.float().mean(dim=1)
 
 
-@register(*_FAMILIES)
-def _factory(path: str, config: Any, settings: LoadSettings, **options: Any) -> LlavaEncoder:
+def load_llava(path: str, config: Any, settings: LoadSettings, **options: Any) -> LlavaEncoder:
     return LlavaEncoder(path, config, settings, **options)

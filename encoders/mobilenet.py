@@ -41,17 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from videomem.encoders.base import (
-    BatchedEncoder,
-    LoadSettings,
-    as_frame_tensor,
-    checkpoint_fingerprint,
-    load_image_spec,
-    load_pretrained,
-    register,
-    reject_unknown_options,
-)
+from videomem.encoders.batched import BatchedEncoder
 from videomem.encoders.clip import checked_pool, pool_patch_grid
+from videomem.encoders.fingerprint import checkpoint_fingerprint
+from videomem.encoders.hf import LoadSettings, load_pretrained
+from videomem.encoders.preprocess import as_frame_tensor, load_image_spec
+from videomem.encoders.registry import reject_unknown_options
 from videomem.pipeline.errors import EncoderError
 
 #: MobileNetV2's total downsampling when output_stride does not cap it
@@ -146,7 +141,6 @@ class MobileNetEncoder(BatchedEncoder):
         return names
 
 
-@register("mobilenet_v2")
 def load_mobilenet(
     path: str, config: Any, settings: LoadSettings, **options: Any
 ) -> MobileNetEncoder:

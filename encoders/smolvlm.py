@@ -19,7 +19,7 @@ number of frames for a checkpoint whose mean makes a flat frame normalise to 0.
 With no such frame both paths are the same computation (tests check this).
 
 Loading, preprocessing and the pooled embedding follow :mod:`videomem.encoders.llava`
-(LM decoder layers skipped at load by :func:`~videomem.encoders.base.load_vlm`;
+(LM decoder layers skipped at load by :func:`~videomem.encoders.hf.load_vlm`;
 rescale + normalise in torch with the checkpoint's constants; embedding = mean of
 the N tokens, E = D).
 """
@@ -29,15 +29,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from videomem.encoders.base import (
-    BatchedEncoder,
-    LoadSettings,
-    checkpoint_fingerprint,
-    load_image_spec,
-    load_vlm,
-    register,
-    reject_unknown_options,
-)
+from videomem.encoders.batched import BatchedEncoder
+from videomem.encoders.fingerprint import checkpoint_fingerprint
+from videomem.encoders.hf import LoadSettings, load_vlm
+from videomem.encoders.preprocess import load_image_spec
+from videomem.encoders.registry import reject_unknown_options
 from videomem.pipeline.errors import EncoderError
 
 _CLASSES = {
@@ -108,6 +104,5 @@ class SmolVLMEncoder(BatchedEncoder):
         return tokens, tokens.float().mean(dim=1)
 
 
-@register(*_CLASSES)
-def _factory(path: str, config: Any, settings: LoadSettings, **options: Any) -> SmolVLMEncoder:
+def load_smolvlm(path: str, config: Any, settings: LoadSettings, **options: Any) -> SmolVLMEncoder:
     return SmolVLMEncoder(path, config, settings, **options)

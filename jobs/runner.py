@@ -88,7 +88,7 @@ class VideoWorker:
     CONCURRENCY = 2
 
     def __init__(self, spec: EncoderConfig) -> None:
-        from videomem.encoders.base import load_encoder_from_config
+        from videomem.encoders.registry import load_encoder_from_config
 
         self.spec = spec
         self.encoder = load_encoder_from_config(spec)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from videomem.encoders.base import FrameEncoder
+from videomem.encoders.contract import FrameEncoder
 from videomem.memory.store import IndexOutcome, VideoRecord
 from videomem.pipeline.errors import DecodeError, VideomemError
 from videomem.pipeline.types import (

@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from videomem.encoders import load_encoder
-from videomem.encoders.base import LoadSettings, load_config
 from videomem.encoders.blip2 import (
     Blip2Encoder,
     _weight_files,
     load_visual_full,
     load_visual_lean,
 )
+from videomem.encoders.hf import LoadSettings, load_config
 from videomem.encoders.tiny import build_tiny
 from videomem.pipeline.errors import EncoderError
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from videomem.encoders.base import FrameEncoder, load_encoder
+from videomem.encoders.contract import FrameEncoder
+from videomem.encoders.registry import load_encoder
 from videomem.encoders.tiny import build_tiny
 from videomem.pipeline.errors import EncoderError
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from videomem.encoders import load_encoder
-from videomem.encoders.base import FAMILY_MODULES
 from videomem.encoders.mobilenet import MobileNetEncoder, feature_grid
+from videomem.encoders.registry import FAMILIES
 from videomem.encoders.tiny import build_tiny
 from videomem.pipeline.errors import EncoderError
 
@@ -57,7 +57,7 @@ def native(path: Path) -> torch.nn.Module:
 
 
 def test_family_is_registered() -> None:
-    assert FAMILY_MODULES["mobilenet_v2"] == "videomem.encoders.mobilenet"
+    assert FAMILIES["mobilenet_v2"] == "videomem.encoders.mobilenet:load_mobilenet"
 
 
 def test_preprocessing_matches_the_checkpoints_own_processor(checkpoint: Path) -> None:

@@ -15,7 +15,8 @@ import pytest
 import torch
 import transformers
 from transformers.models.smolvlm.processing_smolvlm import get_image_prompt_string
-from videomem.encoders.base import FrameEncoder, load_encoder
+from videomem.encoders.contract import FrameEncoder
+from videomem.encoders.registry import load_encoder
 from videomem.encoders.tiny import build_tiny
 from videomem.pipeline.errors import EncoderError
 
@@ -167,7 +168,7 @@ def test_numpy_torch_fingerprint_dtype(
 
 
 def test_language_model_layers_are_skipped_at_load(ckpt: dict[str, Path]) -> None:
-    from videomem.encoders.base import LoadSettings, load_config, load_vlm
+    from videomem.encoders.hf import LoadSettings, load_config, load_vlm
 
     config = load_config(ckpt["smolvlm"])
     settings = LoadSettings(torch.device("cpu"), torch.float32, 8, False, str(ckpt["smolvlm"]))

@@ -53,7 +53,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder(tiny_dir: Path):
-    from videomem.encoders.base import load_encoder
+    from videomem.encoders.registry import load_encoder
 
     return load_encoder(tiny_dir, "cpu", batch_size=8)
 

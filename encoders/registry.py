@@ -1,0 +1,126 @@
+"""The one table of supported frame-encoder families, and loading by checkpoint.
+
+The family is picked from the checkpoint's own ``config.model_type`` in exactly one
+place, :data:`FAMILIES`, never from user strings. A family module is imported only when
+a checkpoint of its family is loaded, so loading CLIP never imports BLIP-2 code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from videomem.encoders.contract import FrameEncoder
+from videomem.encoders.hf import (
+    LoadSettings,
+    load_config,
+    resolve_checkpoint,
+    resolve_device,
+    resolve_dtype,
+)
+from videomem.pipeline.errors import EncoderError
+from videomem.pipeline.types import EncoderConfig
+
+#: ``factory(path, config, settings, **options) -> FrameEncoder``
+EncoderFactory = Callable[..., FrameEncoder]
+
+#: model_type (from the checkpoint's config.json) -> "module:factory" that loads it.
+FAMILIES: dict[str, str] = {
+    "clip": "videomem.encoders.clip:load_contrastive",
+    "siglip": "videomem.encoders.clip:load_contrastive",
+    "blip-2": "videomem.encoders.blip2:load_blip2",
+    "llava": "videomem.encoders.llava:load_llava",
+    "llava_onevision": "videomem.encoders.llava:load_llava",
+    "llava_next_video": "videomem.encoders.llava:load_llava",
+    "smolvlm": "videomem.encoders.smolvlm:load_smolvlm",
+    "idefics3": "videomem.encoders.smolvlm:load_smolvlm",
+    "mobilenet_v2": "videomem.encoders.mobilenet:load_mobilenet",
+}
+
+
+def family_factory(model_type: str) -> EncoderFactory:
+    """The factory of a supported ``model_type`` (imports its module)."""
+    try:
+        target = FAMILIES[model_type]
+    except KeyError:
+        raise EncoderError(
+            f"model_type {model_type!r} is not a supported frame-encoder family; "
+            f"supported: {sorted(FAMILIES)}"
+        ) from None
+    module, _, name = target.partition(":")
+    factory: EncoderFactory = getattr(importlib.import_module(module), name)
+    return factory
+
+
+def load_encoder(
+    model: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    *,
+    batch_size: int = 32,
+    trust_remote_code: bool = False,
+    **options: Any,
+) -> FrameEncoder:
+    """Load a frozen frame encoder from a hub id or a local checkpoint directory.
+
+    ``options`` are family-specific (e.g. ``layer=-2, pool=4`` for CLIP/SigLIP) and
+    are part of the encoder's fingerprint.
+    """
+    if batch_size < 1:
+        raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
+    config = load_config(model, trust_remote_code=trust_remote_code)
+    model_type = str(getattr(config, "model_type", None))
+    if model_type not in FAMILIES:
+        raise EncoderError(
+            f"{model}: model_type {model_type!r} is not a supported frame-encoder family; "
+            f"supported: {sorted(FAMILIES)}"
+        )
+    factory = family_factory(model_type)
+    dev = resolve_device(device)
+    settings = LoadSettings(
+        device=dev,
+        dtype=resolve_dtype(dtype, dev),
+        batch_size=batch_size,
+        trust_remote_code=trust_remote_code,
+        source=str(model),
+    )
+    path, _ = resolve_checkpoint(model)
+    return factory(path, config, settings, **options)
+
+
+def reject_unknown_options(
+    family: str, unknown: dict[str, Any], known: Sequence[str], hint: str = ""
+) -> None:
+    """Family factories take ``**options``; a typo must fail loudly, not be ignored.
+    ``hint`` says why a family accepts what it does (e.g. nothing)."""
+    if unknown:
+        raise EncoderError(
+            f"{family}: unknown encoder options {sorted(unknown)}; "
+            f"this family accepts {sorted(known)}" + (f" ({hint})" if hint else "")
+        )
+
+
+def resolve_model(model: str) -> str:
+    """What ``EncoderConfig.model`` names, as a hub id or directory: ``"tiny"`` is the
+    smoke-test preset, the cached tiny random LLaVA of ``encoders.tiny`` (its tokens are
+    meaningless; shapes and code paths are real)."""
+    if model == "tiny":
+        from videomem.encoders.tiny import tiny_checkpoint
+
+        return str(tiny_checkpoint("llava"))
+    return model
+
+
+def load_encoder_from_config(config: EncoderConfig) -> FrameEncoder:
+    """:func:`load_encoder` from an ``EncoderConfig`` (what jobs pass to workers)."""
+    return load_encoder(
+        resolve_model(config.model),
+        config.device,
+        config.dtype,
+        batch_size=config.batch_size,
+        trust_remote_code=config.trust_remote_code,
+        **config.options,
+    )
