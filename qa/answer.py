@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.types import VideoMemory
+from videomem.pipeline.types import MemoryConfig, VideoMemory
 from videomem.qa.fit import fit_visual
 from videomem.qa.model import GenerationSettings, QAModel
 from videomem.qa.prompt import Prompt
@@ -97,12 +97,15 @@ def _answer_view(
     fingerprint: str,
     reuse_prefix: bool,
     batch_size: int,
+    memory_config: MemoryConfig,
 ) -> list[Answer]:
     """Answer questions that share one view (so one prefix)."""
     out: list[Answer | None] = [None] * len(questions)
     prompts: dict[int, Prompt] = {}
     try:
-        view = fit_visual(qa, view, settings, questions, duration_s=duration_s)
+        view = fit_visual(
+            qa, view, settings, questions, duration_s=duration_s, memory_config=memory_config
+        )
     except VideomemError as e:
         return [_failed(q, str(e)) for q in questions]
     n_tok = int(view.tokens.shape[1])
@@ -203,6 +206,7 @@ def answer(
             fingerprint=fingerprint,
             reuse_prefix=reuse_prefix,
             batch_size=batch_size,
+            memory_config=memory.memory_config,
         )
         for i, a in zip(idx, answers, strict=True):
             results[i] = a
@@ -263,9 +267,7 @@ def caption(
     fp = memory.encoder_fingerprint
     (glob,) = answer(qa, memory, [GLOBAL_CAPTION], settings, duration_s=duration_s)
     start, end = float(memory.start_s[0]), float(memory.end_s[-1])
-    caps = [
-        Caption("global", start, end, glob.answer, glob.tokens, glob.status, glob.error)
-    ]
+    caps = [Caption("global", start, end, glob.answer, glob.tokens, glob.status, glob.error)]
     if not dense:
         return caps
     views = []
@@ -286,7 +288,14 @@ def caption(
         chunk = views[j : j + step]
         prompts, feats, fitted = [], [], []
         for sub in chunk:
-            view = fit_visual(qa, global_visual(sub), settings, [Question(DENSE_CAPTION)])
+            view = fit_visual(
+                qa,
+                global_visual(sub),
+                settings,
+                [Question(DENSE_CAPTION)],
+                duration_s=duration_s,
+                memory_config=memory.memory_config,
+            )
             fitted.append(view)
             prompts.append(
                 qa.prompts.build(

@@ -31,6 +31,8 @@ class Visual:
 
     tokens: torch.Tensor
     spans: tuple[Span, ...]
+    #: frames merged into each slot [L] (1 for a frame decoded again)
+    sizes: torch.Tensor
     #: where the slots came from: "memory" (stored) or "video" (decoded again at t)
     source: str = "memory"
     #: slots of the stored memory before any QA-time consolidation
@@ -45,12 +47,15 @@ class Visual:
 
 
 def _spans(start: torch.Tensor, end: torch.Tensor) -> tuple[Span, ...]:
-    return tuple(Span(float(s), float(e)) for s, e in zip(start.tolist(), end.tolist(), strict=True))
+    return tuple(
+        Span(float(s), float(e)) for s, e in zip(start.tolist(), end.tolist(), strict=True)
+    )
 
 
 def global_visual(memory: VideoMemory) -> Visual:
     """The long-term memory, all slots."""
-    return Visual(memory.tokens, _spans(memory.start_s, memory.end_s), "memory", len(memory))
+    spans = _spans(memory.start_s, memory.end_s)
+    return Visual(memory.tokens, spans, memory.sizes, "memory", len(memory))
 
 
 def _sample_step(video: object) -> float:
@@ -99,7 +104,7 @@ def decode_before(video: object, encoder: object, t: float, after: float) -> Vis
     if not toks:
         raise VideomemError(f"{uri}: no frame decoded up to t={t:g}s")
     ts = torch.from_numpy(np.concatenate(times))
-    return Visual(torch.cat(toks), _spans(ts, ts), "video")
+    return Visual(torch.cat(toks), _spans(ts, ts), torch.ones(len(ts), dtype=torch.int64), "video")
 
 
 def breakpoint_visual(
@@ -117,12 +122,14 @@ def breakpoint_visual(
         try:
             fresh = decode_before(video, encoder, t, after)
             tokens = torch.cat([before.to(fresh.tokens.dtype), fresh.tokens])
-            return Visual(tokens, spans + fresh.spans, "video", len(memory))
+            sizes = torch.cat([memory.sizes[done], fresh.sizes])
+            return Visual(tokens, spans + fresh.spans, sizes, "video", len(memory))
         except VideomemError as e:
             note = str(e)
             log.info("breakpoint at %.2fs falls back to stored slots: %s", t, e)
     keep = memory.start_s <= t
     tokens, spans = memory.tokens[keep], _spans(memory.start_s[keep], memory.end_s[keep])
+    sizes = memory.sizes[keep]
     last = float(memory.end_s[keep].max()) if bool(keep.any()) else -1.0
     if memory.recent_tokens is not None and memory.recent_timestamps is not None:
         rt = memory.recent_timestamps
@@ -130,4 +137,5 @@ def breakpoint_visual(
         if bool(pick.any()):
             tokens = torch.cat([tokens, memory.recent_tokens[pick].to(tokens.dtype)])
             spans = spans + _spans(rt[pick], rt[pick])
-    return Visual(tokens, spans, "memory", len(memory), note=note)
+            sizes = torch.cat([sizes, torch.ones(int(pick.sum()), dtype=sizes.dtype)])
+    return Visual(tokens, spans, sizes, "memory", len(memory), note=note)
