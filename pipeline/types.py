@@ -116,8 +116,10 @@ class EncoderConfig(_Config):
 
     _NOT_HASHED: ClassVar[tuple[str, ...]] = ("device", "batch_size")
 
-    # Hugging Face hub id or local checkpoint directory ("tiny" = test preset).
-    model: str = "tiny"
+    # Hugging Face hub id or local checkpoint directory ("tiny" = the random smoke-test
+    # model). Required: a default model would silently give a forgetful caller
+    # meaningless tokens.
+    model: str
     # "cuda", "cpu", "cuda:1" …; None picks CUDA when present.
     device: str | None = None
     # "float32", "bfloat16", "float16"; None = fp32 on CPU, bf16 on GPU.

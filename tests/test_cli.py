@@ -222,7 +222,7 @@ def test_time_window_and_encoder_options(videos: Path, env, tmp_path: Path) -> N
 def test_summary_lists_a_bounded_number_of_failures(
     env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import videomem.jobs.runner as runner
+    import videomem.jobs.index as runner
 
     monkeypatch.setattr(runner, "MAX_FAILURES_LISTED", 2)
     bad = tmp_path / "bad"
