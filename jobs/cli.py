@@ -260,6 +260,10 @@ def show(
     if mem is not None:
         n, d = tuple(mem.tokens.shape[1:])
         typer.echo(f"memory   {len(mem)} slots x {n} x {d} tokens from {rec.frames_sampled} frames")
+        if rec.stored_bytes is not None:
+            per_min = rec.bytes_per_minute
+            rate = f" ({per_min / 1024:.1f} KiB per minute of video)" if per_min else ""
+            typer.echo(f"stored   {rec.stored_bytes / 1024:.1f} KiB{rate}")
         typer.echo(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
         for s in slots:
             typer.echo(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
