@@ -27,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from videomem.pipeline.decode import build_command, decode, find_ffmpeg, probe
+from videomem.pipeline.decode import build_command, decode
+from videomem.pipeline.ffmpeg import find_ffmpeg
+from videomem.pipeline.probe import probe
 from videomem.pipeline.types import DecodeConfig, VideoSource
 
 REPO = Path(__file__).resolve().parents[1]

@@ -84,7 +84,8 @@ def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: in
     import torch
     from videomem.encoders.base import load_encoder
     from videomem.jobs.runner import LocalExecutor, TaskSpec, WorkItem
-    from videomem.pipeline.decode import decode, probe
+    from videomem.pipeline.decode import decode
+    from videomem.pipeline.probe import probe
     from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
     enc = load_encoder(ckpt, "cpu", batch_size=batch)

@@ -297,8 +297,9 @@ def probe(
     """
     import json
 
-    from videomem.pipeline.decode import check_video, iter_video_files
+    from videomem.pipeline.decode import check_video
     from videomem.pipeline.errors import ConfigError
+    from videomem.pipeline.files import iter_video_files
     from videomem.pipeline.types import DecodeConfig
 
     try:

@@ -551,7 +551,7 @@ def run_index(
     Raises ``VideomemError`` only for job-level problems (store locked, model cannot be
     loaded, no video files); per-video failures are rows in the store and the summary.
     """
-    from videomem.pipeline.decode import iter_video_files
+    from videomem.pipeline.files import iter_video_files
 
     rep = reporter or NullReporter()
     # absolute, normalised paths (no ..): a stored uri must name the file from anywhere
@@ -619,7 +619,7 @@ def _plan(
     summary: IndexSummary,
 ) -> tuple[list[WorkItem], list[IndexOutcome]]:
     """Which files to index; files that cannot even be read fail right here."""
-    from videomem.pipeline.decode import content_video_id
+    from videomem.pipeline.files import content_video_id
 
     items: list[WorkItem] = []
     early: list[IndexOutcome] = []

@@ -1,4 +1,4 @@
-"""Probe videos and stream sampled, resized RGB frames out of one ffmpeg process each.
+"""Stream sampled, resized RGB frames out of one ffmpeg process per video.
 
 Design decisions:
 
@@ -33,39 +33,23 @@ Design decisions:
 * **Rotation** is applied by us, not by ffmpeg's autorotation (``-noautorotate`` +
   ``transpose``), so the output size follows from the probed rotation and cannot
   silently disagree with it. ``VideoSource.rotation`` is clockwise degrees; the
-  container's display matrix is counter-clockwise, hence the sign flip in probe.
+  container's display matrix is counter-clockwise, hence the sign flip in ``pipeline.probe``.
 * **Aspect policy** when ``size=(H, W)`` is set, using the *display* aspect ratio
   (sample aspect ratio and rotation included):
   ``"pad"`` fits the whole picture inside H×W and centres it on black bars;
   ``"crop"`` fills H×W and cuts the overflow equally on both sides;
   ``"stretch"`` scales to H×W ignoring aspect. With ``size=None`` frames keep their
   coded pixel size (rotated), sample aspect ratio not corrected.
-* **probe** uses ffprobe's JSON when ffprobe exists, otherwise parses
-  ``ffmpeg -i`` stderr. Limits of the ffmpeg-only path: duration has 10 ms precision,
-  the frame count is unknown (None), fps is the rounded figure ffmpeg prints (common
-  NTSC rates are snapped back to n*1000/1001), the duration is the container's (it
-  may include a longer audio track), and only the first input program is read. When
-  neither reports a duration, the video stream is stream-copied to the null muxer
-  (no decoding) and its frames counted.
-* **Not handled**: display-matrix mirroring (only rotation is read); a truncated file
-  whose index survived yields the frames before the cut when ffmpeg exits 0 (it
-  usually exits non-zero, which raises DecodeError).
-* ``video_id`` comes from :func:`content_video_id`: a hash of the file size and of
-  sixteen 64 KiB slices spread over the file (the whole file when it is under 1 MiB).
-  It is stable across paths, copies and runs, costs at most 1 MiB of reads on any
-  file size, and still separates different encodes because container headers and
-  indexes (which sit at the start or end) differ. A file edited only between the
-  sampled slices while keeping its size would keep its id: accepted for video files.
+* **Not handled**: display-matrix mirroring (only rotation is read, see
+  ``pipeline.probe``); a truncated file whose index survived yields the frames before
+  the cut when ffmpeg exits 0 (it usually exits non-zero, which raises DecodeError).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -73,42 +57,17 @@ from typing import Any, Final
 import ffmpeg as ffmpeg_python
 import numpy as np
 from videomem.pipeline.errors import DecodeError
-from videomem.pipeline.ffmpeg import (
-    AUTO,
-    FFmpegPipe,
-    _Auto,
-    find_ffmpeg,
-    find_ffprobe,
-    run_captured,
-    tail_lines,
-)
+from videomem.pipeline.ffmpeg import FFmpegPipe, find_ffmpeg
+from videomem.pipeline.probe import probe
 from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
 __all__ = [
-    "AUTO",
-    "VIDEO_EXTENSIONS",
     "build_command",
     "check_video",
-    "content_video_id",
     "decode",
-    "find_ffmpeg",
-    "find_ffprobe",
-    "iter_video_files",
-    "probe",
     "sample_timestamps",
 ]
 
-#: file suffixes the directory walk treats as videos (files named explicitly are
-#: always taken, whatever their suffix, so a bad one is reported rather than skipped)
-VIDEO_EXTENSIONS: Final = frozenset(
-    {
-        ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg",
-        ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".ogv",
-    }
-)  # fmt: skip
-
-#: how long one probe command may run
-PROBE_TIMEOUT_S: Final = 60.0
 #: ffmpeg's log level while decoding: errors only, so stderr stays small and the tail
 #: we keep for DecodeError is the interesting part
 LOGLEVEL = "error"
@@ -120,301 +79,7 @@ ON_SCREEN_TOLERANCE_S: Final = 1e-3
 #: seek this far before a window's start, so the frame on screen at the start is kept
 SEEK_MARGIN_S: Final = 1.0
 
-_ID_SLICES: Final = 16
-_ID_SLICE_BYTES: Final = 64 * 1024
-
-# --------------------------------------------------------------------------- files
-
-
-def iter_video_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Video files under ``paths``: directories are walked recursively (sorted, hidden
-    entries skipped, suffix in VIDEO_EXTENSIONS); other paths are yielded as given,
-    even when missing, so the caller reports them."""
-    for p in paths:
-        path = Path(p)
-        if not path.is_dir():
-            yield path
-            continue
-        found = [
-            f
-            for f in path.rglob("*")
-            if f.suffix.lower() in VIDEO_EXTENSIONS
-            and f.is_file()
-            and not any(part.startswith(".") for part in f.relative_to(path).parts)
-        ]
-        yield from sorted(found)
-
-
-def content_video_id(path: str | os.PathLike[str]) -> str:
-    """Stable id of a video file's content: 24 hex chars (96 bits) of SHA-256 over the
-    size and sixteen 64 KiB slices spread evenly over the file (see module docstring)."""
-    size = os.stat(path).st_size
-    h = hashlib.sha256(b"videomem-content-id-v1\0")
-    h.update(size.to_bytes(8, "little"))
-    with open(path, "rb") as f:
-        if size <= _ID_SLICES * _ID_SLICE_BYTES:
-            h.update(f.read())
-        else:
-            last = size - _ID_SLICE_BYTES
-            for i in range(_ID_SLICES):
-                f.seek(last * i // (_ID_SLICES - 1))  # first slice at 0, last at the end
-                h.update(f.read(_ID_SLICE_BYTES))
-    return h.hexdigest()[:24]
-
-
-def _check_file(uri: str | os.PathLike[str]) -> tuple[Path, int]:
-    path = Path(uri)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise DecodeError(str(uri), "file not found") from None
-    except OSError as err:
-        raise DecodeError(str(uri), f"cannot access file: {err.strerror}") from None
-    if path.is_dir():
-        raise DecodeError(str(uri), "is a directory, not a video file")
-    if st.st_size == 0 and path.is_file():
-        raise DecodeError(str(uri), "empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise DecodeError(str(uri), "file is not readable (permission denied)")
-    return path, st.st_size
-
-
-# --------------------------------------------------------------------------- probe
-
-
-@dataclass
-class _Stream:
-    kind: str  # "video", "audio", ...
-    codec: str | None = None
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    num_frames: int | None = None
-    duration: float | None = None
-    rotation: int = 0  # clockwise degrees
-    attached_pic: bool = False  # cover art in audio files: a "video" stream of 1 image
-
-
-def _snap_fps(fps: float | None) -> float | None:
-    """Undo the rounding of NTSC rates in ffmpeg's printed fps (29.97 -> 30000/1001)."""
-    if fps is None or not math.isfinite(fps) or fps <= 0:
-        return None
-    for base in (24, 30, 48, 60, 120, 240):
-        exact = base * 1000 / 1001
-        if abs(fps - exact) < 0.006:
-            return exact
-    return fps
-
-
-def _ratio(text: Any) -> float | None:
-    """'30000/1001' -> 29.97..., '0/0' or junk -> None."""
-    try:
-        num, _, den = str(text).partition("/")
-        value = float(num) / float(den) if den else float(num)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _float(text: Any) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _clockwise(display_matrix_degrees: float) -> int:
-    """Display-matrix rotation (counter-clockwise) -> clockwise quarter turns in degrees."""
-    return int(round(-display_matrix_degrees / 90.0)) * 90 % 360
-
-
-def _open_reason(stderr: str, tool: str) -> str:
-    """A one-line reason for ffmpeg/ffprobe failing to open an input."""
-    if "detected only with low score" in stderr:  # no format really matched
-        return f"not a video file: its contents match no format {tool} knows"
-    if "moov atom not found" in stderr:
-        return "not a playable MP4/MOV: its index (moov atom) is missing, so the file is truncated, still being written, or not a video"
-    if "Invalid data found when processing input" in stderr:
-        return f"not a recognisable video ({tool}: invalid data found when processing input)"
-    if "End of file" in stderr:
-        return f"unexpected end of file ({tool}); the file looks truncated"
-    last = tail_lines(stderr, 1)
-    return f"{tool} could not read it" + (f": {last}" if last else "")
-
-
-def _probe_ffprobe(path: Path, exe: str, timeout_s: float) -> tuple[list[_Stream], float | None]:
-    # warnings included: "detected only with low score" tells junk from a broken video
-    cmd = [exe, "-v", "warning", "-print_format", "json", "-show_format", "-show_streams"]
-    res = run_captured([*cmd, str(path.absolute())], str(path), timeout_s)
-    try:
-        info = json.loads(res.stdout) if res.stdout.strip() else {}
-    except json.JSONDecodeError:
-        info = {}
-    if res.returncode != 0 or "format" not in info:
-        raise DecodeError(str(path), _open_reason(res.stderr, "ffprobe"), tail_lines(res.stderr))
-    streams = []
-    for s in info.get("streams", []):
-        rotation = 0
-        for side in s.get("side_data_list", []) or []:
-            if "rotation" in side:
-                rotation = _clockwise(float(side["rotation"]))
-        tags = s.get("tags", {}) or {}
-        if not rotation and _float(tags.get("rotate")):  # pre-5.0 muxers: clockwise tag
-            rotation = int(round(float(tags["rotate"]) / 90.0)) * 90 % 360
-        nb = s.get("nb_frames")
-        streams.append(
-            _Stream(
-                kind=str(s.get("codec_type", "")),
-                codec=s.get("codec_name"),
-                width=s.get("width"),
-                height=s.get("height"),
-                fps=_ratio(s.get("avg_frame_rate")) or _ratio(s.get("r_frame_rate")),
-                num_frames=int(nb) if str(nb).isdigit() else None,
-                duration=_float(s.get("duration")),
-                rotation=rotation,
-                attached_pic=bool((s.get("disposition") or {}).get("attached_pic")),
-            )
-        )
-    return streams, _float(info["format"].get("duration"))
-
-
-_STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+\S*?: (\w+): (.*)$")
-_DURATION_RE = re.compile(r"^\s*Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)")
-_SIZE_RE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
-_RATE_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
-_ROTATION_RE = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
-_ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?\d+)")
-
-
-def _parse_ffmpeg_info(stderr: str) -> tuple[list[_Stream], float | None] | None:
-    """Parse ``ffmpeg -i`` stderr; None when there is no ``Input #0`` block."""
-    lines = stderr.splitlines()
-    try:
-        start = next(i for i, ln in enumerate(lines) if ln.startswith("Input #0"))
-    except StopIteration:
-        return None
-    duration: float | None = None
-    streams: list[_Stream] = []
-    for ln in lines[start + 1 :]:
-        if not ln.startswith(" "):  # end of the Input #0 block
-            break
-        if m := _DURATION_RE.match(ln):
-            if m.group(1) is not None:
-                duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-            continue
-        if m := _STREAM_RE.match(ln):
-            kind, rest = m.group(1).lower(), m.group(2)
-            st = _Stream(kind=kind, codec=rest.split()[0].rstrip(",") if rest else None)
-            if kind == "video":
-                if size := _SIZE_RE.search(rest):
-                    st.width, st.height = int(size.group(1)), int(size.group(2))
-                rates = {u: float(v) * (1000 if k else 1) for v, k, u in _RATE_RE.findall(rest)}
-                st.fps = _snap_fps(rates.get("fps") or rates.get("tbr"))
-                st.attached_pic = "(attached pic)" in rest
-            streams.append(st)
-            continue
-        if streams and (m := _ROTATION_RE.search(ln)):  # side data of the last stream
-            streams[-1].rotation = _clockwise(float(m.group(1)))
-        elif streams and not streams[-1].rotation and (m := _ROTATE_TAG_RE.match(ln)):
-            streams[-1].rotation = int(round(int(m.group(1)) / 90.0)) * 90 % 360
-    return streams, duration
-
-
-def _probe_ffmpeg(path: Path, exe: str, timeout_s: float) -> tuple[list[_Stream], float | None]:
-    # With no output file ffmpeg prints the input description and exits 1: normal.
-    res = run_captured(
-        [exe, "-hide_banner", "-nostdin", "-i", str(path.absolute())], str(path), timeout_s
-    )
-    parsed = _parse_ffmpeg_info(res.stderr)
-    if parsed is None:
-        raise DecodeError(str(path), _open_reason(res.stderr, "ffmpeg"), tail_lines(res.stderr))
-    return parsed
-
-
 _CORRUPT_RE = re.compile(r"partial file|Invalid NAL|error while decoding|corrupt", re.I)
-_FRAME_RE = re.compile(r"frame=\s*(\d+)")
-_TIME_RE = re.compile(r"time=\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
-
-
-def _count_frames(path: Path, timeout_s: float) -> tuple[int | None, float | None]:
-    """(frames, seconds) of the first video stream by stream-copying it to the null
-    muxer: reads the whole file but decodes nothing."""
-    cmd = [find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path.absolute())]
-    cmd += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
-    res = run_captured(cmd, str(path), timeout_s)
-    frames = _FRAME_RE.findall(res.stderr)
-    times = _TIME_RE.findall(res.stderr)
-    n = int(frames[-1]) if frames else None
-    t = int(times[-1][0]) * 3600 + int(times[-1][1]) * 60 + float(times[-1][2]) if times else None
-    return n, t
-
-
-def probe(
-    uri: str | os.PathLike[str],
-    *,
-    ffprobe: str | None | _Auto = AUTO,
-    timeout_s: float = PROBE_TIMEOUT_S,
-    video_id: str | None = None,
-) -> VideoSource:
-    """Describe a local video file.
-
-    ``ffprobe``: AUTO finds it (``$VIDEOMEM_FFPROBE``, then PATH); None forces the
-    ffmpeg-only path; a string names the binary. ``video_id``: the file's
-    :func:`content_video_id` when the caller has it already (saves reading it twice).
-    Raises DecodeError with a readable reason (missing, empty, unreadable, no video
-    stream, zero duration, …).
-    """
-    path, size = _check_file(uri)
-    exe = find_ffprobe() if isinstance(ffprobe, _Auto) else ffprobe
-    if exe is not None:
-        streams, fmt_duration = _probe_ffprobe(path, exe, timeout_s)
-        probed_with = "ffprobe"
-    else:
-        streams, fmt_duration = _probe_ffmpeg(path, find_ffmpeg(), timeout_s)
-        probed_with = "ffmpeg"
-
-    if not streams:
-        if not fmt_duration:
-            raise DecodeError(str(uri), "zero-duration file: it holds no streams and no frames")
-        raise DecodeError(str(uri), "no streams found in the file")
-    videos = [s for s in streams if s.kind == "video" and not s.attached_pic]
-    if not videos:
-        kinds = sorted(
-            {s.kind for s in streams}
-            | ({"cover art"} if any(s.attached_pic for s in streams) else set())
-        )
-        raise DecodeError(str(uri), f"no video stream (the file only has: {', '.join(kinds)})")
-    v = videos[0]
-    duration = v.duration if v.duration is not None else fmt_duration
-    num_frames = v.num_frames
-    if duration is None or (num_frames is None and duration <= 0):
-        # Unknown length (raw streams, some containers): count packets without decoding.
-        counted, seconds = _count_frames(path, timeout_s)
-        num_frames = counted if counted is not None else num_frames
-        if counted and v.fps:
-            duration = counted / v.fps
-        elif seconds is not None:
-            duration = seconds
-    if num_frames == 0 or (duration is not None and duration <= 0):
-        raise DecodeError(str(uri), "zero-duration video: its video stream holds no frames")
-    if v.width is None or v.height is None:
-        raise DecodeError(str(uri), "the video stream has no frame size (unsupported codec?)")
-    return VideoSource(
-        video_id=video_id if video_id is not None else content_video_id(path),
-        uri=str(path),
-        size_bytes=size,
-        has_video=True,
-        duration_s=duration,
-        fps=v.fps,
-        num_frames=num_frames,
-        width=int(v.width),
-        height=int(v.height),
-        codec=v.codec,
-        rotation=v.rotation,
-        probed_with=probed_with,
-    )
-
 
 # --------------------------------------------------------------------------- decode
 

@@ -5,7 +5,7 @@ Design decisions:
 * ``ffmpeg`` is the system one on ``PATH`` when present, else the static binary that the
   ``imageio-ffmpeg`` wheel ships (so ``pip install videomem`` alone can decode).
   ``VIDEOMEM_FFMPEG`` overrides both. ``ffprobe`` is optional: the imageio binary
-  comes without one, and ``pipeline.decode.probe`` then works from ffmpeg alone.
+  comes without one, and ``pipeline.probe.probe`` then works from ffmpeg alone.
   ``VIDEOMEM_FFPROBE=none`` forces that ffmpeg-only path (tests cover both).
 * :class:`FFmpegPipe` owns one streaming child: stdout is read in exact-size chunks,
   stderr is drained by a daemon thread into a bounded deque (ffmpeg blocks forever if

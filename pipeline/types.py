@@ -232,7 +232,7 @@ def index_config_hash(decode: DecodeConfig, memory: MemoryConfig) -> str:
 class VideoSource:
     """A video file and what probing it found.
 
-    ``video_id`` is derived from the content (see ``pipeline.decode.content_video_id``),
+    ``video_id`` is derived from the content (see ``pipeline.files.content_video_id``),
     never from the path: the same file copied or moved keeps its memories.
     ``width``/``height`` are the coded size; ``display_size`` applies ``rotation``.
     """

@@ -383,7 +383,7 @@ def make_concat(
     whole ``quantum``-second lengths (so cuts fall exactly on a sampling grid of
     ``1 / quantum`` fps when ``fps * quantum`` is whole). Clip lengths come from
     probing the sources."""
-    from videomem.pipeline.decode import probe
+    from videomem.pipeline.probe import probe
 
     if abs(fps * quantum - round(fps * quantum)) > 1e-9:
         raise ValueError(f"fps * quantum must be whole frames, got {fps} * {quantum}")
