@@ -567,7 +567,8 @@ def long_video(vdir: Path) -> SyntheticVideo:
 def test_long_video_bounded_memory(long_video: SyntheticVideo) -> None:
     src = probe(long_video.path)
     assert src.num_frames in (10_500, None)  # None: ffmpeg-only probe
-    cfg = DecodeConfig(fps=25.0, batch_size=64)
+    # one ffmpeg (segment-parallel decode has its own bound: tests/test_segments.py)
+    cfg = DecodeConfig(fps=25.0, batch_size=64, segments=1)
     batch_bytes = cfg.batch_size * 24 * 32 * 3
     count = 0
     last_t = -1.0
