@@ -2,9 +2,9 @@
 
 Design decisions:
 
-* ``ffmpeg`` is the system one on ``PATH`` when present, else the static binary that the
-  ``imageio-ffmpeg`` wheel ships (so ``pip install videomem`` alone can decode).
-  ``VIDEOMEM_FFMPEG`` overrides both. ``ffprobe`` is optional: the imageio binary
+* ``ffmpeg`` is the faster of the system one on ``PATH`` and the static binary that the
+  ``imageio-ffmpeg`` wheel ships (so ``pip install videomem`` alone can decode); see
+  ``pipeline.ffmpeg_choice``. ``VIDEOMEM_FFMPEG`` overrides both. ``ffprobe`` is optional: the imageio binary
   comes without one, and ``pipeline.probe.probe`` then works from ffmpeg alone.
   ``VIDEOMEM_FFPROBE=none`` forces that ffmpeg-only path (tests cover both).
 * :class:`FFmpegPipe` owns one streaming child: stdout is read in exact-size chunks,
@@ -52,25 +52,12 @@ AUTO: Final = _Auto()
 
 
 def find_ffmpeg() -> str:
-    """Path of the ffmpeg binary: ``$VIDEOMEM_FFMPEG``, else ``ffmpeg`` on PATH, else the
-    imageio-ffmpeg binary. Raises DecodeError when there is none."""
-    env = os.environ.get("VIDEOMEM_FFMPEG")
-    if env:
-        exe = shutil.which(env)
-        if exe is None:
-            raise DecodeError("ffmpeg", f"VIDEOMEM_FFMPEG={env!r} is not an executable")
-        return exe
-    exe = shutil.which("ffmpeg")
-    if exe is not None:
-        return exe
-    try:
-        import imageio_ffmpeg
+    """Path of the ffmpeg binary: ``$VIDEOMEM_FFMPEG``, else the faster of ``ffmpeg`` on
+    PATH and the imageio-ffmpeg binary (``pipeline.ffmpeg_choice``). Raises DecodeError
+    when there is none."""
+    from videomem.pipeline.ffmpeg_choice import choose_ffmpeg
 
-        return str(imageio_ffmpeg.get_ffmpeg_exe())
-    except (ImportError, RuntimeError) as err:
-        raise DecodeError(
-            "ffmpeg", f"no ffmpeg found on PATH and imageio-ffmpeg has none ({err})"
-        ) from None
+    return choose_ffmpeg().path
 
 
 def find_ffprobe() -> str | None:
