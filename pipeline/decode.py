@@ -39,6 +39,12 @@ Design decisions:
   first tick and keeps every frame from there (``-noaccurate_seek``), so the frame on
   screen at each tick is the same as one ffmpeg's; timestamps come from the global
   tick index. Frames, timestamps and frame indexes are identical to one process.
+* **GPU decode** (``device="cuda"``): ``-hwaccel cuda`` keeps frames in GPU memory
+  through sampling and ``scale_cuda``; only the small frames are downloaded (rotation
+  and padding then run on the CPU). Frames still reach the encoder through host
+  memory (the rawvideo pipe). A codec NVDEC cannot decode goes to the CPU before
+  trying; an ffmpeg failure on the GPU path (no device, an unsupported profile, a
+  failure mid-video) goes on on the CPU from the next frame; ``DecodeInfo`` records it.
 * **Time window**: ``-ss``/``-t`` on the input (ffmpeg's accurate seek, 1 s early so
   the frame already on screen at the start is not dropped); timestamps stay relative
   to the start of the video.
@@ -59,6 +65,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -71,7 +78,7 @@ from typing import Any, Final
 import ffmpeg as ffmpeg_python
 import numpy as np
 from videomem.pipeline.errors import DecodeError
-from videomem.pipeline.ffmpeg import CAPTURE_LOGLEVEL, FFmpegPipe, find_ffmpeg
+from videomem.pipeline.ffmpeg import CAPTURE_LOGLEVEL, FFmpegPipe, find_ffmpeg, tail_lines
 from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import (
     MIN_PART_S,
@@ -86,6 +93,8 @@ from videomem.pipeline.segments import (
 from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
 __all__ = [
+    "NVDEC_CODECS",
+    "DecodeInfo",
     "build_command",
     "check_video",
     "decode",
@@ -103,6 +112,14 @@ ON_SCREEN_TOLERANCE_S: Final = 1e-3
 
 #: seek this far before a window's start, so the frame on screen at the start is kept
 SEEK_MARGIN_S: Final = 1.0
+
+#: codecs NVDEC decodes (ffmpeg codec names); others go straight to the CPU. A profile
+#: it cannot decode (4:4:4 H.264, 10-bit H.264) fails at run time and falls back then.
+NVDEC_CODECS: Final = frozenset(
+    {"h264", "hevc", "av1", "vp8", "vp9", "mpeg1video", "mpeg2video", "mpeg4", "vc1", "mjpeg"}
+)
+
+log = logging.getLogger(__name__)
 
 _CORRUPT_RE = re.compile(r"partial file|Invalid NAL|error while decoding|corrupt", re.I)
 
@@ -219,8 +236,14 @@ def _command(
     part: _Part,
     output: str = "pipe:",
     ffmpeg_exe: str | None = None,
+    cuda: bool = False,
 ) -> list[str]:
     in_args: dict[str, Any] = {"noautorotate": None}
+    if cuda:
+        # NVDEC decodes into GPU memory; frames stay there through sampling and
+        # scaling, and only the small output frames are downloaded.
+        in_args["hwaccel"] = "cuda"
+        in_args["hwaccel_output_format"] = "cuda"
     if plan.keyframes:
         in_args["skip_frame"] = "nokey"  # the decoder skips every other frame
     if part.threads is not None:
@@ -277,33 +300,7 @@ def _command(
             # screen.
             stream = stream.filter("tpad", stop=-1, stop_mode="clone")
 
-    # Rotate after sampling: only sampled frames pay for it.
-    rotation = source.rotation % 360
-    if rotation == 90:
-        stream = stream.filter("transpose", "clock")
-    elif rotation == 270:
-        stream = stream.filter("transpose", "cclock")
-    elif rotation == 180:
-        stream = stream.filter("hflip").filter("vflip")
-
-    if config.size is not None:
-        h, w = plan.out_hw
-        target = f"{w}/{h}"
-        if config.aspect == "stretch":
-            sw, sh = str(w), str(h)
-        elif config.aspect == "pad":  # fit inside, keep display aspect ratio (dar)
-            sw = f"if(gt(dar,{target}),{w},max(1,min({w},round({h}*dar))))"
-            sh = f"if(gt(dar,{target}),max(1,min({h},round({w}/dar))),{h})"
-        else:  # crop: fill, then cut the centre
-            sw = f"if(gt(dar,{target}),max({w},round({h}*dar)),{w})"
-            sh = f"if(gt(dar,{target}),{h},max({h},round({w}/dar)))"
-        stream = stream.filter("scale", w=sw, h=sh, flags="bicubic")
-        stream = stream.filter("format", "rgb24")
-        if config.aspect == "pad":
-            stream = stream.filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color="black")
-        elif config.aspect == "crop":
-            stream = stream.filter("crop", w, h)
-        stream = stream.filter("setsar", 1)
+    stream = _shape(stream, config, plan, source.rotation % 360, cuda)
     if plan.keyframes:
         # Last, so it logs exactly the frames written, after all the scaling (its
         # checksums then cost little): their pts, in microseconds from the seek point.
@@ -324,10 +321,83 @@ def _command(
     return [argv[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel, *argv[1:]]
 
 
+def _fit(w: int, h: int, aspect: str) -> tuple[str, str]:
+    """scale's w/h expressions putting a picture of display aspect ``dar`` into w x h."""
+    target = f"{w}/{h}"
+    if aspect == "stretch":
+        return str(w), str(h)
+    if aspect == "pad":  # fit inside, keep display aspect ratio (dar)
+        return (
+            f"if(gt(dar,{target}),{w},max(1,min({w},round({h}*dar))))",
+            f"if(gt(dar,{target}),max(1,min({h},round({w}/dar))),{h})",
+        )
+    # crop: fill, then cut the centre
+    return (
+        f"if(gt(dar,{target}),max({w},round({h}*dar)),{w})",
+        f"if(gt(dar,{target}),{h},max({h},round({w}/dar)))",
+    )
+
+
+def _rotate(stream: Any, rotation: int) -> Any:
+    if rotation == 90:
+        return stream.filter("transpose", "clock")
+    if rotation == 270:
+        return stream.filter("transpose", "cclock")
+    if rotation == 180:
+        return stream.filter("hflip").filter("vflip")
+    return stream
+
+
+def _shape(stream: Any, config: DecodeConfig, plan: _Plan, rotation: int, cuda: bool) -> Any:
+    """Rotate, scale to ``config.size`` with the aspect policy, convert to rgb24.
+
+    CPU: rotate after sampling (only sampled frames pay), then scale. CUDA: scale on the
+    GPU first (``scale_cuda``; for a quarter turn into the transposed box, with the
+    unrotated aspect ratio, which is the same fit), download the small frames, then
+    rotate on the CPU (older ffmpeg builds have no transpose_cuda).
+    """
+    h, w = plan.out_hw
+    if cuda:
+        if config.size is not None:
+            bw, bh = (h, w) if rotation in (90, 270) else (w, h)
+            sw, sh = _fit(bw, bh, config.aspect)
+        else:
+            sw, sh = "iw", "ih"
+        stream = stream.filter(
+            "scale_cuda", w=sw, h=sh, interp_algo="bicubic", format="yuv420p", passthrough=0
+        )
+        stream = stream.filter("hwdownload").filter("format", "yuv420p")
+        stream = _rotate(stream, rotation)
+    else:
+        stream = _rotate(stream, rotation)
+        if config.size is not None:
+            sw, sh = _fit(w, h, config.aspect)
+            stream = stream.filter("scale", w=sw, h=sh, flags="bicubic")
+    if config.size is not None:
+        stream = stream.filter("format", "rgb24")
+        if config.aspect == "pad":
+            stream = stream.filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color="black")
+        elif config.aspect == "crop":
+            stream = stream.filter("crop", w, h)
+        stream = stream.filter("setsar", 1)
+    return stream
+
+
+@dataclass
+class DecodeInfo:
+    """What one decode() did, filled in while it runs: for the video's row and logs."""
+
+    device: str = "cpu"  # where the frames were decoded: "cpu" or "cuda"
+    fallback: str | None = None  # why the requested device was not (fully) used
+    parts: int = 1  # ffmpeg processes that decoded time ranges of the video
+
+
 def decode(
     uri: str | os.PathLike[str],
     config: DecodeConfig,
     source: VideoSource | None = None,
+    *,
+    info: DecodeInfo | None = None,
 ) -> Iterator[FrameBatch]:
     """Stream a video as batches of sampled frames.
 
@@ -336,7 +406,9 @@ def decode(
     frame_index int64 [B]. Probes first when ``source`` is None. Probing and
     command-building errors raise here; ffmpeg runs (and its errors raise) only while
     the result is iterated. Long videos in exact mode are decoded by several ffmpeg
-    processes at once (``config.segments``), with the same output. Raises DecodeError.
+    processes at once (``config.segments``), with the same output. With
+    ``config.device="cuda"``, a codec NVDEC cannot decode, or an NVDEC failure, falls
+    back to the CPU; ``info`` records it. Raises DecodeError.
     """
     if source is None:
         source = probe(uri)
@@ -344,13 +416,60 @@ def decode(
         raise DecodeError(str(uri), "file not found")
     if not source.has_video:
         raise DecodeError(str(uri), "no video stream")
+    info = info if info is not None else DecodeInfo()
     plan = _plan(config, source)
+    if config.device == "cuda":
+        if source.codec in NVDEC_CODECS:
+            return _checked(_decode_cuda(str(uri), config, source, plan, info), str(uri), plan)
+        info.fallback = f"NVDEC cannot decode {source.codec or 'this codec'}: decoded on the CPU"
+        log.warning("%s: %s", uri, info.fallback)
     if not plan.keyframes:
         parts, inflight = plan_parts(uri, config, source, plan)
         if len(parts) > 1:
+            info.parts = len(parts)
             return _segmented(str(uri), config, source, plan, parts, inflight)
     cmd = _command(uri, config, source, plan, _whole(plan))
     return _checked(_read(cmd, str(uri), plan, _whole(plan), config, source), str(uri), plan)
+
+
+def _decode_cuda(
+    uri: str, config: DecodeConfig, source: VideoSource, plan: _Plan, info: DecodeInfo
+) -> Iterator[FrameBatch]:
+    """Decode on NVDEC; if ffmpeg fails there (no GPU, no CUDA build, an unsupported
+    profile, a failure mid-video), go on on the CPU from where it stopped."""
+    whole = _whole(plan)
+    produced = 0
+    last_t = 0.0
+    try:
+        cmd = _command(uri, config, source, plan, whole, cuda=True)
+        for batch in _read(cmd, uri, plan, whole, config, source):
+            produced += len(batch)
+            last_t = float(batch.timestamps[-1])
+            info.device = "cuda"
+            yield batch
+        info.device = "cuda"
+        return
+    except DecodeError as err:
+        detail = tail_lines(err.stderr_tail, 1)
+        why = err.reason + (f" ({detail})" if detail else "")
+    if produced == 0:
+        info.fallback = f"NVDEC decode failed, decoded on the CPU: {why}"
+        rest = whole
+    else:
+        info.fallback = f"NVDEC failed after {last_t:.3f} s, the rest decoded on the CPU: {why}"
+        if plan.keyframes:  # the next keyframe that thinning would keep
+            nxt = last_t + max(plan.step - ON_SCREEN_TOLERANCE_S, 1e-6)
+            rest = _Part(0, _us(nxt), True, None, True)
+        else:
+            tick = plan.first_t + produced * plan.step
+            left = None if plan.num_frames is None else plan.num_frames - produced
+            rest = _Part(produced, _us(max(0.0, tick - SEEK_MARGIN_S)), True, left, True)
+    log.warning("%s: %s", uri, info.fallback)
+    info.device = "cpu"
+    if rest.frames == 0:
+        return
+    cmd = _command(uri, config, source, plan, rest)
+    yield from _read(cmd, uri, plan, rest, config, source)
 
 
 def _checked(batches: Iterator[FrameBatch], uri: str, plan: _Plan) -> Iterator[FrameBatch]:
