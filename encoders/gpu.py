@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def half_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs with native bf16 (compute capability >= 8.0), else fp16."""
+    """bf16 on GPUs with native bf16 (compute capability >= 8.0), else fp16; bf16 when
+    there is no GPU to ask (the device is then refused later, where it is used)."""
+    if not torch.cuda.is_available():
+        return torch.bfloat16
     index = device.index if device.index is not None else torch.cuda.current_device()
     major, _ = torch.cuda.get_device_capability(index)
     return torch.bfloat16 if major >= 8 else torch.float16
