@@ -302,20 +302,29 @@ def probe(
     """
     import json
 
-    from videomem.pipeline.decode import check_video, iter_video_files
+    from videomem.pipeline.decode import check_video
     from videomem.pipeline.errors import ConfigError
+    from videomem.pipeline.ffmpeg_choice import ffmpeg_info
+    from videomem.pipeline.files import iter_video_files
     from videomem.pipeline.types import DecodeConfig
 
     try:
         config = DecodeConfig(fps=fps, num_frames=frames)
     except ConfigError as e:
         raise _fail_usage(str(e)) from None
+    binary = ffmpeg_info()
+    if not as_json:
+        typer.echo(
+            f"ffmpeg {binary['version']} ({binary['source']}: {binary['reason']})  {binary['path']}"
+            if "path" in binary
+            else f"ffmpeg: {binary['error']}"
+        )
     rows = []
     for path in iter_video_files(paths):
         row = check_video(path, config)
         rows.append(row)
         if as_json:
-            typer.echo(json.dumps(row))
+            typer.echo(json.dumps({**row, "ffmpeg": binary}))
         elif row["ok"]:
             typer.echo(
                 f"{row['video_id']}  {row['duration_s']:.2f}s  {row['fps']:.3f}fps  "
