@@ -83,8 +83,10 @@ def build_moderate_clip(out: Path) -> Path:
 def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: int) -> dict:
     import torch
     from videomem.encoders.registry import load_encoder
-    from videomem.jobs.runner import LocalExecutor, TaskSpec, WorkItem
-    from videomem.pipeline.decode import decode, probe
+    from videomem.jobs.executor import LocalExecutor
+    from videomem.jobs.index import IndexStepSpec, TaskSpec, WorkItem
+    from videomem.pipeline.decode import decode
+    from videomem.pipeline.probe import probe
     from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
     enc = load_encoder(ckpt, "cpu", batch_size=batch)
@@ -107,7 +109,7 @@ def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: in
 
     # end to end as `videomem index` runs it (minus the store): the local executor,
     # which probes and decodes the next video while the current one encodes
-    ex = LocalExecutor(EncoderConfig(str(ckpt), device="cpu", batch_size=batch))
+    ex = LocalExecutor(IndexStepSpec(EncoderConfig(str(ckpt), device="cpu", batch_size=batch)))
     ex.start()
     task = TaskSpec(decode=cfg, memory=mem_cfg, config_hash="bench", model=name, encoder={})
     items = [WorkItem(str(v), f"v{i}") for i, v in enumerate(videos)]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from videomem.encoders.gpu import half_dtype
 from videomem.pipeline.errors import EncoderError
 
 
@@ -59,7 +60,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return half_dtype(device) if device.type == "cuda" else torch.float32
     try:
         return _DTYPES[dtype]
     except KeyError:
@@ -85,9 +86,36 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
+def _cached(model: str) -> bool:
+    """Whether a hub id's config is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    except Exception:  # a malformed id: not cached
+        return False
+
+
 def local_files_only(path: str) -> bool:
-    """Never touch the network for a local directory, nor when HF_HUB_OFFLINE is set."""
-    return Path(path).is_dir() or _offline()
+    """Never touch the network for a local directory or a cached hub id, nor when
+    HF_HUB_OFFLINE is set: a cached model loads the same with the network down."""
+    return Path(path).is_dir() or _offline() or _cached(path)
+
+
+def check_hub(model: str, timeout_s: float = 10.0) -> None:
+    """For a hub id that is not cached: one quick request, so an unreachable hub fails
+    at once with the clear error instead of a storm of retries (the hub client retries
+    each file five times with backoff, ~40 s per load without a network)."""
+    if local_files_only(model):
+        if not Path(model).is_dir() and _offline() and not _cached(model):
+            raise unreachable_hub_error(model, RuntimeError("HF_HUB_OFFLINE is set"))
+        return
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(model, timeout=timeout_s)
+    except Exception as e:  # connection, DNS, 404, 401 …: one answer, no retries
+        raise unreachable_hub_error(model, e) from e
 
 
 def unreachable_hub_error(model: str, cause: BaseException | None = None) -> EncoderError:
@@ -106,11 +134,13 @@ def load_config(model: str | os.PathLike[str], trust_remote_code: bool = False) 
     from transformers import AutoConfig
 
     path, local = resolve_checkpoint(model)
+    if not local:
+        check_hub(path)
     try:
         return AutoConfig.from_pretrained(
             path,
             trust_remote_code=trust_remote_code,
-            local_files_only=local or _offline(),
+            local_files_only=local_files_only(path),
         )
     except (OSError, ValueError) as e:
         # ValueError: a config.json without a model_type transformers knows

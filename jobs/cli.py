@@ -1,7 +1,7 @@
 """The ``videomem`` command line.
 
 Commands only build config objects and hand them to library code (``pipeline``,
-``memory``, ``jobs.runner`` …); nothing here holds algorithm logic, so everything a
+``memory``, ``jobs.index`` …); nothing here holds algorithm logic, so everything a
 command does is importable and testable without the CLI.
 """
 
@@ -68,8 +68,11 @@ def _parse_options(items: list[str]) -> dict[str, object]:
 
 @app.command()
 def index(
-    paths: list[Path] = typer.Argument(..., help="Video files and/or folders (walked)."),
+    paths: list[Path] = typer.Argument(None, help="Video files and/or folders (walked)."),
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    from_list: Path | None = typer.Option(
+        None, "--from-list", help="A text file naming one video path per line."
+    ),
     model: str = typer.Option(
         ..., help="Hugging Face hub id or checkpoint directory; 'tiny' = random smoke model."
     ),
@@ -105,20 +108,17 @@ def index(
     import json
     import sys
 
-    from videomem.jobs.runner import (
-        EncoderConfig,
-        IndexJob,
-        PlainReporter,
-        RichReporter,
-        failure_line,
-        run_index,
-    )
+    from videomem.jobs.index import IndexJob, run_index
+    from videomem.jobs.progress import PlainReporter, RichReporter, failure_line
     from videomem.pipeline.errors import ConfigError, VideomemError
-    from videomem.pipeline.types import DecodeConfig, MemoryConfig
+    from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
     if fps is not None and frames is not None:
         raise _fail_usage("--fps and --frames are mutually exclusive")
-    missing = [str(p) for p in paths if not p.exists()]
+    paths = list(paths or [])
+    if not paths and from_list is None:
+        raise _fail_usage("give video files/folders or --from-list FILE")
+    missing = [str(p) for p in [*paths, *([from_list] if from_list else [])] if not p.exists()]
     if missing:
         raise _fail_usage(f"no such file or folder: {', '.join(missing)}")
     try:
@@ -156,11 +156,12 @@ def index(
             executor=executor,  # type: ignore[arg-type]
             workers=workers,
             ray_address=ray_address,
+            from_list=str(from_list) if from_list else None,
         )
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     on_terminal = not as_json and sys.stderr.isatty()
-    reporter = RichReporter() if on_terminal else PlainReporter(sys.stderr)
+    reporter = RichReporter() if on_terminal else PlainReporter(sys.stderr, verb="indexed")
     try:
         summary = run_index(job, reporter)
     except VideomemError as e:  # job-level: bad model, store locked, no videos
@@ -244,7 +245,7 @@ def show(
             )
         ]
     if plot is not None and mem is not None:
-        from videomem.jobs.runner import plot_slots
+        from videomem.jobs.plot import plot_slots
 
         try:
             plot_slots(rec, slots, plot)
@@ -261,6 +262,10 @@ def show(
     if mem is not None:
         n, d = tuple(mem.tokens.shape[1:])
         typer.echo(f"memory   {len(mem)} slots x {n} x {d} tokens from {rec.frames_sampled} frames")
+        if rec.stored_bytes is not None:
+            per_min = rec.bytes_per_minute
+            rate = f" ({per_min / 1024:.1f} KiB per minute of video)" if per_min else ""
+            typer.echo(f"stored   {rec.stored_bytes / 1024:.1f} KiB{rate}")
         typer.echo(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
         for s in slots:
             typer.echo(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
@@ -301,20 +306,29 @@ def probe(
     """
     import json
 
-    from videomem.pipeline.decode import check_video, iter_video_files
+    from videomem.pipeline.decode import check_video
     from videomem.pipeline.errors import ConfigError
+    from videomem.pipeline.ffmpeg_choice import ffmpeg_info
+    from videomem.pipeline.files import iter_video_files
     from videomem.pipeline.types import DecodeConfig
 
     try:
         config = DecodeConfig(fps=fps, num_frames=frames)
     except ConfigError as e:
         raise _fail_usage(str(e)) from None
+    binary = ffmpeg_info()
+    if not as_json:
+        typer.echo(
+            f"ffmpeg {binary['version']} ({binary['source']}: {binary['reason']})  {binary['path']}"
+            if "path" in binary
+            else f"ffmpeg: {binary['error']}"
+        )
     rows = []
     for path in iter_video_files(paths):
         row = check_video(path, config)
         rows.append(row)
         if as_json:
-            typer.echo(json.dumps(row))
+            typer.echo(json.dumps({**row, "ffmpeg": binary}))
         elif row["ok"]:
             typer.echo(
                 f"{row['video_id']}  {row['duration_s']:.2f}s  {row['fps']:.3f}fps  "

@@ -196,6 +196,9 @@ def caption(
     device: str | None = _DEVICE,
     dtype: str | None = _DTYPE,
     batch_size: int = typer.Option(4, help="Dense segments per batch."),
+    executor: str = typer.Option("auto", help="auto, local or ray."),
+    workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
 ) -> None:
     """Write global and dense captions of videos into the store's captions table."""
     from videomem.jobs.qa_job import CaptionJob, run_caption
@@ -221,6 +224,9 @@ def caption(
                 dtype=dtype,
                 force=force,
                 batch_size=batch_size,
+                executor=executor,
+                workers=workers,
+                ray_address=ray_address,
             )
         )
     except VideomemError as e:

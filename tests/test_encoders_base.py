@@ -1,9 +1,11 @@
-"""The encoder contract, registry, loading rules and shared helpers (encoders/contract, registry, hf, fingerprint, preprocess),
-exercised through real tiny checkpoints loaded with from_pretrained."""
+"""The encoder contract, registry, loading rules and shared helpers (encoders/contract,
+registry, hf, fingerprint, preprocess), exercised through real tiny checkpoints loaded
+with from_pretrained."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -326,3 +328,63 @@ def test_tiny_checkpoint_cache_is_keyed_by_builder_source_and_transformers(
         lambda self: real_read(self) + (b"# edited" if self.name == "tiny.py" else b""),
     )
     assert tiny.tiny_cache_key("llava") != key  # an edited builder module
+
+
+HUB_SCRIPT = """
+import sys
+from videomem.encoders.registry import load_encoder
+from videomem.pipeline.errors import EncoderError
+try:
+    load_encoder("someorg/not-cached-model")
+except EncoderError as e:
+    print("ERROR", e)
+"""
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_unreachable_hub_fails_at_once_without_retries(tmp_path: Path, offline: bool) -> None:
+    """An uncached hub id with no reachable hub: one request at most, then the clear
+    error (the hub client alone retries every file five times with backoff). The "hub"
+    is a loopback socket that counts connections and hangs up."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    connections = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            connections.append(1)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1" if offline else "0",
+    }
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", HUB_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert "ERROR cannot load model 'someorg/not-cached-model'" in out.stdout, out.stderr
+    assert "Pass a local checkpoint directory" in out.stdout
+    assert "Retrying" not in out.stderr
+    # the hub client alone would connect six times (five retries) per file
+    assert len(connections) == 0 if offline else 1 <= len(connections) <= 2

@@ -14,19 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from videomem.jobs.runner import (
-    EncoderConfig,
-    IndexJob,
-    LocalExecutor,
-    RayExecutor,
-    run_index,
-)
+from videomem.jobs.executor import LocalExecutor, RayExecutor
+from videomem.jobs.index import IndexJob, IndexStepSpec, TaskSpec, WorkItem, run_index
+from videomem.jobs.index_step import BatchPrefetcher, index_one, index_video
 from videomem.memory.builder import MemoryBuilder
 from videomem.memory.store import Store
 from videomem.pipeline.decode import decode
 from videomem.pipeline.errors import DecodeError, EncoderError
-from videomem.pipeline.index import BatchPrefetcher, index_one, index_video
-from videomem.pipeline.types import DecodeConfig, MemoryConfig
+from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
 from tests.videos import (
     make_broken,
@@ -46,9 +41,7 @@ SMALL_MEMORY = MemoryConfig(short_term_len=6, merge_to=2, long_term_len=8, keep_
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from videomem.encoders.tiny import tiny_checkpoint
 
-    cache = tmp_path_factory.mktemp("cache")
-    os.environ["VIDEOMEM_CACHE"] = str(cache)  # `--model tiny` in subprocesses too
-    return tiny_checkpoint("llava", cache_dir=cache)
+    return tiny_checkpoint("llava", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +313,7 @@ def test_ray_executor_matches_local(
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False)
     try:
         j = job(paths, tmp_path / "ray", tiny_dir, executor="ray", workers=2)
-        ex = RayExecutor(j.encoder, workers=2, num_cpus_per_worker=1)
+        ex = RayExecutor(IndexStepSpec(j.encoder), workers=2, num_cpus_per_worker=1)
         s = run_index(j, executor=ex)
     finally:
         ray.shutdown()
@@ -336,7 +329,7 @@ def test_ray_executor_matches_local(
 
 def test_local_executor_requires_start(tiny_dir: Path) -> None:
     with pytest.raises(RuntimeError):
-        next(LocalExecutor(EncoderConfig(str(tiny_dir))).run([], None))  # type: ignore[arg-type]
+        next(LocalExecutor(IndexStepSpec(EncoderConfig(str(tiny_dir)))).run([], None))
 
 
 class WatchesLookahead:
@@ -371,22 +364,21 @@ class WatchesLookahead:
 def test_next_video_is_probed_and_decoded_while_the_current_one_encodes(
     tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import videomem.pipeline.decode as decode_mod
-    from videomem.jobs.runner import TaskSpec, WorkItem
+    import videomem.pipeline.probe as probe_mod
 
     videos = [make_pattern(tmp_path / f"v{i}.mp4", seconds=4, rate=5) for i in range(3)]
     probed: list[str] = []
-    real_probe = decode_mod.probe
+    real_probe = probe_mod.probe
 
     def recording_probe(uri, *args, **kwargs):
         probed.append(str(uri))
         return real_probe(uri, *args, **kwargs)
 
-    monkeypatch.setattr(decode_mod, "probe", recording_probe)
-    ex = LocalExecutor(EncoderConfig(str(tiny_dir), device="cpu", batch_size=4))
+    monkeypatch.setattr(probe_mod, "probe", recording_probe)
+    ex = LocalExecutor(IndexStepSpec(EncoderConfig(str(tiny_dir), device="cpu", batch_size=4)))
     info = ex.start()
-    watcher = WatchesLookahead(ex._worker.encoder, probed, str(videos[1]))  # type: ignore[union-attr]
-    ex._worker.encoder = watcher  # type: ignore[union-attr]
+    watcher = WatchesLookahead(ex._step.encoder, probed, str(videos[1]))  # type: ignore[union-attr]
+    ex._step.encoder = watcher  # type: ignore[union-attr]
     task = TaskSpec(
         decode=DecodeConfig(fps=2.0, size=info.input_size, batch_size=4),
         memory=SMALL_MEMORY,
@@ -468,7 +460,8 @@ def test_sigkill_midway_then_rerun_completes(tmp_path: Path, tiny_dir: Path) -> 
 
 RSS_SCRIPT = """
 import json, resource, sys
-from videomem.jobs.runner import EncoderConfig, IndexJob, run_index
+from videomem.jobs.index import IndexJob, run_index
+from videomem.pipeline.types import EncoderConfig
 from videomem.pipeline.types import DecodeConfig
 job = IndexJob(paths=[sys.argv[1]], store=sys.argv[2],
                encoder=EncoderConfig(model=sys.argv[3], device="cpu", batch_size=32),
@@ -494,3 +487,30 @@ def test_peak_rss_does_not_grow_with_video_length(tmp_path: Path, tiny_dir: Path
         assert abs(r["frames"] - frames) <= 6, r
     small, big = results[1_000]["rss_kb"], results[10_000]["rss_kb"]
     assert big <= small * 1.10, f"peak RSS {big} kB for 10k frames vs {small} kB for 1k"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"commit_batch": 0}, {"commit_batch": -1}, {"workers": 0}, {"optimize_after": -1}],
+)
+def test_job_settings_are_validated(tmp_path: Path, bad: dict) -> None:
+    from videomem.pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        IndexJob(paths=["x"], store=str(tmp_path), encoder=EncoderConfig("m"), **bad)
+
+
+def test_encoder_config_names_its_model() -> None:
+    with pytest.raises(TypeError):
+        EncoderConfig()  # type: ignore[call-arg]
+
+
+def test_from_list_streams_paths_and_skips_comments(tmp_path: Path, clip: Path) -> None:
+    from videomem.jobs.index import iter_job_files
+
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# videos\n{clip}\n\n{tmp_path / 'missing.mp4'}\n")
+    job = IndexJob(
+        paths=[], store=str(tmp_path / "s"), encoder=EncoderConfig("m"), from_list=str(listing)
+    )
+    assert list(iter_job_files(job)) == [str(clip), str(tmp_path / "missing.mp4")]

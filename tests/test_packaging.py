@@ -102,5 +102,9 @@ def test_wheel_builds_and_installs(tmp_path: Path) -> None:
 
 
 def test_console_script_version() -> None:
-    out = subprocess.run(["videomem", "version"], capture_output=True, text=True, check=True)
+    # the script installed beside this interpreter, not whatever `videomem` PATH holds
+    # (under `make test` the venv's bin is not on PATH)
+    script = Path(sys.executable).parent / "videomem"
+    assert script.is_file(), f"no console script at {script}"
+    out = subprocess.run([str(script), "version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("videomem ")

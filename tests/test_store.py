@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from videomem.memory.store import (
-    IndexOutcome,
-    Store,
-    VideoRecord,
-    memory_rows,
-)
+from videomem.memory.schema import VideoCommit, VideoRecord, memory_rows
+from videomem.memory.store import Store
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MEMORY_PRESETS, MemoryConfig, VideoMemory
 
@@ -86,7 +84,7 @@ def test_roundtrip_is_bit_exact_in_float16(store: Store) -> None:
     # awkward float16 values: NaN payloads, infinities, signed zero, subnormals
     special = torch.tensor([0x7E01, 0xFC00, 0x7C00, 0x8000, 0x0001, 0x03FF, 0xFBFF, 0x3C00])
     mem.tokens.view(torch.int16)[0, 0, :] = special.to(torch.int16)
-    store.commit([IndexOutcome(record(), mem)])
+    store.commit([VideoCommit(record(), mem)])
 
     got = store.load_memory("vid1")
     assert got.tokens.dtype == torch.float16
@@ -109,16 +107,16 @@ def test_roundtrip_is_bit_exact_in_float16(store: Store) -> None:
 def test_float32_tokens_are_stored_as_their_float16_rounding(store: Store) -> None:
     mem = make_memory(recent=0)
     mem.tokens = torch.randn(5, N, D) * 1e3
-    store.commit([IndexOutcome(record(), mem)])
+    store.commit([VideoCommit(record(), mem)])
     got = store.load_memory("vid1")
     assert torch.equal(bits(got.tokens), bits(mem.tokens.half()))
     assert got.recent_tokens is None
 
 
 def test_recommit_replaces_never_duplicates(store: Store) -> None:
-    store.commit([IndexOutcome(record(), make_memory(slots=5))])
+    store.commit([VideoCommit(record(), make_memory(slots=5))])
     assert store.count_rows() == {"videos": 1, "memories": 5 + 2}
-    store.commit([IndexOutcome(record(), make_memory(slots=3, seed=1))])
+    store.commit([VideoCommit(record(), make_memory(slots=3, seed=1))])
     assert store.count_rows() == {"videos": 1, "memories": 3 + 2}
     got = store.load_memory("vid1")
     assert len(got) == 3 and torch.equal(
@@ -129,8 +127,8 @@ def test_recommit_replaces_never_duplicates(store: Store) -> None:
 def test_failure_rows_and_status_filter(store: Store) -> None:
     store.commit(
         [
-            IndexOutcome(record("a"), make_memory("a")),
-            IndexOutcome(record("b", status="failed", error="b.mp4: moov atom not found")),
+            VideoCommit(record("a"), make_memory("a")),
+            VideoCommit(record("b", status="failed", error="b.mp4: moov atom not found")),
         ]
     )
     assert [r.video_id for r in store.list_videos("indexed")] == ["a"]
@@ -141,7 +139,7 @@ def test_failure_rows_and_status_filter(store: Store) -> None:
     with pytest.raises(StoreError, match="unknown status"):
         store.list_videos("done")  # type: ignore[arg-type]
     # a failed re-index replaces the indexed row, and its memory rows go with it
-    store.commit([IndexOutcome(record("a", status="failed", error="boom"))])
+    store.commit([VideoCommit(record("a", status="failed", error="boom"))])
     assert store.list_videos("indexed") == [] and store.count_rows()["memories"] == 0
 
 
@@ -159,7 +157,7 @@ def test_memory_rows_without_marker_are_invisible_and_collected(store: Store) ->
 
 def test_stale_rows_of_same_key_are_ignored_then_collected(store: Store) -> None:
     mem = make_memory()
-    store.commit([IndexOutcome(record(), mem)])
+    store.commit([VideoCommit(record(), mem)])
     # a kill between step 2 (marker) and step 3 (delete) leaves old rows of the key
     key = ("vid1", "enc:abc:float32", "cfg1")
     store._memories.add(memory_rows(make_memory(slots=9, seed=3), key, "oldrun"))
@@ -170,8 +168,8 @@ def test_stale_rows_of_same_key_are_ignored_then_collected(store: Store) -> None
 
 
 def test_several_keys_per_video(store: Store) -> None:
-    store.commit([IndexOutcome(record(fp="A"), make_memory(fp="A", slots=2))])
-    store.commit([IndexOutcome(record(fp="B"), make_memory(fp="B", slots=4))])
+    store.commit([VideoCommit(record(fp="A"), make_memory(fp="A", slots=2))])
+    store.commit([VideoCommit(record(fp="B"), make_memory(fp="B", slots=4))])
     assert len(store.load_memory("vid1")) == 4  # most recent
     assert len(store.load_memory("vid1", encoder_fingerprint="A")) == 2
     assert store.get(("vid1", "A", "cfg1")) is not None
@@ -180,13 +178,13 @@ def test_several_keys_per_video(store: Store) -> None:
 
 def test_quotes_in_ids_are_escaped(store: Store) -> None:
     vid = "it's'; DROP"
-    store.commit([IndexOutcome(record(vid), make_memory(vid))])
+    store.commit([VideoCommit(record(vid), make_memory(vid))])
     assert len(store.load_memory(vid)) == 5
     assert store.resolve_video_id("it's") == vid
 
 
 def test_resolve_prefix(store: Store) -> None:
-    store.commit([IndexOutcome(record(v), make_memory(v)) for v in ("abc1", "abc2", "xyz")])
+    store.commit([VideoCommit(record(v), make_memory(v)) for v in ("abc1", "abc2", "xyz")])
     assert store.resolve_video_id("x") == "xyz"
     with pytest.raises(StoreError, match="ambiguous"):
         store.resolve_video_id("abc")
@@ -202,8 +200,8 @@ def test_single_writer_lock_and_read_only(tmp_path: Path) -> None:
             Store(tmp_path / "s", writer=True)
         reader = Store(tmp_path / "s")
         with pytest.raises(StoreError, match="read-only"):
-            reader.commit([IndexOutcome(record(), make_memory())])
-        w.commit([IndexOutcome(record(), make_memory())])
+            reader.commit([VideoCommit(record(), make_memory())])
+        w.commit([VideoCommit(record(), make_memory())])
         assert len(reader.load_memory("vid1")) == 5  # sees the other handle's commit
     Store(tmp_path / "s", writer=True).close()  # lock released on close
 
@@ -212,17 +210,17 @@ def test_malformed_memory_is_rejected(store: Store) -> None:
     mem = make_memory()
     mem.sizes = mem.sizes[:3]
     with pytest.raises(StoreError, match="sizes"):
-        store.commit([IndexOutcome(record(), mem)])
+        store.commit([VideoCommit(record(), mem)])
     with pytest.raises(StoreError, match="no memory"):
-        store.commit([IndexOutcome(record())])
+        store.commit([VideoCommit(record())])
     assert store.count_rows() == {"videos": 0, "memories": 0}
 
 
 def test_export_parquet_readable_by_pyarrow(store: Store, tmp_path: Path) -> None:
     mems = {v: make_memory(v, slots=s, seed=s) for v, s in (("a", 3), ("b", 6))}
-    store.commit([IndexOutcome(record(v), m) for v, m in mems.items()])
-    store.commit([IndexOutcome(record("c", status="failed", error="bad"))])
-    store.commit([IndexOutcome(record("a"), mems["a"])])  # replaced once: still 3 rows
+    store.commit([VideoCommit(record(v), m) for v, m in mems.items()])
+    store.commit([VideoCommit(record("c", status="failed", error="bad"))])
+    store.commit([VideoCommit(record("a"), mems["a"])])  # replaced once: still 3 rows
     paths = store.export(tmp_path / "export")
     videos = pq.read_table(paths["videos"])
     assert sorted(videos.column("status").to_pylist()) == ["failed", "indexed", "indexed"]
@@ -238,7 +236,7 @@ def test_export_parquet_readable_by_pyarrow(store: Store, tmp_path: Path) -> Non
 
 def test_optimize_keeps_data(store: Store) -> None:
     for i in range(4):
-        store.commit([IndexOutcome(record(f"v{i}"), make_memory(f"v{i}", seed=i))])
+        store.commit([VideoCommit(record(f"v{i}"), make_memory(f"v{i}", seed=i))])
     store.optimize()
     for i in range(4):
         assert torch.equal(
@@ -251,28 +249,32 @@ def test_reader_never_sees_a_mix_while_a_writer_replaces(tmp_path: Path) -> None
     path = tmp_path / "s"
     versions = {3: 1.0, 7: 2.0}  # slots -> constant token value of that version
     with Store(path, writer=True) as w:
-        w.commit([IndexOutcome(record(), make_memory(slots=3, value=1.0, recent=0))])
+        w.commit([VideoCommit(record(), make_memory(slots=3, value=1.0, recent=0))])
         stop = threading.Event()
+        commits: list[int] = []
+        errors: list[BaseException] = []
 
         def write() -> None:
-            i = 0
-            while not stop.is_set():
-                slots = 7 if i % 2 == 0 else 3
-                w.commit(
-                    [
-                        IndexOutcome(
-                            record(), make_memory(slots=slots, value=versions[slots], recent=0)
-                        )
-                    ]
-                )
-                i += 1
+            try:
+                i = 0
+                while not stop.is_set():
+                    slots = 7 if i % 2 == 0 else 3
+                    memory = make_memory(slots=slots, value=versions[slots], recent=0)
+                    w.commit([VideoCommit(record(), memory)])
+                    commits.append(slots)
+                    i += 1
+            except BaseException as e:  # a dead writer must fail the test, not warn
+                errors.append(e)
 
         t = threading.Thread(target=write)
         t.start()
         try:
             reader = Store(path)
-            seen = set()
-            for _ in range(15):
+            seen: set[int] = set()
+            deadline = time.monotonic() + 60
+            # read until both versions were seen while the writer kept replacing
+            while (len(seen) < 2 or len(commits) < 4) and time.monotonic() < deadline:
+                assert not errors, errors
                 m = reader.load_memory("vid1")
                 assert len(m) in versions
                 assert torch.all(m.tokens == versions[len(m)])
@@ -280,4 +282,36 @@ def test_reader_never_sees_a_mix_while_a_writer_replaces(tmp_path: Path) -> None
         finally:
             stop.set()
             t.join()
-    assert seen  # the loop really read
+    assert not errors, errors
+    assert seen == set(versions), "the reader never saw both versions"
+    assert len(commits) >= 4, "the writer did not keep replacing the memory"
+
+
+def test_stored_bytes_are_recorded_per_video_and_minute(store: Store) -> None:
+    mem = make_memory(slots=5)
+    store.commit([VideoCommit(replace(record(), duration_s=30.0), mem)])
+    rec = store.latest("vid1")
+    n_recent = 0 if mem.recent_tokens is None else len(mem.recent_tokens)
+    token_bytes = (len(mem) + n_recent) * N * D * 2
+    emb_bytes = len(mem) * E * 4
+    assert rec.stored_bytes == token_bytes + emb_bytes
+    assert rec.bytes_per_minute == pytest.approx(rec.stored_bytes * 2)
+    assert rec.to_dict()["bytes_per_minute"] == rec.bytes_per_minute
+
+
+def test_a_store_written_before_stored_bytes_still_opens(tmp_path: Path) -> None:
+    import lancedb
+
+    path = tmp_path / "old"
+    with Store(path, writer=True) as w:
+        w.commit([VideoCommit(record(), make_memory(slots=3))])
+    # what a store written by the previous version looks like: no stored_bytes column
+    lancedb.connect(str(path)).open_table("videos").drop_columns(["stored_bytes"])
+    with Store(path) as reader:  # readers open it as it is
+        assert reader.latest("vid1").stored_bytes is None
+        assert len(reader.load_memory("vid1")) == 3
+    with Store(path, writer=True) as w:  # a writer adds the column
+        assert w.latest("vid1").stored_bytes is None
+        w.commit([VideoCommit(record("vid2"), make_memory("vid2", slots=2))])
+        assert w.latest("vid2").stored_bytes > 0
+        assert len(w.load_memory("vid1")) == 3

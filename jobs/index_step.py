@@ -8,7 +8,7 @@ Design decisions:
   memory builder keeps a fixed-size state, so peak RSS does not grow with video length.
 * :func:`index_video` raises (``VideomemError`` for problems we understand);
   :func:`index_one` is the errors-as-data wrapper every executor runs: it never raises,
-  it returns an :class:`~videomem.memory.store.IndexOutcome` whose row says ``failed``
+  it returns an :class:`IndexOutcome` whose row says ``failed``
   with a readable error. The same function runs in-process and inside Ray actors.
 * Timings are counted per stage: ``decode_s`` is time the decode thread spent waiting
   on ffmpeg (not time blocked on a full queue), ``encode_s`` time inside the encoder,
@@ -26,12 +26,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from videomem.encoders.contract import FrameEncoder
-from videomem.memory.store import IndexOutcome, VideoRecord
+from videomem.memory.schema import VideoCommit, VideoRecord
 from videomem.pipeline.errors import DecodeError, VideomemError
 from videomem.pipeline.types import (
     DecodeConfig,
@@ -45,6 +45,23 @@ log = logging.getLogger(__name__)
 
 #: called with the number of frames just encoded (for progress bars)
 FramesCallback = Callable[[int], None]
+
+
+@dataclass(slots=True)
+class IndexOutcome:
+    """What a worker hands the driver for one video: its row, and its memory when
+    indexed (``record.status == "indexed"`` iff ``memory is not None``)."""
+
+    record: VideoRecord
+    memory: VideoMemory | None = None
+    #: transient, not stored: e.g. a traceback for the job log
+    notes: dict[str, Any] = field(default_factory=dict)
+    #: why the video was not indexed at all (already stored …): nothing to commit
+    skipped: str | None = None
+
+    def commit(self) -> VideoCommit:
+        """What the store writes for this outcome."""
+        return VideoCommit(self.record, self.memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +187,7 @@ def index_video(
 ) -> IndexedVideo:
     """Probe, decode, encode and consolidate one video; raise on failure.
 
-    ``decode_config.size`` should be the encoder's ``input_size`` (the runner sets it).
+    ``decode_config.size`` should be the encoder's ``input_size`` (the index job sets it).
     ``video_id`` overrides the probed one (the driver computed it for the store key).
     ``encode_lock`` (shared by the videos of one worker) is held only while frames are
     encoded: a worker running two videos at once probes and decodes the next video's
@@ -179,7 +196,8 @@ def index_video(
     Returns the memory with tokens as float16 (what the store keeps) and the stats.
     """
     from videomem.memory.builder import MemoryBuilder
-    from videomem.pipeline.decode import decode, probe
+    from videomem.pipeline.decode import decode
+    from videomem.pipeline.probe import probe
 
     t_start = time.perf_counter()
     if source is None:
@@ -269,7 +287,7 @@ def index_one(
         dim=encoder.dim,
         embed_dim=encoder.embed_dim,
     )
-    from videomem.pipeline.decode import probe
+    from videomem.pipeline.probe import probe
 
     t0 = time.perf_counter()
     try:

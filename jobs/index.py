@@ -1,0 +1,410 @@
+"""The index job: every video under some paths into the store, on any executor.
+
+Design decisions:
+
+* The per-video step is :class:`IndexStep` (a :class:`~videomem.jobs.executor.Step`):
+  it loads the encoder once per worker and runs
+  :func:`~videomem.jobs.index_step.index_one` (errors as data). The same step runs
+  in-process and on Ray actors (:mod:`videomem.jobs.executor`).
+* Planning streams: the driver walks the paths (or reads ``--from-list``) lazily and
+  hands bare paths to the workers, which compute each file's content id (reading ~1 MiB)
+  and skip what the store already holds for the job's key. A million-file folder starts
+  at once; no file is hashed twice.
+* The driver is the one committer: it alone opens the store for writing (holding its
+  lock), and commits each batch of results that arrived together (three LanceDB
+  commits per batch, so N busy actors do not cause N fragment storms, while each video
+  is committed as soon as it is done: a kill loses only in-flight work).
+* Resumable: the key is (content id, encoder fingerprint, config hash). Videos whose
+  last attempt failed with a ``DecodeError`` (a property of the file's bytes) are
+  skipped unless ``retry_failed``; other failures (encoder, out-of-memory, a dead
+  worker …) may be transient and are retried automatically. ``force`` redoes everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
+from videomem.jobs.index_step import IndexOutcome
+from videomem.jobs.progress import NullReporter, Reporter
+from videomem.memory.schema import VideoRecord
+from videomem.memory.store import Store
+from videomem.pipeline.errors import ConfigError, VideomemError
+from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig, index_config_hash
+
+log = logging.getLogger(__name__)
+
+#: failures listed in a job summary; the store holds every one
+MAX_FAILURES_LISTED = 100
+
+
+# --------------------------------------------------------------------------- the step
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    fingerprint: str
+    input_size: tuple[int, int]
+    tokens_per_frame: int
+    dim: int
+    embed_dim: int
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    uri: str
+    #: None: the worker computes it from the file's content
+    video_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every video of a job is indexed with (sent once to each worker)."""
+
+    decode: DecodeConfig
+    memory: MemoryConfig
+    config_hash: str
+    model: str
+    encoder: dict[str, Any]
+    fingerprint: str = ""
+    #: video_id -> (status, retryable) of what the store holds under this job's key
+    known: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    force: bool = False
+    retry_failed: bool = False
+
+    def skip_reason(self, video_id: str) -> str | None:
+        """Why a video need not be indexed again, or None."""
+        known = self.known.get(video_id)
+        if known is None or self.force:
+            return None
+        status, retryable = known
+        if status == "indexed":
+            return "already indexed"
+        if not retryable and not self.retry_failed:
+            return "failed before (pass --retry-failed to try again)"
+        return None
+
+
+def path_video_id(path: str) -> str:
+    """Id for a file whose content cannot be read (so its failure still has a row)."""
+    return "path-" + hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
+
+
+def failed_outcome(
+    item: WorkItem, task: TaskSpec, error: str, error_type: str, retryable: bool
+) -> IndexOutcome:
+    return IndexOutcome(
+        VideoRecord(
+            video_id=item.video_id or path_video_id(item.uri),
+            encoder_fingerprint=task.fingerprint,
+            config_hash=task.config_hash,
+            status="failed",
+            uri=item.uri,
+            error=error,
+            error_type=error_type,
+            retryable=retryable,
+            model=task.model,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class IndexStepSpec:
+    """The index stage as an executor step: one encoder per worker."""
+
+    encoder: EncoderConfig
+    #: videos a worker has in flight: one encoding, one being probed/decoded ahead
+    concurrency: int = 2
+
+    def build(self) -> IndexStep:
+        return IndexStep(self.encoder)
+
+    def lost(self, item: WorkItem, task: TaskSpec, error: str, retryable: bool) -> IndexOutcome:
+        return failed_outcome(item, task, f"{item.uri}: {error}", "WorkerLost", retryable)
+
+
+class IndexStep:
+    """Holds one loaded encoder and indexes videos with it (one per process/actor).
+
+    ``run`` may be called from two threads at once (the executors' lookahead): the
+    encoder lock lets only one video encode at a time while the other probes and
+    decodes its first batches, so the encoder never waits for a new video's ffmpeg.
+    """
+
+    def __init__(self, spec: EncoderConfig) -> None:
+        from videomem.encoders.registry import load_encoder_from_config
+
+        self.spec = spec
+        self.encoder = load_encoder_from_config(spec)
+        self._encode_lock = threading.Lock()
+
+    def info(self) -> EncoderInfo:
+        e = self.encoder
+        return EncoderInfo(
+            fingerprint=e.fingerprint,
+            input_size=(int(e.input_size[0]), int(e.input_size[1])),
+            tokens_per_frame=int(e.tokens_per_frame),
+            dim=int(e.dim),
+            embed_dim=int(e.embed_dim),
+        )
+
+    def run(self, item: WorkItem, task: TaskSpec, progress: ProgressFn | None) -> IndexOutcome:
+        from videomem.jobs.index_step import index_one
+        from videomem.pipeline.files import content_video_id
+
+        vid = item.video_id
+        if vid is None:
+            try:
+                vid = content_video_id(item.uri)
+            except OSError as e:
+                # keyed by path: if the file becomes readable it gets a content id (a
+                # new key), so retrying this key would only fail again
+                why = f"{item.uri}: cannot read the file: {e.strerror or e}"
+                out = failed_outcome(item, task, why, "OSError", False)
+                out.skipped = task.skip_reason(out.record.video_id)
+                return out
+        reason = task.skip_reason(vid)
+        if reason is not None:
+            out = failed_outcome(replace(item, video_id=vid), task, "", "", True)
+            out.skipped = reason
+            return out
+        out = index_one(
+            item.uri,
+            vid,
+            self.encoder,
+            task.decode,
+            task.memory,
+            config_hash=task.config_hash,
+            model=task.model,
+            encoder_config=task.encoder,
+            on_frames=progress,
+            encode_lock=self._encode_lock,
+        )
+        out.notes.pop("traceback", None)  # logged by the worker already
+        return out
+
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class IndexJob:
+    """Everything ``videomem index`` needs; the CLI only builds this."""
+
+    paths: Sequence[str]
+    store: str
+    encoder: EncoderConfig
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    force: bool = False
+    retry_failed: bool = False
+    executor: ExecutorName = "auto"
+    workers: int = 1
+    ray_address: str | None = None
+    #: a text file naming one video path per line, read lazily (beside ``paths``)
+    from_list: str | None = None
+    #: most videos per commit batch (each batch = three LanceDB commits)
+    commit_batch: int = 16
+    #: compact the tables at the end when at least this many videos were committed
+    optimize_after: int = 1
+
+    def __post_init__(self) -> None:
+        if self.commit_batch < 1:
+            raise ConfigError(f"commit_batch must be >= 1, got {self.commit_batch}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.optimize_after < 0:
+            raise ConfigError(f"optimize_after must be >= 0, got {self.optimize_after}")
+        if not self.paths and not self.from_list:
+            raise ConfigError("give video paths or --from-list FILE")
+
+
+@dataclass
+class IndexSummary:
+    store: str
+    encoder_fingerprint: str = ""
+    config_hash: str = ""
+    videos: int = 0
+    indexed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    frames: int = 0
+    slots: int = 0
+    load_s: float = 0.0
+    elapsed_s: float = 0.0
+    #: the first MAX_FAILURES_LISTED failures (all of them are rows in the store:
+    #: ``videomem ls --status failed``), so a huge corpus keeps a small summary
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def all_failed(self) -> bool:
+        return self.failed > 0 and self.indexed == 0 and self.skipped == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["frames_per_s"] = round(self.frames_per_s, 3)
+        return d
+
+    def text(self) -> str:
+        return (
+            f"{self.indexed} indexed, {self.skipped} skipped, {self.failed} failed "
+            f"of {self.videos} video(s); {self.frames} frames in {self.elapsed_s:.1f}s "
+            f"({self.frames_per_s:.1f} frames/s; model load {self.load_s:.1f}s) -> {self.store}"
+        )
+
+
+def iter_job_files(job: IndexJob) -> Iterator[str]:
+    """The job's video files, lazily: walked ``paths``, then the lines of ``from_list``.
+    Absolute, normalised paths (no ..): a stored uri must name the file from anywhere."""
+    from videomem.pipeline.files import iter_video_files
+
+    for p in iter_video_files([Path(p) for p in job.paths]):
+        yield os.path.abspath(p)
+    if job.from_list:
+        try:
+            fh = open(job.from_list, encoding="utf-8")  # noqa: SIM115 (read lazily)
+        except OSError as e:
+            raise ConfigError(f"cannot read --from-list {job.from_list}: {e}") from e
+        with fh:
+            for line in fh:
+                name = line.strip()
+                if name and not name.startswith("#"):
+                    yield os.path.abspath(os.path.expanduser(name))
+
+
+def index_executor(job: IndexJob) -> Executor:
+    wants_gpu = job.encoder.device is None or job.encoder.device.startswith("cuda")
+    return make_executor(
+        IndexStepSpec(job.encoder), job.executor, job.workers, job.ray_address, wants_gpu=wants_gpu
+    )
+
+
+def run_index(
+    job: IndexJob, reporter: Reporter | None = None, executor: Executor | None = None
+) -> IndexSummary:
+    """Index every video of ``job`` into ``job.store``; see the module docstring.
+
+    Raises ``VideomemError`` only for job-level problems (store locked, model cannot be
+    loaded, no video files); per-video failures are rows in the store and the summary.
+    """
+    rep = reporter or NullReporter()
+    files = iter_job_files(job)
+    first = next(files, None)
+    if first is None:
+        where = ", ".join([*map(str, job.paths), *([job.from_list] if job.from_list else [])])
+        raise ConfigError(f"no video files found in {where}")
+    summary = IndexSummary(store=job.store)
+    with Store(job.store, writer=True) as store:
+        removed = store.collect_garbage()
+        if removed:
+            log.info("removed %d orphan memory rows left by an interrupted run", removed)
+        ex = executor or index_executor(job)
+        t0 = time.perf_counter()
+        try:
+            info: EncoderInfo = ex.start()
+            summary.load_s = time.perf_counter() - t0
+            decode_cfg = replace(
+                job.decode, size=info.input_size, batch_size=job.encoder.batch_size
+            )
+            config_hash = index_config_hash(decode_cfg, job.memory)
+            summary.encoder_fingerprint, summary.config_hash = info.fingerprint, config_hash
+            known = {
+                r.video_id: (r.status, bool(r.retryable))
+                for r in store.list_videos(
+                    encoder_fingerprint=info.fingerprint, config_hash=config_hash
+                )
+            }
+            task = TaskSpec(
+                decode=decode_cfg,
+                memory=job.memory,
+                config_hash=config_hash,
+                model=job.encoder.model,
+                encoder=job.encoder.to_dict(),
+                fingerprint=info.fingerprint,
+                known=known,
+                force=job.force,
+                retry_failed=job.retry_failed,
+            )
+            rep.start(None, f"indexing with {info.fingerprint}")
+            t1 = time.perf_counter()
+            items = (WorkItem(uri) for uri in _chain(first, files))
+            seen: dict[str, str] = {}
+            for batch in ex.run(items, task, rep.units):
+                _commit(store, _admit(batch, seen, rep, summary), job, rep, summary)
+            summary.elapsed_s = time.perf_counter() - t1
+        finally:
+            ex.close()
+            rep.finish()
+        if summary.indexed + summary.failed >= max(1, job.optimize_after):
+            try:
+                store.optimize()
+            except VideomemError as e:  # compaction is an optimisation, never fatal
+                log.warning("%s", e)
+    return summary
+
+
+def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _admit(
+    batch: list[IndexOutcome], seen: dict[str, str], rep: Reporter, summary: IndexSummary
+) -> list[IndexOutcome]:
+    """The outcomes of a batch that get committed: skips are reported, and a file whose
+    content another file of this job already had is skipped (first come, first kept)."""
+    keep = []
+    for o in batch:
+        summary.videos += 1
+        uri, vid = o.record.uri, o.record.video_id
+        if o.skipped is not None:
+            seen.setdefault(vid, uri)
+            summary.skipped += 1
+            rep.skipped(uri, o.skipped)
+        elif vid in seen:
+            summary.skipped += 1
+            rep.skipped(uri, f"same content as {seen[vid]}")
+        else:
+            seen[vid] = uri
+            keep.append(o)
+    return keep
+
+
+def _commit(
+    store: Store,
+    batch: list[IndexOutcome],
+    job: IndexJob,
+    rep: Reporter,
+    summary: IndexSummary,
+) -> None:
+    for i in range(0, len(batch), job.commit_batch):
+        committed = store.commit([o.commit() for o in batch[i : i + job.commit_batch]])
+        for rec in committed:
+            if rec.status == "indexed":
+                summary.indexed += 1
+                summary.slots += rec.slots
+                summary.frames += rec.frames_sampled
+                fps = rec.frames_sampled / rec.total_s if rec.total_s else 0.0
+                rep.done(
+                    rec.uri,
+                    True,
+                    f"{rec.frames_sampled} frames -> {rec.slots} slots in "
+                    f"{rec.total_s or 0:.1f}s ({fps:.1f} frames/s)",
+                )
+            else:
+                summary.failed += 1
+                if len(summary.failures) < MAX_FAILURES_LISTED:
+                    summary.failures.append({"uri": rec.uri, "error": rec.error or ""})
+                rep.done(rec.uri, False, rec.error or "")
