@@ -80,6 +80,10 @@ def index(
     frames: int | None = typer.Option(None, help="Sample exactly N frames per video instead."),
     start: float | None = typer.Option(None, help="Index from this time (seconds)."),
     end: float | None = typer.Option(None, help="Index up to this time (seconds)."),
+    sample: str = typer.Option(
+        "exact", help="exact (the --fps/--frames grid) or keyframes (at most --fps per second)."
+    ),
+    decode_device: str = typer.Option("cpu", help="cpu, or cuda (NVDEC; falls back to the CPU)."),
     encoder_option: list[str] = typer.Option(
         [],
         "--encoder-option",
@@ -122,7 +126,7 @@ def index(
     if missing:
         raise _fail_usage(f"no such file or folder: {', '.join(missing)}")
     try:
-        window = {"start_s": start, "end_s": end}
+        window = {"start_s": start, "end_s": end, "sample": sample, "device": decode_device}
         if frames is not None:
             decode_cfg = DecodeConfig(fps=None, num_frames=frames, **window)
         else:

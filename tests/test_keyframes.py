@@ -196,3 +196,22 @@ def test_keyframe_config() -> None:
     assert index_config_hash(DecodeConfig(segments=4, device="cuda"), mem) == index_config_hash(
         DecodeConfig(), mem
     )
+
+
+def test_cli_index_with_keyframe_sampling(
+    videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+    from videomem.jobs.cli import app
+
+    monkeypatch.setenv("VIDEOMEM_CACHE", str(tmp_path / "cache"))
+    path = videos["bikes"]
+    args = ["index", str(path), "--store", str(tmp_path / "store"), "--model", "tiny"]
+    args += ["--device", "cpu", "--json", "--fps", "0.45"]
+    r = CliRunner().invoke(app, [*args, "--sample", "keyframes"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["frames"] == len(thin(probed_keyframes(path), 0.45))
+    r = CliRunner().invoke(app, [*args, "--sample", "every"], catch_exceptions=False)
+    assert r.exit_code == 2 and "unknown sample mode" in r.output
