@@ -158,7 +158,7 @@ def qa_(
             force=force,
             reuse_prefix=not no_reuse,
             batch_size=batch_size,
-            executor=executor,
+            executor=executor,  # type: ignore[arg-type]
             workers=workers,
             ray_address=ray_address,
         )
@@ -224,7 +224,7 @@ def caption(
                 dtype=dtype,
                 force=force,
                 batch_size=batch_size,
-                executor=executor,
+                executor=executor,  # type: ignore[arg-type]
                 workers=workers,
                 ray_address=ray_address,
             )

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videomem.jobs.executor import ProgressFn, make_executor
+from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor
 from videomem.jobs.questions import QuestionRow, question_id, read_questions
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.qa.model import GenerationSettings
@@ -244,7 +244,7 @@ class QAJob:
     force: bool = False
     reuse_prefix: bool = True
     batch_size: int = 1
-    executor: str = "auto"
+    executor: ExecutorName = "auto"
     workers: int = 1
     ray_address: str | None = None
 
@@ -376,7 +376,7 @@ def run_qa(job: QAJob) -> QASummary:
             )
             ex = make_executor(
                 spec,
-                job.executor,  # type: ignore[arg-type]
+                job.executor,
                 job.workers,
                 job.ray_address,
                 wants_gpu=job.device != "cpu",
@@ -422,7 +422,7 @@ class CaptionJob:
     dtype: str | None = None
     force: bool = False
     batch_size: int = 4
-    executor: str = "auto"
+    executor: ExecutorName = "auto"
     workers: int = 1
     ray_address: str | None = None
 
@@ -494,7 +494,7 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
                 job.executor,
                 job.workers,
                 job.ray_address,
-                wants_gpu=job.device != "cpu",  # type: ignore[arg-type]
+                wants_gpu=job.device != "cpu",
             )
             ex.start()
             try:

@@ -178,7 +178,7 @@ class QAModel:
         kind = self.layout.modality
         if kind is None:
             return {}
-        block = features[None]
+        block: Any = features[None]
         if self.model_type == "llava":
             block = (features,)  # llava concatenates a tuple of per-image rows
         elif self.model_type == "llava_next_video":
