@@ -401,7 +401,15 @@ def storage_fields(mem: VideoMemory, rows: pa.Table) -> dict[str, Any]:
     token encoding and, for int8, its error against the memory's tokens (decoded from
     the rows themselves, as a reader will see them)."""
     cfg = mem.memory_config
-    out: dict[str, Any] = {"stored_bytes": stored_bytes(rows), "token_dtype": cfg.token_dtype}
+    # every column, None where it does not apply: a record read back from an int8
+    # commit and committed again with float16 tokens must not keep the int8 error
+    out: dict[str, Any] = {
+        "stored_bytes": stored_bytes(rows),
+        "token_dtype": cfg.token_dtype,
+        "token_scale": None,
+        "token_rel_rmse": None,
+        "token_min_cosine": None,
+    }
     if cfg.token_dtype == "int8":
         n, d = int(mem.tokens.shape[1]), int(mem.tokens.shape[2])
         original = mem.tokens

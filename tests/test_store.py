@@ -375,6 +375,16 @@ def test_per_token_scales_keep_small_tokens_that_a_slot_scale_rounds_away(
     assert errors["token"] > 0.99 > errors["slot"]
 
 
+def test_a_float16_recommit_clears_the_int8_error(store: Store) -> None:
+    store.commit([VideoCommit(record(), int8_memory())])
+    rec = store.latest("vid1")
+    assert rec.token_rel_rmse is not None
+    store.commit([VideoCommit(rec, make_memory())])  # the same record, float16 tokens
+    again = store.latest("vid1")
+    assert (again.token_dtype, again.token_scale, again.token_rel_rmse) == ("float16", None, None)
+    assert again.token_min_cosine is None
+
+
 def test_int8_halves_the_stored_bytes(store: Store) -> None:
     big_n, big_d = 49, 128  # a realistic token grid: scales and spans are small beside it
     mems = {}
