@@ -15,7 +15,9 @@ Prints, all measured in this run on this machine:
        encoded with the real ImageNet MobileNetV2 ([49, 1280] tokens, 1280-d
        embedding); the cuts are where one clip's frames end.
    Stored bytes count slot tokens (float16), embeddings (float32), sizes and spans,
-   and the raw recent frames a config keeps (``keep_recent``).
+   and the raw recent frames a config keeps (``keep_recent``), on the rows the store
+   would write. (b) also prints the default memory's stored KB per minute and error
+   with int8 tokens (per-token and per-slot scales) against float16.
    ``*`` marks rows on the Pareto front (no other row has fewer or equal slots and
    at least the same recall and purity, one of them strictly better).
 2. Consolidation time per frame as a % of one encoder forward per frame (the real
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import subprocess
 import sys
@@ -38,8 +41,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from videomem.memory import schema
 from videomem.memory.builder import MemoryBuilder
 from videomem.memory.quality import scene_recall, slot_purity, synthetic_scenes, uniform_spans
+from videomem.memory.schema import memory_rows
 from videomem.pipeline.types import FrameTokens, MemoryConfig, VideoMemory
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -77,10 +82,46 @@ def build(cfg: MemoryConfig, x: torch.Tensor, ts: torch.Tensor, emb: torch.Tenso
     return b.finish("bench", "none")
 
 
+@functools.cache
 def stored_bytes(slots: int, recent: int, n: int, d: int, e: int) -> int:
-    """float16 tokens + float32 embedding + int64 size + two float64 times per slot;
-    float16 tokens + one float64 time per recent frame."""
-    return slots * (n * d * 2 + e * 4 + 24) + recent * (n * d * 2 + 8)
+    """Bytes the store takes for a memory of this shape (float16 tokens), counted on
+    the rows it would write (``memory.schema.stored_bytes``)."""
+    zeros = torch.zeros(slots, dtype=torch.float64)
+    mem = VideoMemory(
+        video_id="bench",
+        tokens=torch.zeros(slots, n, d, dtype=torch.float16),
+        sizes=torch.ones(slots, dtype=torch.int64),
+        start_s=zeros,
+        end_s=zeros,
+        embedding=torch.zeros(slots, e) if e else None,
+        encoder_fingerprint="none",
+        memory_config=MemoryConfig(),
+        frames_seen=slots,
+        recent_tokens=torch.zeros(recent, n, d, dtype=torch.float16) if recent else None,
+        recent_timestamps=torch.zeros(recent, dtype=torch.float64) if recent else None,
+    )
+    return schema.stored_bytes(memory_rows(mem, ("bench", "none", "none"), "bench"))
+
+
+def token_storage_table(mem: VideoMemory, minutes: float) -> None:
+    """Stored KB per minute and the error of each token encoding, on ``mem``'s rows as
+    the store writes them (tokens handed over as float16, as the index job does)."""
+    mem = dataclasses.replace(mem, tokens=mem.tokens.half())
+    print("   token storage of the default memory (error against its float16 tokens):")
+    print(f"   {'encoding':<18}{'KB/min':>10}{'x float16':>11}{'rel RMSE':>10}{'min cos':>9}")
+    base = None
+    for dtype, scale in (("float16", "token"), ("int8", "token"), ("int8", "slot")):
+        cfg = dataclasses.replace(mem.memory_config, token_dtype=dtype, token_scale=scale)
+        m = dataclasses.replace(mem, memory_config=cfg)
+        info = schema.storage_fields(m, memory_rows(m, ("bench", "none", "none"), "bench"))
+        base = base or info["stored_bytes"]
+        name = dtype if dtype == "float16" else f"{dtype}/{scale}"
+        rel = info.get("token_rel_rmse") or 0.0
+        cos = info.get("token_min_cosine") or 1.0
+        print(
+            f"   {name:<18}{info['stored_bytes'] / 1024 / minutes:>10.1f}"
+            f"{info['stored_bytes'] / base:>11.3f}{rel:>10.2%}{cos:>9.4f}"
+        )
 
 
 def grid(thresholds: list[float | None], budgets: list[int]) -> dict[str, MemoryConfig]:
@@ -202,6 +243,8 @@ def real_section(fps: float) -> float | None:
         budgets,
         (49, 1280, 1280),
     )
+    minutes = float(bounds[-1] - bounds[0]) / 60
+    token_storage_table(build(MemoryConfig(), x, ts, emb), minutes)
     return enc
 
 

@@ -8,8 +8,12 @@ command does is importable and testable without the CLI.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from videomem.memory.schema import VideoRecord
 
 app = typer.Typer(
     name="videomem",
@@ -94,9 +98,21 @@ def index(
     batch_size: int = typer.Option(32, help="Frames per encoder forward pass."),
     device: str | None = typer.Option(None, help="cuda, cpu, cuda:1 … (default: CUDA if present)."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16, float16 (default by device)."),
-    memory_preset: str = typer.Option("default", help="Memory config preset."),
+    memory_preset: str = typer.Option(
+        "default",
+        help="Memory config preset: default (= adaptive), moviechat, moviechat_reference, mbc.",
+    ),
     long_term_len: int | None = typer.Option(None, help="Override: long-term memory slots."),
     short_term_len: int | None = typer.Option(None, help="Override: short-term buffer frames."),
+    threshold: float | None = typer.Option(
+        None, help="Override (adaptive only): merge adjacent slots at least this similar."
+    ),
+    token_dtype: str = typer.Option(
+        "float16", help="How tokens are stored: float16 (exact) or int8 (half the bytes)."
+    ),
+    token_scale: str | None = typer.Option(
+        None, help="int8 only: one scale per token (default) or per slot."
+    ),
     force: bool = typer.Option(False, "--force", help="Re-index videos already stored."),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Also retry videos that failed to decode before."
@@ -133,13 +149,25 @@ def index(
             decode_cfg = DecodeConfig(fps=1.0 if fps is None else fps, **window)
         options = _parse_options(encoder_option)
         memory_cfg = MemoryConfig.preset(memory_preset)
+        if threshold is not None and memory_cfg.method != "adaptive":
+            raise ConfigError(
+                f"--threshold applies to the adaptive method only "
+                f"(preset {memory_preset!r} is {memory_cfg.method!r})"
+            )
+        if token_scale is not None and token_dtype != "int8":
+            raise ConfigError("--token-scale applies to --token-dtype int8 only")
         overrides = {
             k: v
-            for k, v in (("long_term_len", long_term_len), ("short_term_len", short_term_len))
+            for k, v in (
+                ("long_term_len", long_term_len),
+                ("short_term_len", short_term_len),
+                ("threshold", threshold),
+                ("token_dtype", token_dtype),
+                ("token_scale", token_scale),
+            )
             if v is not None
         }
-        if overrides:
-            memory_cfg = dataclasses.replace(memory_cfg, **overrides)
+        memory_cfg = dataclasses.replace(memory_cfg, **overrides)  # validates them
         if executor not in ("auto", "local", "ray"):
             raise ConfigError(f"unknown executor {executor!r}; choose auto, local or ray")
         job = IndexJob(
@@ -270,6 +298,7 @@ def show(
             per_min = rec.bytes_per_minute
             rate = f" ({per_min / 1024:.1f} KiB per minute of video)" if per_min else ""
             typer.echo(f"stored   {rec.stored_bytes / 1024:.1f} KiB{rate}")
+        typer.echo(f"tokens   {_token_encoding(rec)}")
         typer.echo(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
         for s in slots:
             typer.echo(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
@@ -277,6 +306,17 @@ def show(
         typer.echo(f"caption  {c['kind']:6} {c['start_s']:>7.2f}-{c['end_s']:<7.2f} {c['text']}")
     if plot is not None and mem is not None:
         typer.echo(f"plot     {plot}")
+
+
+def _token_encoding(rec: VideoRecord) -> str:
+    """How a video's tokens are stored, and what int8 cost (``show``)."""
+    if rec.token_dtype != "int8":
+        return f"{rec.token_dtype or 'float16'} (exact)"
+    text = f"int8, per-{rec.token_scale or 'token'} scale"
+    rel, cos = rec.token_rel_rmse, rec.token_min_cosine
+    if rel is not None and cos is not None:
+        text += f"; error: relative RMS {rel:.2%}, worst token cosine {cos:.4f}"
+    return text
 
 
 @app.command()

@@ -17,8 +17,8 @@ go (one row per slot, as it stores float16 tokens today).
   The error per element is at most ``s / 2`` (round to nearest); -128 is never used
   so the code is symmetric. An all-zero group gets ``s = 0`` and decodes to zeros.
 
-:func:`memory_nbytes` gives a memory's stored payload for either encoding (for
-``ls``/``show`` to report bytes per video and per minute of video).
+The store picks the encoding from ``MemoryConfig.token_dtype``/``token_scale``;
+:func:`videomem.memory.schema.stored_bytes` counts what its rows take.
 
 Shapes: ``L`` slots, ``N`` tokens per slot, ``D`` token width.
 """
@@ -26,17 +26,12 @@ Shapes: ``L`` slots, ``N`` tokens per slot, ``D`` token width.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from videomem.pipeline.errors import ConfigError, EncoderError
-from videomem.pipeline.types import VideoMemory
+from videomem.pipeline.types import TOKEN_DTYPES, TOKEN_SCALES, TokenDtype, TokenScale
 
-TokenDtype = Literal["float16", "int8"]
-ScaleMode = Literal["slot", "token"]
-TOKEN_DTYPES: tuple[str, ...] = ("float16", "int8")
-SCALE_MODES: tuple[str, ...] = ("slot", "token")
 _QMAX = 127
 
 
@@ -52,7 +47,7 @@ class PackedTokens:
     shape: tuple[int, int, int]
     rows: list[bytes]
     scales: np.ndarray | None
-    scale: ScaleMode | None
+    scale: TokenScale | None
 
     @property
     def nbytes(self) -> int:
@@ -62,7 +57,7 @@ class PackedTokens:
 
 
 def pack_tokens(
-    tokens: torch.Tensor, dtype: TokenDtype = "float16", scale: ScaleMode = "token"
+    tokens: torch.Tensor, dtype: TokenDtype = "float16", scale: TokenScale = "token"
 ) -> PackedTokens:
     """Encode ``tokens [L, N, D]`` (any float dtype, any device) as :class:`PackedTokens`.
 
@@ -70,8 +65,8 @@ def pack_tokens(
     """
     if dtype not in TOKEN_DTYPES:
         raise ConfigError(f"unknown token dtype {dtype!r}; choose from {TOKEN_DTYPES}")
-    if scale not in SCALE_MODES:
-        raise ConfigError(f"unknown scale mode {scale!r}; choose from {SCALE_MODES}")
+    if scale not in TOKEN_SCALES:
+        raise ConfigError(f"unknown scale mode {scale!r}; choose from {TOKEN_SCALES}")
     if tokens.dim() != 3:
         raise ConfigError(f"pack_tokens: expected tokens [L, N, D], got {tuple(tokens.shape)}")
     shape = (int(tokens.shape[0]), int(tokens.shape[1]), int(tokens.shape[2]))
@@ -129,29 +124,3 @@ def reconstruction_error(tokens: torch.Tensor, decoded: torch.Tensor) -> dict[st
         "rel_rmse": float(err.pow(2).mean().sqrt()) / rms if rms > 0 else 0.0,
         "min_cosine": float(cos.min()),
     }
-
-
-def memory_nbytes(
-    mem: VideoMemory, dtype: TokenDtype = "float16", scale: ScaleMode = "token"
-) -> int:
-    """Bytes a memory's payload takes when stored with ``dtype`` tokens: slot and recent
-    tokens (plus int8 scales), float32 embeddings, and per slot an int64 size and two
-    float64 times (per recent frame one float64 time). Row keys and Parquet/Lance
-    overhead are not counted; divide by the video's minutes for bytes per minute."""
-    if dtype not in TOKEN_DTYPES:
-        raise ConfigError(f"unknown token dtype {dtype!r}; choose from {TOKEN_DTYPES}")
-    if scale not in SCALE_MODES:
-        raise ConfigError(f"unknown scale mode {scale!r}; choose from {SCALE_MODES}")
-
-    def token_bytes(t: torch.Tensor | None) -> int:
-        if t is None or t.numel() == 0:
-            return 0
-        n_rows, n = int(t.shape[0]), int(t.shape[1])
-        if dtype == "float16":
-            return t.numel() * 2
-        return t.numel() + 4 * (n_rows if scale == "slot" else n_rows * n)
-
-    slots = len(mem)
-    emb = 0 if mem.embedding is None else mem.embedding.numel() * 4
-    recent = 0 if mem.recent_tokens is None else int(mem.recent_tokens.shape[0])
-    return token_bytes(mem.tokens) + emb + slots * 24 + token_bytes(mem.recent_tokens) + recent * 8

@@ -32,6 +32,13 @@ tokens_per_frame   int32, null   N
 dim embed_dim      int32, null   D, E
 probe_s decode_s encode_s consolidate_s total_s   float64   per-video timings
 indexed_at         timestamp[us, UTC]  when this row was committed
+stored_bytes       int64, null   bytes of this video's memory rows (:func:`stored_bytes`)
+token_dtype        string, null  how its tokens are stored: ``"float16"`` or ``"int8"``
+                                 (null: a row written before int8 existed, float16)
+token_scale        string, null  int8 only: ``"token"`` or ``"slot"`` scales
+token_rel_rmse     float64, null int8 only: RMS error of the stored tokens over the RMS
+                                 of the memory's tokens (measured at commit on the rows)
+token_min_cosine   float64, null int8 only: worst token's cosine with its original
 ================== ============= ====================================================
 
 ``memories`` — one row per memory slot (and per stored raw recent frame):
@@ -43,14 +50,20 @@ slot               int32         0..L-1 in time order (0..S-1 for ``recent``)
 start_s end_s      float64       time span the slot covers (a recent frame: start = end)
 size               int64         frames merged into the slot
 n d                int32         token grid of this row: ``tokens`` is [n, d]
-tokens             binary        float16, little-endian, C order, [n, d]:
-                                 ``np.frombuffer(b, "<f2").reshape(n, d)``
+tokens             binary        [n, d] in C order, encoded as ``token_dtype`` says:
+                                 float16: ``np.frombuffer(b, "<f2").reshape(n, d)``;
+                                 int8: ``np.frombuffer(b, "i1").reshape(n, d) * scale``
 embedding          list<float32>, null   pooled embedding [E] for search
+token_dtype        string, null  ``"float16"`` or ``"int8"``; null (rows written before
+                                 int8 existed) is float16
+token_scales       list<float32>, null   int8 only: 1 value (one scale for the row) or
+                                 n (one per token, broadcast over d); null for float16
 ================== ============= ====================================================
 
-Tokens are raw float16 bytes rather than a Parquet FLOAT16 column because every Parquet
-reader can read binary, while the FLOAT16 logical type is recent; bytes also make the
-round trip bit-exact (NaN payloads and subnormals included).
+Tokens are raw bytes rather than a Parquet FLOAT16 column because every Parquet reader
+can read binary, while the FLOAT16 logical type is recent; float16 bytes also make the
+round trip bit-exact (NaN payloads and subnormals included). The encodings are
+:mod:`videomem.memory.codec`'s; ``MemoryConfig.token_dtype`` chooses one per video.
 """
 
 from __future__ import annotations
@@ -64,8 +77,9 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pyarrow as pa
 import torch
+from videomem.memory.codec import PackedTokens, pack_tokens, reconstruction_error, unpack_tokens
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import VideoMemory, VideoSource
+from videomem.pipeline.types import TOKEN_DTYPES, VideoMemory, VideoSource
 
 Status = Literal["indexed", "failed"]
 KEY = ("video_id", "encoder_fingerprint", "config_hash")
@@ -107,14 +121,20 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("total_s", pa.float64()),
         pa.field("indexed_at", pa.timestamp("us", tz="UTC")),
         pa.field("stored_bytes", pa.int64()),
+        pa.field("token_dtype", pa.string()),
+        pa.field("token_scale", pa.string()),
+        pa.field("token_rel_rmse", pa.float64()),
+        pa.field("token_min_cosine", pa.float64()),
     ]
 )
 
 #: nullable columns added after a store format was first released: a store written
 #: before them still opens (a writer adds them, null for old rows; readers see None)
 ADDED_COLUMNS: dict[str, frozenset[str]] = {
-    "videos": frozenset({"stored_bytes"}),
-    "memories": frozenset(),
+    "videos": frozenset(
+        {"stored_bytes", "token_dtype", "token_scale", "token_rel_rmse", "token_min_cosine"}
+    ),
+    "memories": frozenset({"token_dtype", "token_scales"}),
 }
 
 MEMORIES_SCHEMA = pa.schema(
@@ -132,6 +152,8 @@ MEMORIES_SCHEMA = pa.schema(
         pa.field("d", pa.int32(), nullable=False),
         pa.field("tokens", pa.binary(), nullable=False),
         pa.field("embedding", pa.list_(pa.float32())),
+        pa.field("token_dtype", pa.string()),
+        pa.field("token_scales", pa.list_(pa.float32())),
     ]
 )
 
@@ -175,8 +197,14 @@ class VideoRecord:
     consolidate_s: float | None = None
     total_s: float | None = None
     indexed_at: dt.datetime | None = None
-    #: bytes of this video's memory rows (tokens and embeddings); None before it was kept
+    #: bytes of this video's memory rows (:func:`stored_bytes`); None before it was kept
     stored_bytes: int | None = None
+    #: how the memory's tokens are stored ("float16", "int8"); None for a failure
+    token_dtype: str | None = None
+    #: int8 only: "token" or "slot" scales, and the error of the stored tokens
+    token_scale: str | None = None
+    token_rel_rmse: float | None = None
+    token_min_cosine: float | None = None
 
     @property
     def bytes_per_minute(self) -> float | None:
@@ -241,21 +269,11 @@ def in_filter(column: str, values: Sequence[str]) -> str:
     return f"{column} IN ({', '.join(sql_str(v) for v in values)})"
 
 
-def _fp16_rows(x: torch.Tensor) -> pa.Array:
-    """[L, N, D] float tensor -> binary array of L rows of little-endian float16 [N, D]."""
-    arr = np.ascontiguousarray(x.detach().to("cpu", torch.float16).numpy()).astype(
-        "<f2", copy=False
-    )
-    n_rows = arr.shape[0]
-    row_bytes = arr[0].nbytes if n_rows else 0
-    offsets = pa.py_buffer(np.arange(n_rows + 1, dtype=np.int32) * row_bytes)
-    return pa.Array.from_buffers(pa.binary(), n_rows, [None, offsets, pa.py_buffer(arr.tobytes())])
-
-
-def _float_list(x: torch.Tensor | None, n_rows: int) -> pa.Array:
-    if x is None:
+def _float_list(flat: np.ndarray | None, n_rows: int) -> pa.Array:
+    """float values -> n_rows equal-length float32 lists (all null when ``flat`` is None)."""
+    if flat is None:
         return pa.nulls(n_rows, pa.list_(pa.float32()))
-    flat = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy()).reshape(-1)
+    flat = np.ascontiguousarray(flat, dtype=np.float32).reshape(-1)
     width = flat.size // n_rows if n_rows else 0
     offsets = pa.array(np.arange(n_rows + 1, dtype=np.int32) * width)
     return pa.ListArray.from_arrays(offsets, pa.array(flat, pa.float32()))
@@ -278,17 +296,24 @@ def _check_memory(mem: VideoMemory) -> None:
 
 
 def memory_rows(mem: VideoMemory, key: tuple[str, str, str], run_id: str) -> pa.Table:
-    """The ``memories`` rows of one video's memory (long-term slots, then recent frames)."""
+    """The ``memories`` rows of one video's memory (long-term slots, then recent frames),
+    tokens encoded as ``mem.memory_config.token_dtype`` says."""
     _check_memory(mem)
+    cfg = mem.memory_config
+
+    def pack(x: torch.Tensor) -> PackedTokens:
+        return pack_tokens(x, cfg.token_dtype, cfg.token_scale)
+
+    emb = None if mem.embedding is None else mem.embedding.detach().cpu().float().numpy()
     parts = [
-        _rows_of(key, run_id, "slot", mem.tokens, mem.start_s, mem.end_s, mem.sizes, mem.embedding)
+        _rows_of(key, run_id, "slot", pack(mem.tokens), mem.start_s, mem.end_s, mem.sizes, emb)
     ]
     if mem.recent_tokens is not None and len(mem.recent_tokens):
         ts = mem.recent_timestamps
         if ts is None:  # _check_memory guarantees it; this narrows the type
             raise StoreError(f"{mem.video_id}: recent_timestamps missing")
         ones = torch.ones(len(ts), dtype=torch.int64)
-        parts.append(_rows_of(key, run_id, "recent", mem.recent_tokens, ts, ts, ones, None))
+        parts.append(_rows_of(key, run_id, "recent", pack(mem.recent_tokens), ts, ts, ones, None))
     return pa.concat_tables(parts)
 
 
@@ -296,13 +321,13 @@ def _rows_of(
     key: tuple[str, str, str],
     run_id: str,
     kind: str,
-    tokens: torch.Tensor,
+    packed: PackedTokens,
     start_s: torch.Tensor,
     end_s: torch.Tensor,
     sizes: torch.Tensor,
-    embedding: torch.Tensor | None,
+    embedding: np.ndarray | None,
 ) -> pa.Table:
-    L, N, D = (int(s) for s in tokens.shape)
+    L, N, D = packed.shape
     return pa.table(
         {
             "video_id": pa.array([key[0]] * L, pa.string()),
@@ -316,26 +341,97 @@ def _rows_of(
             "size": pa.array(sizes.detach().cpu().to(torch.int64).numpy()),
             "n": pa.array(np.full(L, N, dtype=np.int32)),
             "d": pa.array(np.full(L, D, dtype=np.int32)),
-            "tokens": _fp16_rows(tokens),
+            "tokens": pa.array(packed.rows, pa.binary()),
             "embedding": _float_list(embedding, L),
+            "token_dtype": pa.array([packed.dtype] * L, pa.string()),
+            "token_scales": _float_list(packed.scales, L),
         },
         schema=MEMORIES_SCHEMA,
     )
 
 
 def stored_bytes(rows: pa.Table) -> int:
-    """What a video's memory rows cost in the store: token bytes plus embeddings."""
+    """What memory rows cost in the store: token bytes, int8 scales and embeddings, plus
+    per row its size and span (int64 + 2 float64). Row keys and Lance/Parquet overhead
+    are not counted; divide by the video's minutes for bytes per minute."""
     import pyarrow.compute as pc
 
-    n_tok = pc.sum(pc.binary_length(rows.column("tokens"))).as_py() or 0
-    n_emb = pc.sum(pc.list_value_length(rows.column("embedding"))).as_py() or 0
-    return int(n_tok + 4 * n_emb)
+    def total(name: str, length: Any) -> int:
+        if name not in rows.column_names:  # rows of a store from before the column
+            return 0
+        return int(pc.sum(length(rows.column(name))).as_py() or 0)
+
+    n_tok = total("tokens", pc.binary_length)
+    n_floats = total("embedding", pc.list_value_length) + total(
+        "token_scales", pc.list_value_length
+    )
+    return n_tok + 4 * n_floats + 24 * rows.num_rows
 
 
-def tokens_from_rows(tokens: pa.ChunkedArray, n: int, d: int) -> torch.Tensor:
-    blob = b"".join(v.as_py() for v in tokens)
-    arr = np.frombuffer(blob, dtype="<f2").reshape(len(tokens), n, d)
-    return torch.from_numpy(arr.astype(np.float16))  # astype copies: writable, native order
+def tokens_from_rows(rows: pa.Table, n: int, d: int) -> torch.Tensor:
+    """Decode the tokens of memory rows (one video's rows of one kind) to float16
+    ``[len(rows), n, d]``; rows without ``token_dtype`` (older stores) are float16."""
+    import pyarrow.compute as pc
+
+    n_rows = rows.num_rows
+    dtypes = {"float16"}
+    if "token_dtype" in rows.column_names:
+        dtypes = {v or "float16" for v in rows.column("token_dtype").to_pylist()} or dtypes
+    if len(dtypes) > 1 or not dtypes <= set(TOKEN_DTYPES):
+        raise StoreError(f"memory rows with token encodings {sorted(dtypes)} (one expected)")
+    dtype = dtypes.pop()
+    scales, scale = None, None
+    if dtype == "int8":
+        col = rows.column("token_scales")
+        if col.null_count:
+            raise StoreError("int8 memory rows without token_scales")
+        flat = np.asarray(pc.list_flatten(col), dtype=np.float32)
+        per_row = flat.size // n_rows if n_rows else 1
+        if per_row not in (1, n) or flat.size != per_row * n_rows:
+            raise StoreError(f"int8 memory rows with {flat.size} scales for {n_rows} x {n} tokens")
+        scale = "slot" if per_row == 1 else "token"
+        scales = flat.reshape(n_rows) if per_row == 1 else flat.reshape(n_rows, n)
+    blobs = [b.as_py() for b in rows.column("tokens")]
+    packed = PackedTokens(dtype, (n_rows, n, d), blobs, scales, scale)  # type: ignore[arg-type]
+    return unpack_tokens(packed).to(torch.float16)
+
+
+def storage_fields(mem: VideoMemory, rows: pa.Table) -> dict[str, Any]:
+    """The ``videos`` columns that describe a memory's stored rows: their bytes, the
+    token encoding and, for int8, its error against the memory's tokens (decoded from
+    the rows themselves, as a reader will see them)."""
+    cfg = mem.memory_config
+    # every column, None where it does not apply: a record read back from an int8
+    # commit and committed again with float16 tokens must not keep the int8 error
+    out: dict[str, Any] = {
+        "stored_bytes": stored_bytes(rows),
+        "token_dtype": cfg.token_dtype,
+        "token_scale": None,
+        "token_rel_rmse": None,
+        "token_min_cosine": None,
+    }
+    if cfg.token_dtype == "int8":
+        n, d = int(mem.tokens.shape[1]), int(mem.tokens.shape[2])
+        original = mem.tokens
+        if mem.recent_tokens is not None:  # memory_rows writes slots, then recent frames
+            original = torch.cat([mem.tokens, mem.recent_tokens.to(mem.tokens.dtype)])
+        err = reconstruction_error(original, tokens_from_rows(rows, n, d))
+        out.update(
+            token_scale=cfg.token_scale,
+            token_rel_rmse=err["rel_rmse"],
+            token_min_cosine=err["min_cosine"],
+        )
+    return out
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns in its order; nullable columns a store from
+    before them lacks become nulls (so an export has one shape whatever its age)."""
+    cols = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, names=schema.names).cast(schema)
 
 
 def record_from_row(row: dict[str, Any]) -> VideoRecord:
@@ -344,4 +440,6 @@ def record_from_row(row: dict[str, Any]) -> VideoRecord:
     values["retryable"] = bool(values.get("retryable") or False)
     for k in ("frames_sampled", "slots", "recent"):
         values[k] = int(values.get(k) or 0)
+    if values.get("status") == "indexed" and values.get("token_dtype") is None:
+        values["token_dtype"] = "float16"  # indexed before int8 existed
     return VideoRecord(**values)

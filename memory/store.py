@@ -55,12 +55,13 @@ from videomem.memory.schema import (
     Status,
     VideoCommit,
     VideoRecord,
+    conform,
     in_filter,
     key_filter,
     memory_rows,
     record_from_row,
     sql_str,
-    stored_bytes,
+    storage_fields,
     tokens_from_rows,
 )
 from videomem.pipeline.errors import StoreError
@@ -215,7 +216,8 @@ class Store:
         encoder_fingerprint: str | None = None,
         config_hash: str | None = None,
     ) -> VideoMemory:
-        """The stored memory of an indexed video, tokens as float16 (bit-exact).
+        """The stored memory of an indexed video, tokens as float16 (bit-exact when
+        stored as float16; int8 tokens are decoded, see ``VideoRecord.token_rel_rmse``).
 
         When the video is indexed under several (fingerprint, config) keys and neither is
         given, the most recently indexed one is returned.
@@ -261,11 +263,11 @@ class Store:
         memory_config = MemoryConfig.from_dict(cfg) if cfg else MemoryConfig()
         recent_tokens = recent_ts = None
         if len(recent):
-            recent_tokens = tokens_from_rows(recent.column("tokens"), n, d)
+            recent_tokens = tokens_from_rows(recent, n, d)
             recent_ts = torch.from_numpy(recent.column("start_s").to_numpy().astype(np.float64))
         return VideoMemory(
             video_id=rec.video_id,
-            tokens=tokens_from_rows(slots.column("tokens"), n, d)
+            tokens=tokens_from_rows(slots, n, d)
             if n_slots
             else torch.zeros(0, n, d, dtype=torch.float16),
             sizes=torch.from_numpy(slots.column("size").to_numpy().astype(np.int64)),
@@ -335,7 +337,7 @@ class Store:
                     error=None,
                     error_type=None,
                     indexed_at=now,
-                    stored_bytes=stored_bytes(rows),
+                    **storage_fields(o.memory, rows),
                 )
             elif rec.status == "failed":
                 rec = replace(rec, run_id=None, slots=0, recent=0, indexed_at=now)
@@ -475,12 +477,12 @@ class Store:
         live = [r for r in videos.column("run_id").to_pylist() if r]
         paths = {VIDEOS: out / "videos.parquet", MEMORIES: out / "memories.parquet"}
         tmp = {k: p.with_suffix(".parquet.tmp") for k, p in paths.items()}
-        pq.write_table(videos, tmp[VIDEOS])
+        pq.write_table(conform(videos, VIDEOS_SCHEMA), tmp[VIDEOS])
         with pq.ParquetWriter(tmp[MEMORIES], MEMORIES_SCHEMA) as writer:
             # stream in chunks of run_ids so a large store never sits in memory at once
             for i in range(0, len(live), 64):
                 part = self._scan(self._memories, in_filter("run_id", live[i : i + 64]))
-                writer.write_table(part.select(MEMORIES_SCHEMA.names).cast(MEMORIES_SCHEMA))
+                writer.write_table(conform(part, MEMORIES_SCHEMA))
         for k, p in paths.items():
             tmp[k].replace(p)  # atomic: a reader never sees a half-written file
         return paths

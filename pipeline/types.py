@@ -171,6 +171,10 @@ MemoryMethod = Literal["adaptive", "moviechat", "mbc"]
 Metric = Literal["cosine", "dot", "token_cosine"]
 Weighting = Literal["size", "plain"]
 Overflow = Literal["consolidate", "drop_oldest"]
+TokenDtype = Literal["float16", "int8"]
+TokenScale = Literal["slot", "token"]
+TOKEN_DTYPES: tuple[str, ...] = ("float16", "int8")
+TOKEN_SCALES: tuple[str, ...] = ("slot", "token")
 
 #: Fields added after memories were first stored. A method they do not apply to
 #: leaves them out of its hash, so keys of memories stored before they existed
@@ -180,7 +184,12 @@ _ADAPTIVE_ONLY: tuple[str, ...] = ("threshold",)
 
 @dataclass(frozen=True, slots=True)
 class MemoryConfig(_Config):
-    """How a video's frame tokens are consolidated into a bounded long-term memory."""
+    """How a video's frame tokens are consolidated into a bounded long-term memory,
+    and how its tokens are stored."""
+
+    # Added after memories were stored: hashed only when int8 (token_scale only then,
+    # see hashed_dict), so float16 keys stay the same as before the fields existed.
+    _HASHED_UNLESS: ClassVar[dict[str, Any]] = {"token_dtype": "float16"}
 
     # "adaptive": frames go straight to long-term memory and the most similar adjacent
     # pair is merged while it is redundant (similarity >= threshold) or the memory is
@@ -221,6 +230,14 @@ class MemoryConfig(_Config):
     # dominated the stored bytes of short videos, and breakpoint questions can decode
     # the frames before t again.
     keep_recent: int = 0
+    # How the store encodes tokens (memory/codec.py): "float16" is bit-exact; "int8"
+    # halves the stored bytes for a small error (reported per video). Part of the key
+    # because it changes what is stored.
+    token_dtype: TokenDtype = "float16"
+    # int8 only: one scale per token ("token": tokens of one frame can differ in
+    # magnitude by orders, and a shared scale rounds the small ones to zero) or one
+    # per slot ("slot": 4 bytes a slot instead of 4 a token).
+    token_scale: TokenScale = "token"
 
     def __post_init__(self) -> None:
         if self.method not in ("adaptive", "moviechat", "mbc"):
@@ -240,6 +257,25 @@ class MemoryConfig(_Config):
             raise ConfigError("MemoryConfig: window must be in [1, short_term_len]")
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise ConfigError("MemoryConfig: threshold must be a finite number or None")
+        if (
+            self.threshold is not None
+            and self.metric in ("cosine", "token_cosine")
+            and not -1.0 <= self.threshold <= 1.0
+        ):
+            # a cosine is never above 1: such a threshold would silently never merge
+            raise ConfigError(
+                f"MemoryConfig: threshold {self.threshold} is not a cosine (in [-1, 1])"
+            )
+        if self.token_dtype not in TOKEN_DTYPES:
+            raise ConfigError(
+                f"MemoryConfig: unknown token dtype {self.token_dtype!r}; choose from "
+                f"{TOKEN_DTYPES}"
+            )
+        if self.token_scale not in TOKEN_SCALES:
+            raise ConfigError(
+                f"MemoryConfig: unknown token scale {self.token_scale!r}; choose from "
+                f"{TOKEN_SCALES}"
+            )
         if self.method in ("mbc", "adaptive") and (
             self.overflow != "consolidate" or self.window is not None
         ):
@@ -253,6 +289,8 @@ class MemoryConfig(_Config):
         if self.method != "adaptive":
             for name in _ADAPTIVE_ONLY:
                 out.pop(name, None)
+        if self.token_dtype != "int8":
+            out.pop("token_scale", None)  # only int8 has scales
         return out
 
     @classmethod

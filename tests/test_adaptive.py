@@ -297,6 +297,9 @@ def test_presets_and_the_new_default() -> None:
     )
     mbc = MemoryConfig.preset("mbc")
     assert (mbc.method, mbc.long_term_len, mbc.keep_recent) == ("mbc", 256, 18)
+    with pytest.raises(ConfigError, match="cosine"):
+        MemoryConfig(threshold=1.5)  # would never merge: a cosine is at most 1
+    assert MemoryConfig(metric="dot", threshold=40.0).threshold == 40.0
     # a new config round-trips through its JSON
     assert MemoryConfig.from_dict(json.loads(cfg.to_json())) == cfg
 
@@ -325,3 +328,22 @@ def test_a_memory_stored_with_the_old_default_loads_and_consolidates(tmp_path) -
     small = consolidate_memory(got, 4)
     assert len(small) == 4 and int(small.sizes.sum()) == 100
     assert torch.equal(small.start_s[1:], small.end_s[:-1])
+
+
+def test_token_storage_is_keyed_only_when_it_is_not_float16() -> None:
+    # float16 (the default) leaves every key as it was before the fields existed
+    assert index_config_hash(DecodeConfig(), MemoryConfig()) == "f2297515bf956aac"
+    for name, h in OLD_HASHES.items():
+        assert index_config_hash(DecodeConfig(), MemoryConfig.preset(name)) == h, name
+    base = MemoryConfig()
+    fp16_slot = dataclasses.replace(base, token_scale="slot")  # scales unused by float16
+    assert index_config_hash(DecodeConfig(), fp16_slot) == "f2297515bf956aac"
+    int8 = dataclasses.replace(base, token_dtype="int8")
+    int8_slot = dataclasses.replace(int8, token_scale="slot")
+    hashes = {index_config_hash(DecodeConfig(), c) for c in (base, int8, int8_slot)}
+    assert len(hashes) == 3  # int8 is part of the key, and so is its scale
+    assert MemoryConfig.from_dict(json.loads(int8_slot.to_json())) == int8_slot
+    with pytest.raises(ConfigError, match="token dtype"):
+        MemoryConfig(token_dtype="int4")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="token scale"):
+        MemoryConfig(token_scale="row")  # type: ignore[arg-type]

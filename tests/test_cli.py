@@ -120,6 +120,11 @@ def test_show_text_json_and_plot(indexed, env, tmp_path: Path) -> None:
         (["--start", "3", "--end", "1"], "end_s must be greater than start_s"),
         (["-o", "layer"], "not KEY=VALUE"),
         (["-o", "layer=-2"], "unknown encoder options"),  # the tiny LLaVA takes none
+        (["--memory-preset", "moviechat", "--threshold", "0.5"], "adaptive method only"),
+        (["--threshold", "1.5"], "not a cosine"),
+        (["--token-dtype", "int4"], "unknown token dtype"),
+        (["--token-dtype", "int8", "--token-scale", "row"], "unknown token scale"),
+        (["--token-scale", "slot"], "--token-dtype int8 only"),
     ],
 )
 def test_usage_errors_exit_2(videos: Path, env, tmp_path: Path, args, message) -> None:
@@ -238,3 +243,61 @@ def test_summary_lists_a_bounded_number_of_failures(
     assert summary["failed"] == 3 and len(summary["failures"]) == 2
     rows = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
     assert len(rows) == 3  # every failure is still a row in the store
+
+
+def test_int8_tokens_end_to_end(indexed, videos: Path, env, tmp_path: Path) -> None:
+    fp16_store, _ = indexed
+    store = tmp_path / "store"
+    r = invoke(env, "index", str(videos / "a.mp4"), "--store", str(store), "--model", "tiny",
+               "--fps", "2", "--batch-size", "4", "--device", "cpu", "--token-dtype", "int8",
+               "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
+    fp16 = json.loads(invoke(env, "ls", "--store", str(fp16_store), "--json").stdout)
+    (ref,) = [x for x in fp16 if x["video_id"] == row["video_id"]]
+    assert (ref["token_dtype"], ref["token_rel_rmse"]) == ("float16", None)
+    # ls --json carries the encoding and its error; the key differs from float16's
+    assert (row["token_dtype"], row["token_scale"]) == ("int8", "token")
+    assert 0 < row["token_rel_rmse"] < 0.02 and 0.99 < row["token_min_cosine"] <= 1
+    assert row["config_hash"] != ref["config_hash"] and row["slots"] == ref["slots"]
+    assert json.loads(row["config_json"])["memory"]["token_dtype"] == "int8"
+    assert row["stored_bytes"] < 0.75 * ref["stored_bytes"]  # the tiny model's D is small
+
+    text = invoke(env, "show", row["video_id"], "--store", str(store)).stdout
+    assert "tokens   int8, per-token scale; error: relative RMS" in text
+    assert (
+        "tokens   float16 (exact)"
+        in invoke(env, "show", row["video_id"], "--store", str(fp16_store)).stdout
+    )
+    shown = json.loads(invoke(env, "show", row["video_id"], "--store", str(store), "--json").stdout)
+    assert shown["video"]["token_dtype"] == "int8" and len(shown["slots"]) == row["slots"]
+
+
+def test_memory_presets_and_threshold_reach_the_stored_config(
+    videos: Path, env, tmp_path: Path
+) -> None:
+    from videomem.pipeline.types import MEMORY_PRESETS
+
+    store = tmp_path / "store"
+    runs = {
+        "moviechat": ["--memory-preset", "moviechat"],
+        "moviechat_reference": ["--memory-preset", "moviechat_reference"],
+        "mbc": ["--memory-preset", "mbc"],
+        "default": ["--memory-preset", "default"],
+        "threshold": ["--threshold", "0.5"],
+    }
+    hashes = {}
+    for name, args in runs.items():
+        r = invoke(env, "index", str(videos / "b.mp4"), "--store", str(store), "--model", "tiny",
+                   "--frames", "4", "--device", "cpu", "--json", *args)  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["indexed"] == 1, name  # a new key each time
+        rows = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
+        newest = max(rows, key=lambda x: x["indexed_at"])
+        hashes[name] = newest["config_hash"]
+        used = json.loads(newest["config_json"])["memory"]
+        want = MEMORY_PRESETS.get(name, MEMORY_PRESETS["default"]).to_dict()
+        if name == "threshold":
+            want["threshold"] = 0.5
+        assert used == {k: list(v) if isinstance(v, tuple) else v for k, v in want.items()}
+    assert len(set(hashes.values())) == len(runs)

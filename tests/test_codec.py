@@ -98,35 +98,3 @@ def test_zero_groups_empty_and_bad_input() -> None:
     with pytest.raises(ConfigError):
         pack_tokens(x[0])
     assert reconstruction_error(x, x) == {"max_abs": 0.0, "rel_rmse": 0.0, "min_cosine": 1.0}
-
-
-def test_memory_nbytes_counts_what_pack_tokens_stores() -> None:
-    from videomem.memory.codec import memory_nbytes
-    from videomem.pipeline.types import MemoryConfig, VideoMemory
-
-    x = tokens(l=4)
-    mem = VideoMemory(
-        video_id="v",
-        tokens=x.half(),
-        sizes=torch.ones(4, dtype=torch.int64),
-        start_s=torch.arange(4.0, dtype=torch.float64),
-        end_s=torch.arange(1.0, 5.0, dtype=torch.float64),
-        embedding=torch.zeros(4, 6),
-        encoder_fingerprint="e",
-        memory_config=MemoryConfig(),
-        frames_seen=4,
-        recent_tokens=tokens(l=2, seed=9).half(),
-        recent_timestamps=torch.tensor([3.0, 3.5], dtype=torch.float64),
-    )
-    assert mem.recent_tokens is not None
-    for dtype, scale in (("float16", "token"), ("int8", "token"), ("int8", "slot")):
-        want = (
-            pack_tokens(x, dtype, scale).nbytes  # type: ignore[arg-type]
-            + pack_tokens(mem.recent_tokens.float(), dtype, scale).nbytes  # type: ignore[arg-type]
-            + 4 * 6 * 4  # embeddings
-            + 4 * 24  # size, start_s, end_s per slot
-            + 2 * 8  # one time per recent frame
-        )
-        assert memory_nbytes(mem, dtype, scale) == want, (dtype, scale)  # type: ignore[arg-type]
-    mem.recent_tokens = mem.recent_timestamps = mem.embedding = None
-    assert memory_nbytes(mem) == 4 * 5 * 7 * 2 + 4 * 24

@@ -9,10 +9,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from videomem.memory.schema import VideoCommit, VideoRecord, memory_rows
+from videomem.memory.schema import (
+    MEMORIES_SCHEMA,
+    VIDEOS_SCHEMA,
+    VideoCommit,
+    VideoRecord,
+    memory_rows,
+)
 from videomem.memory.store import Store
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MEMORY_PRESETS, MemoryConfig, VideoMemory
@@ -294,7 +301,9 @@ def test_stored_bytes_are_recorded_per_video_and_minute(store: Store) -> None:
     n_recent = 0 if mem.recent_tokens is None else len(mem.recent_tokens)
     token_bytes = (len(mem) + n_recent) * N * D * 2
     emb_bytes = len(mem) * E * 4
-    assert rec.stored_bytes == token_bytes + emb_bytes
+    span_bytes = (len(mem) + n_recent) * 24  # size int64, start_s and end_s float64
+    assert rec.stored_bytes == token_bytes + emb_bytes + span_bytes
+    assert (rec.token_dtype, rec.token_scale, rec.token_rel_rmse) == ("float16", None, None)
     assert rec.bytes_per_minute == pytest.approx(rec.stored_bytes * 2)
     assert rec.to_dict()["bytes_per_minute"] == rec.bytes_per_minute
 
@@ -315,3 +324,143 @@ def test_a_store_written_before_stored_bytes_still_opens(tmp_path: Path) -> None
         w.commit([VideoCommit(record("vid2"), make_memory("vid2", slots=2))])
         assert w.latest("vid2").stored_bytes > 0
         assert len(w.load_memory("vid1")) == 3
+
+
+# --------------------------------------------------------------------------- int8 tokens
+
+
+def int8_memory(scale: str = "token", **kw: object) -> VideoMemory:
+    mem = make_memory(**kw)  # type: ignore[arg-type]
+    # tokens of very different magnitude within a slot, as CLS tokens and ReLU maps have
+    mem.tokens = (mem.tokens.float() * torch.logspace(-2, 1, N)[None, :, None]).half()
+    cfg = replace(MemoryConfig(), token_dtype="int8", token_scale=scale)
+    mem.memory_config = cfg
+    return mem
+
+
+@pytest.mark.parametrize("scale", ["token", "slot"])
+def test_int8_round_trip_is_within_the_codec_bound(store: Store, scale: str) -> None:
+    mem = int8_memory(scale)
+    store.commit([VideoCommit(record(), mem)])
+    got = store.load_memory("vid1")
+    assert got.tokens.dtype == torch.float16 and got.tokens.shape == mem.tokens.shape
+    assert got.recent_tokens is not None and mem.recent_tokens is not None
+    for want, back in ((mem.tokens, got.tokens), (mem.recent_tokens, got.recent_tokens)):
+        x = want.float()
+        dims = (1, 2) if scale == "slot" else (2,)
+        half_step = x.abs().amax(dim=dims, keepdim=True) / 127 / 2  # round to nearest
+        # plus the float16 rounding of the decoded value a reader gets
+        bound = half_step * (1 + 1e-6) + x.abs().add(half_step) * 2.0**-11
+        assert bool(((back.float() - x).abs() <= bound).all())
+        assert not torch.equal(back, want)  # it was really quantised
+    assert torch.equal(got.embedding, mem.embedding)  # search vectors stay float32
+    rec = store.latest("vid1")
+    assert (rec.token_dtype, rec.token_scale) == ("int8", scale)
+    both = torch.cat([mem.tokens, mem.recent_tokens]).float()
+    err = (torch.cat([got.tokens, got.recent_tokens]).float() - both).pow(2).mean().sqrt()
+    assert rec.token_rel_rmse == pytest.approx(float(err / both.pow(2).mean().sqrt()), rel=1e-5)
+    assert rec.token_rel_rmse is not None and 0 < rec.token_rel_rmse < 0.05
+    assert rec.token_min_cosine is not None and rec.token_min_cosine < 1.0
+    if scale == "token":  # a slot scale rounds the 0.01-sized tokens to zero (next test)
+        assert rec.token_min_cosine > 0.99
+
+
+def test_per_token_scales_keep_small_tokens_that_a_slot_scale_rounds_away(
+    store: Store,
+) -> None:
+    errors = {}
+    for scale in ("token", "slot"):
+        store.commit([VideoCommit(record(f"v-{scale}"), int8_memory(scale, video_id=f"v-{scale}"))])
+        errors[scale] = store.latest(f"v-{scale}").token_min_cosine
+    assert errors["token"] > 0.99 > errors["slot"]
+
+
+def test_a_float16_recommit_clears_the_int8_error(store: Store) -> None:
+    store.commit([VideoCommit(record(), int8_memory())])
+    rec = store.latest("vid1")
+    assert rec.token_rel_rmse is not None
+    store.commit([VideoCommit(rec, make_memory())])  # the same record, float16 tokens
+    again = store.latest("vid1")
+    assert (again.token_dtype, again.token_scale, again.token_rel_rmse) == ("float16", None, None)
+    assert again.token_min_cosine is None
+
+
+def test_int8_halves_the_stored_bytes(store: Store) -> None:
+    big_n, big_d = 49, 128  # a realistic token grid: scales and spans are small beside it
+    mems = {}
+    for dtype in ("float16", "int8"):
+        mem = make_memory(dtype, slots=8, recent=0)
+        mem.tokens = torch.randn(8, big_n, big_d).half()
+        mem.embedding = None
+        mem.memory_config = replace(MemoryConfig(), token_dtype=dtype)  # type: ignore[arg-type]
+        mems[dtype] = mem
+        store.commit([VideoCommit(record(dtype), mem)])
+    fp16, int8 = (store.latest(v).stored_bytes for v in ("float16", "int8"))
+    assert fp16 == 8 * (big_n * big_d * 2 + 24)
+    assert int8 == 8 * (big_n * big_d + 4 * big_n + 24)  # int8 tokens + a scale per token
+    assert 1.9 < fp16 / int8 < 2.0
+
+
+def test_stored_bytes_count_what_the_rows_hold() -> None:
+    from videomem.memory.codec import pack_tokens
+    from videomem.memory.schema import stored_bytes
+
+    for dtype, scale in (("float16", "token"), ("int8", "token"), ("int8", "slot")):
+        mem = make_memory(slots=4, recent=2)
+        mem.memory_config = replace(MemoryConfig(), token_dtype=dtype, token_scale=scale)
+        assert mem.recent_tokens is not None
+        rows = memory_rows(mem, ("v", "e", "c"), "run")
+        want = (
+            pack_tokens(mem.tokens, dtype, scale).nbytes  # type: ignore[arg-type]
+            + pack_tokens(mem.recent_tokens, dtype, scale).nbytes  # type: ignore[arg-type]
+            + 4 * E * 4  # embeddings
+            + 6 * 24  # size, start_s, end_s per row
+        )
+        assert stored_bytes(rows) == want, (dtype, scale)
+        assert rows.column("token_dtype").to_pylist() == [dtype] * 6
+
+
+def test_a_store_written_before_token_dtype_still_loads(tmp_path: Path) -> None:
+    import lancedb
+
+    path = tmp_path / "old"
+    mem = make_memory(slots=3)
+    with Store(path, writer=True) as w:
+        w.commit([VideoCommit(record(), mem)])
+    # a store written before int8 existed: no encoding columns in either table
+    db = lancedb.connect(str(path))
+    db.open_table("memories").drop_columns(["token_dtype", "token_scales"])
+    db.open_table("videos").drop_columns(
+        ["token_dtype", "token_scale", "token_rel_rmse", "token_min_cosine"]
+    )
+    with Store(path) as reader:  # read-only: opened as it is, rows read as float16
+        got = reader.load_memory("vid1")
+        assert torch.equal(bits(got.tokens), bits(mem.tokens))
+        assert reader.latest("vid1").token_dtype == "float16"
+        paths = reader.export(tmp_path / "export")  # the export keeps its shape
+        exported = pq.read_table(paths["memories"])
+        assert exported.schema.names == MEMORIES_SCHEMA.names
+        assert exported.column("token_dtype").null_count == exported.num_rows
+        assert pq.read_table(paths["videos"]).schema.names == VIDEOS_SCHEMA.names
+    with Store(path, writer=True) as w:  # a writer adds the columns, old rows stay float16
+        w.commit([VideoCommit(record("vid2"), int8_memory(video_id="vid2", slots=2))])
+        assert torch.equal(bits(w.load_memory("vid1").tokens), bits(mem.tokens))
+        assert w.latest("vid2").token_dtype == "int8" and len(w.load_memory("vid2")) == 2
+
+
+def test_mixed_or_broken_encodings_are_refused() -> None:
+    from videomem.memory.schema import tokens_from_rows
+
+    rows = memory_rows(int8_memory(recent=0), ("v", "e", "c"), "run")
+    with pytest.raises(StoreError, match="one expected"):
+        bad = rows.set_column(
+            rows.schema.get_field_index("token_dtype"),
+            "token_dtype",
+            pa.array(["int8"] * 4 + ["float16"], pa.string()),
+        )
+        tokens_from_rows(bad, N, D)
+    with pytest.raises(StoreError, match="scales"):
+        idx = rows.schema.get_field_index("token_scales")
+        tokens_from_rows(
+            rows.set_column(idx, rows.field(idx), pa.nulls(5, pa.list_(pa.float32()))), N, D
+        )
