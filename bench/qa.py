@@ -13,6 +13,7 @@ is chosen so the video prefix is ~2K tokens.
     python bench/qa.py            # --quick (default): 20 questions, 4 and 16 new tokens
     python bench/qa.py --full     # also 64 new tokens and a wider LM
     python bench/qa.py --device cuda
+    python bench/qa.py --threads 1  # on a shared CPU machine under load
 """
 
 from __future__ import annotations
@@ -129,8 +130,16 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=None)
     ap.add_argument("--prefix-tokens", type=int, default=2048)
     ap.add_argument("--questions", type=int, default=20)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (on a busy shared machine 1 avoids thread-wait stalls)",
+    )
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from videomem.qa import GenerationSettings, answer, load_qa_model
     from videomem.qa.visual import global_visual
 
