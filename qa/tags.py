@@ -208,7 +208,9 @@ def make_tagger(
     """The tagger a loaded frame encoder supports: its classifier head (MobileNetV2),
     else zero-shot through its text tower (CLIP, SigLIP) against ``vocabulary``
     (default: the shipped list)."""
-    model_type = str(getattr(encoder.config, "model_type", ""))
+    model_type = str(
+        getattr(getattr(encoder, "config", None), "model_type", type(encoder).__name__)
+    )
     if model_type == "mobilenet_v2":
         if not getattr(encoder, "has_classifier", False):
             raise TagError(f"{encoder.path}: this MobileNetV2 checkpoint has no trained head")
