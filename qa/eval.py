@@ -20,7 +20,7 @@ Design decisions:
 * **Match scores** need no judge: ``exact`` (normalised equality), ``contains`` (the
   normalised reference occurs in the prediction as whole words); yes/no questions
   compare the first yes/no word of the prediction; multiple choice compares the
-  option letter the prediction names (or the option's text it contains).
+  option the prediction names (by its text, else by a standalone letter).
 """
 
 from __future__ import annotations
@@ -229,16 +229,20 @@ def first_yes_no(text: str) -> str | None:
 
 
 def chosen_option(text: str, choices: Sequence[str]) -> int | None:
-    """Which option a prediction names: a letter ("B", "(B)", "B)") first, else the
-    one option whose text it contains; None when it names none or several."""
+    """Which option a prediction names: the one option whose text it contains, else a
+    standalone letter ("B", "(B)", "B)", "B.", "answer is B"; the article in "A horse"
+    is not a letter); None when it names none or several."""
+    norm = normalise(text)
+    hits = [i for i, c in enumerate(choices) if normalise(c) and _has(norm, normalise(c))]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        return None
     letters = string.ascii_uppercase[: len(choices)]
-    m = re.search(rf"(?:^|[\s(\[])([{letters}])(?:$|[\s).:,\]])", text.strip())
-    if m:
-        return letters.index(m.group(1))
-    hits = [
-        i for i, c in enumerate(choices) if normalise(c) and _has(normalise(text), normalise(c))
-    ]
-    return hits[0] if len(hits) == 1 else None
+    found = set(re.findall(rf"(?:^|[\s(\[])([{letters}])(?=$|[).:,\]])", text.strip()))
+    if len(found) == 1:
+        return letters.index(found.pop())
+    return None
 
 
 def _has(hay: str, needle: str) -> bool:

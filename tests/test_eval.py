@@ -102,6 +102,9 @@ def test_match_scores() -> None:
     assert match_scores(mc, "A")["exact"] and match_scores(mc, "The answer is a bicycle.")["exact"]
     assert not match_scores(mc, "a bicycle or a horse")["exact"]  # names two: no guess
     assert not match_scores(mc, "C")["exact"]
+    assert chosen_option("A horse.", mc.choices) == 2  # an article, not option A
+    assert chosen_option("The answer is C.", mc.choices) == 2
+    assert chosen_option("(A) or (B)", mc.choices) is None
     assert "(A) a bicycle (B) a piano" in question_text(mc)
 
 
