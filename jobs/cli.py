@@ -88,6 +88,9 @@ def index(
         "exact", help="exact (the --fps/--frames grid) or keyframes (at most --fps per second)."
     ),
     decode_device: str = typer.Option("cpu", help="cpu, or cuda (NVDEC; falls back to the CPU)."),
+    aspect: str = typer.Option(
+        "pad", help="Fit other aspect ratios by pad (letterbox), crop (centre) or stretch."
+    ),
     encoder_option: list[str] = typer.Option(
         [],
         "--encoder-option",
@@ -142,7 +145,13 @@ def index(
     if missing:
         raise _fail_usage(f"no such file or folder: {', '.join(missing)}")
     try:
-        window = {"start_s": start, "end_s": end, "sample": sample, "device": decode_device}
+        window = {
+            "start_s": start,
+            "end_s": end,
+            "sample": sample,
+            "device": decode_device,
+            "aspect": aspect,
+        }
         if frames is not None:
             decode_cfg = DecodeConfig(fps=None, num_frames=frames, **window)
         else:
@@ -255,6 +264,7 @@ def show(
 
     from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
+    from videomem.qa.timeline import span_text
 
     try:
         with Store(store) as st:
@@ -302,8 +312,8 @@ def show(
         typer.echo(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
         for s in slots:
             typer.echo(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
-    for c in captions:
-        typer.echo(f"caption  {c['kind']:6} {c['start_s']:>7.2f}-{c['end_s']:<7.2f} {c['text']}")
+    for c in captions:  # the text timeline (tags, dense captions) after global captions
+        typer.echo(f"caption  {c['kind']:6} {span_text(c['start_s'], c['end_s'])}  {c['text']}")
     if plot is not None and mem is not None:
         typer.echo(f"plot     {plot}")
 
@@ -387,7 +397,7 @@ def probe(
         raise typer.Exit(1)
 
 
-from videomem.jobs import cli_qa  # noqa: E402, F401  (registers ask, qa, caption)
+from videomem.jobs import cli_qa, cli_timeline  # noqa: E402, F401, I001  (register ask, qa, caption; tag, models, eval)
 
 
 def main() -> None:
