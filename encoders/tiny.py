@@ -38,9 +38,28 @@ def build_tiny(family: str, out_dir: str | Path) -> Path:
     return builder(out)
 
 
+def tiny_cache_key(family: str) -> str:
+    """What a cached tiny checkpoint depends on: the family, this module's source (the
+    builders and the helpers they call) and the transformers version that saved it.
+    A changed builder or a transformers upgrade therefore builds a fresh checkpoint
+    instead of silently reusing an old one."""
+    import hashlib
+
+    import transformers
+
+    h = hashlib.sha256()
+    h.update(family.encode())
+    h.update(Path(__file__).read_bytes())
+    h.update(transformers.__version__.encode())
+    return h.hexdigest()[:12]
+
+
 def tiny_checkpoint(family: str = "llava", cache_dir: str | Path | None = None) -> Path:
     """A cached tiny checkpoint (built once, then reused), e.g. for ``--model tiny``.
 
+    Cached at ``<cache>/tiny/<family>-<key>/<family>`` with the key of
+    :func:`tiny_cache_key`; the last folder is named by the family so fingerprints
+    (which name a local checkpoint by its folder) read the same whatever the key.
     Safe when several processes (Ray actors) ask at once: each builds into its own
     temporary folder and renames it into place; a loser of that race drops its copy
     (the builders are seeded, so every copy is the same checkpoint).
@@ -49,8 +68,10 @@ def tiny_checkpoint(family: str = "llava", cache_dir: str | Path | None = None) 
     import shutil
     import tempfile
 
+    if family not in TINY_BUILDERS:
+        raise ValueError(f"no tiny builder for {family!r}; have {sorted(TINY_BUILDERS)}")
     root = Path(cache_dir or os.environ.get("VIDEOMEM_CACHE", Path.home() / ".cache" / "videomem"))
-    out = root / "tiny" / family
+    out = root / "tiny" / f"{family}-{tiny_cache_key(family)}" / family
     if not (out / "config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=out.parent))
@@ -255,7 +276,7 @@ def build_tiny_blip2(out: Path) -> Path:
         ffn_dim=80,
         num_hidden_layers=2,
         num_attention_heads=4,
-        max_position_embeddings=64,
+        max_position_embeddings=512,
         word_embed_proj_dim=40,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -276,7 +297,7 @@ def build_tiny_blip2(out: Path) -> Path:
         image_token_index=image_token_id,
     )
     torch.manual_seed(0)
-    Blip2ForConditionalGeneration(config).eval().save_pretrained(out)
+    _lively_lm(Blip2ForConditionalGeneration(config).eval()).save_pretrained(out)
     processor.save_pretrained(out)
     return out
 
@@ -290,29 +311,122 @@ _TINY_WORDS = [
     *["question", "answer", "user", "assistant", ":", ".", "?", ",", "and", "of", "to"],
 ]
 
+#: appended after the words (so earlier ids stay put): the role words and markers the
+#: chat templates below render; the ``<|...|>`` ones are special tokens, as in Qwen2
+_CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
+_CHAT_WORDS = ["USER", "ASSISTANT", "User", "Assistant", "system", "Frame", "from"]
 
-def _tiny_tokenizer(image_tokens: tuple[str, ...]) -> object:
+# Chat templates shaped like the real hub checkpoints' ``chat_template.jinja`` (the
+# tiny checkpoints save them the same way), so the QA stage renders prompts exactly
+# as it would for a real model: LLaVA-1.5 / LLaVA-NeXT-Video ("USER: <image>\n... "
+# + "ASSISTANT:"), LLaVA-OneVision (Qwen2's <|im_start|> turns), SmolVLM / Idefics3
+# ("User:<image>...<end_of_utterance>\nAssistant:"). BLIP-2 checkpoints ship none.
+
+_VICUNA_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{# Render all video then #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>\n' }}{% endfor %}"
+    "{# Render all text next #}"
+    "{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}"
+    "{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' ' }}{% endgeneration %}{% endfor %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+_QWEN2_VL_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{# Render all video then #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>\n' }}{% endfor %}"
+    "{# Render all text next #}"
+    "{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] }}{% endfor %}"
+    "{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] }}{% endgeneration %}{% endfor %}"
+    "{% endif %}"
+    "{{ '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_IDEFICS_TEMPLATE = (
+    "<|im_start|>"
+    "{% for message in messages %}"
+    "{{ message['role'] | capitalize }}"
+    "{% if message['content'] is string %}{{ ': ' + message['content'] }}"
+    "{% else %}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}"
+    "{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}"
+    "{% elif line['type'] == 'video' %}{{ '<video>' }}"
+    "{% endif %}{% endfor %}"
+    "{% endif %}"
+    "<end_of_utterance>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def _tiny_tokenizer(image_tokens: tuple[str, ...], chat_template: str) -> Any:
     """A word-level fast tokenizer built offline with the ``tokenizers`` library.
 
     Special tokens first (ids 0..), so the image token ids are small and stable.
+    ``chat_template`` is saved with it (``chat_template.jinja``), as real checkpoints do.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<unk>", "<s>", "</s>", "<pad>", *image_tokens]
-    vocab = {t: i for i, t in enumerate([*specials, *_TINY_WORDS])}
+    vocab = {t: i for i, t in enumerate([*specials, *_TINY_WORDS, *_CHAT_TOKENS, *_CHAT_WORDS])}
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
     )
-    return PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tk,
         unk_token="<unk>",
         bos_token="<s>",
         eos_token="</s>",
         pad_token="<pad>",
-        additional_special_tokens=list(image_tokens),
+        additional_special_tokens=[*image_tokens, *_CHAT_TOKENS],
     )
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def _lively_lm(model: Any) -> Any:
+    """Redraw the language model's matrices with a larger spread (std 2/sqrt(fan_in),
+    seeded). At transformers' default init (std 0.02) a tiny random LM repeats one token
+    whatever its input, which would make QA tests that compare answers vacuous; with
+    this, greedy answers depend on the prompt and the visual tokens. The vision side
+    (and so every encoder's tokens) is left as initialised."""
+    import torch
+
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and (
+                "language_model" in name or "text_model" in name or "lm_head" in name
+            ):
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / p.shape[1] ** 0.5))
+    return model
 
 
 def _tiny_llama(vocab_size: int, hidden: int = 32) -> object:
@@ -345,7 +459,7 @@ def _build_llava(out: Path) -> Path:
     )
 
     torch.manual_seed(0)
-    tok = _tiny_tokenizer(("<image>",))
+    tok = _tiny_tokenizer(("<image>",), _VICUNA_TEMPLATE)
     image_size, patch = 32, 8
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**_tiny_vit(image_size, patch)),
@@ -354,7 +468,7 @@ def _build_llava(out: Path) -> Path:
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
     )
-    model = LlavaForConditionalGeneration(config).eval()
+    model = _lively_lm(LlavaForConditionalGeneration(config).eval())
     model.save_pretrained(out, safe_serialization=True)
     processor = LlavaProcessor(
         image_processor=_clip_image_processor(image_size),
@@ -362,6 +476,7 @@ def _build_llava(out: Path) -> Path:
         patch_size=patch,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
+        chat_template=_VICUNA_TEMPLATE,
     )
     processor.save_pretrained(out)
     return out
@@ -383,7 +498,7 @@ def _build_llava_onevision(out: Path) -> Path:
     )
 
     torch.manual_seed(0)
-    tok = _tiny_tokenizer(("<image>", "<video>"))
+    tok = _tiny_tokenizer(("<image>", "<video>"), _QWEN2_VL_TEMPLATE)
     image_size, patch = 48, 8
     pinpoints = [[image_size, image_size], [image_size, 2 * image_size]]
     config = LlavaOnevisionConfig(
@@ -395,7 +510,7 @@ def _build_llava_onevision(out: Path) -> Path:
         vision_feature_select_strategy="full",
         image_grid_pinpoints=pinpoints,
     )
-    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    model = _lively_lm(LlavaOnevisionForConditionalGeneration(config).eval())
     model.save_pretrained(out, safe_serialization=True)
     image_processor = LlavaOnevisionImageProcessorPil(
         size={"height": image_size, "width": image_size},
@@ -424,7 +539,7 @@ def _build_llava_next_video(out: Path) -> Path:
     )
 
     torch.manual_seed(0)
-    tok = _tiny_tokenizer(("<image>", "<video>"))
+    tok = _tiny_tokenizer(("<image>", "<video>"), _VICUNA_TEMPLATE)
     image_size, patch = 32, 8
     config = LlavaNextVideoConfig(
         vision_config=CLIPVisionConfig(**_tiny_vit(image_size, patch)),
@@ -435,7 +550,7 @@ def _build_llava_next_video(out: Path) -> Path:
         image_seq_length=(image_size // patch) ** 2,
         video_seq_length=(image_size // patch // 2) ** 2,
     )
-    model = LlavaNextVideoForConditionalGeneration(config).eval()
+    model = _lively_lm(LlavaNextVideoForConditionalGeneration(config).eval())
     model.save_pretrained(out, safe_serialization=True)
     # Frames use the CLIP constants, as LLaVA-NeXT-Video's video processor does.
     _clip_image_processor(image_size).save_pretrained(out)
@@ -457,7 +572,7 @@ def _build_idefics(out: Path, family: str) -> Path:
     import transformers
 
     torch.manual_seed(0)
-    tok = _tiny_tokenizer(_IDEFICS_TOKENS)
+    tok = _tiny_tokenizer(_IDEFICS_TOKENS, _IDEFICS_TEMPLATE)
     image_size, patch = 32, 8
     prefix = "SmolVLM" if family == "smolvlm" else "Idefics3"
     vision = getattr(transformers, f"{prefix}VisionConfig")(**_tiny_vit(image_size, patch))
@@ -467,7 +582,7 @@ def _build_idefics(out: Path, family: str) -> Path:
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         scale_factor=2,
     )
-    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(config).eval()
+    model = _lively_lm(getattr(transformers, f"{prefix}ForConditionalGeneration")(config).eval())
     model.save_pretrained(out, safe_serialization=True)
     module = "smolvlm" if family == "smolvlm" else "idefics3"
     pil = getattr(

@@ -218,7 +218,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     plot: Path | None = typer.Option(None, help="Draw the slots along the timeline to this PNG."),
 ) -> None:
-    """Print a video's memory slots (start, end, size); --plot draws them."""
+    """Print a video's memory slots (start, end, size) and captions; --plot draws them."""
     import json
 
     from videomem.memory.store import Store
@@ -233,6 +233,7 @@ def show(
                 mem = st.load_memory(
                     vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
                 )
+            captions = st.captions(vid)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     slots = []
@@ -251,7 +252,8 @@ def show(
         except VideomemError as e:
             raise _fail_usage(str(e)) from None
     if as_json:
-        typer.echo(json.dumps({"video": rec.to_dict(), "slots": slots}, indent=2))
+        caps = [{**c, "created_at": str(c["created_at"])} for c in captions]
+        typer.echo(json.dumps({"video": rec.to_dict(), "slots": slots, "captions": caps}, indent=2))
         return
     typer.echo(f"video    {rec.video_id}\nuri      {rec.uri}\nstatus   {rec.status}")
     if rec.error:
@@ -263,6 +265,8 @@ def show(
         typer.echo(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
         for s in slots:
             typer.echo(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
+    for c in captions:
+        typer.echo(f"caption  {c['kind']:6} {c['start_s']:>7.2f}-{c['end_s']:<7.2f} {c['text']}")
     if plot is not None and mem is not None:
         typer.echo(f"plot     {plot}")
 
@@ -324,6 +328,9 @@ def probe(
         typer.echo(f"{len(rows)} video(s): {sum(r['ok'] for r in rows)} ok")
     if not rows or not any(r["ok"] for r in rows):
         raise typer.Exit(1)
+
+
+from videomem.jobs import cli_qa  # noqa: E402, F401  (registers ask, qa, caption)
 
 
 def main() -> None:

@@ -7,6 +7,10 @@ does not grow with video length (a 3-hour video costs what a 3-minute one does).
 
 Methods (``MemoryConfig.method``):
 
+* ``"adaptive"`` (default): every frame enters long-term memory as a slot; the most
+  similar adjacent pair is merged while its similarity is at least ``threshold`` or
+  the memory holds more than ``long_term_len`` slots (``memory.adaptive``). No
+  short-term buffer: ``short_term_len``, ``merge_to`` and ``window`` do not apply.
 * ``"moviechat"``: frames enter a short-term buffer of ``short_term_len`` frames (or
   ``window`` frames when set). When it is full, it is merged down to ``merge_to``
   slots with the greedy adjacent merge (``memory.merge``), those slots move to
@@ -31,7 +35,7 @@ Design decisions:
   covers ``[t_last, t_last + step)`` where ``step`` is the mean sampling step
   ``(t_last - t_first) / (frames - 1)`` (0 for a one-frame video, whose single slot
   is then the instant ``[t, t]``). A slot covers the union of its frames, so for
-  ``moviechat`` consecutive slots are contiguous (``end_s[l] == start_s[l+1]``),
+  ``adaptive`` and ``moviechat`` consecutive slots are contiguous (``end_s[l] == start_s[l+1]``),
   ordered, and cover ``[t_first, t_last + step]`` without gaps or overlaps (from the
   first kept slot's start under ``drop_oldest``). While streaming only slot starts
   are kept; ends are the next start, filled in by ``finish``.
@@ -68,6 +72,7 @@ from collections import deque
 from typing import TypeVar
 
 import torch
+from videomem.memory.adaptive import AdaptiveChain
 from videomem.memory.merge import LinkedBank, adjacent_similarity, merge_adjacent_, pair_similarity
 from videomem.pipeline.errors import DecodeError, EncoderError
 from videomem.pipeline.types import FrameTokens, MemoryConfig, VideoMemory
@@ -100,6 +105,8 @@ class MemoryBuilder:
         self._lt_sizes: list[int] = []
         self._lt_starts: list[float] = []
         self._lt_sims: torch.Tensor | None = None  # [len - 1], only for "consolidate"
+        # adaptive: long-term memory as a linked list over long_term_len + 1 rows
+        self._chain: AdaptiveChain | None = None
         # mbc: per-position linked banks of long_term_len + 1 rows
         self._bank: LinkedBank | None = None
         self._emb_bank: LinkedBank | None = None
@@ -141,6 +148,8 @@ class MemoryBuilder:
         t_end = self._t_last + step
         if self.config.method == "mbc":
             tokens, sizes, start_s, end_s, embedding = self._finish_mbc(t_end)
+        elif self.config.method == "adaptive":
+            tokens, sizes, start_s, end_s, embedding = self._finish_adaptive(t_end)
         else:
             tokens, sizes, start_s, end_s, embedding = self._finish_moviechat(t_end)
         recent_tokens = recent_ts = None
@@ -208,6 +217,18 @@ class MemoryBuilder:
                     cfg.long_term_len + 1, 1, int(emb.shape[1]), like, with_starts=False
                 )
             return
+        if cfg.method == "adaptive":
+            self._chain = AdaptiveChain.empty(
+                cfg.long_term_len,
+                n,
+                d,
+                emb_dim=self._emb_dim,
+                threshold=cfg.threshold,
+                metric=cfg.metric,
+                weighting=cfg.weighting,
+                device=dev,
+            )
+            return
         self._st = torch.zeros(self._cap, n, d, dtype=torch.float32, device=dev)
         self._lt = torch.zeros(cfg.long_term_len + self._cap, n, d, dtype=torch.float32, device=dev)
         if emb is not None:
@@ -226,6 +247,9 @@ class MemoryBuilder:
             self._recent.append((frame, t))
         if self.config.method == "mbc":
             self._add_mbc(frame, t, emb)
+            return
+        if self.config.method == "adaptive":
+            _need(self._chain).push(frame, t, emb)
             return
         k = len(self._st_starts)
         _need(self._st)[k].copy_(frame)
@@ -310,6 +334,24 @@ class MemoryBuilder:
         sizes = torch.tensor(self._lt_sizes, dtype=torch.int64)
         start_s = torch.tensor(self._lt_starts, dtype=torch.float64)
         end_s = torch.tensor(self._lt_starts[1:] + [t_end], dtype=torch.float64)
+        return tokens, sizes, start_s, end_s, embedding
+
+    # ------------------------------------------------------------------ adaptive
+
+    def _finish_adaptive(
+        self, t_end: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        chain = _need(self._chain)
+        rows = chain.rows()
+        idx = torch.tensor(rows, dtype=torch.long, device=chain.x.device)
+        tokens = chain.x.index_select(0, idx)
+        embedding = None
+        if chain.emb is not None:
+            embedding = chain.emb.index_select(0, idx.to(chain.emb.device))
+        starts = [chain.starts[r] for r in rows]
+        sizes = torch.tensor([chain.sizes[r] for r in rows], dtype=torch.int64)
+        start_s = torch.tensor(starts, dtype=torch.float64)
+        end_s = torch.tensor(starts[1:] + [t_end], dtype=torch.float64)
         return tokens, sizes, start_s, end_s, embedding
 
     # ------------------------------------------------------------------ mbc

@@ -390,6 +390,66 @@ class Store:
         except Exception as e:
             raise StoreError(f"store {self.uri}: optimize failed: {type(e).__name__}: {e}") from e
 
+    # ------------------------------------------------------------------ QA tables
+
+    def _qa_table(self, name: str, create: bool) -> Any:
+        """The ``answers``/``captions`` table (``memory.tables``), created by a writer on
+        first use; None when it does not exist yet and ``create`` is false."""
+        from videomem.memory.tables import SCHEMAS
+
+        if name not in set(self._db.list_tables().tables):
+            if not create:
+                return None
+            self._require_writer()
+            return self._db.create_table(name, schema=SCHEMAS[name], exist_ok=True)
+        return self._db.open_table(name)
+
+    def add_qa_rows(self, name: str, rows: list[dict[str, Any]]) -> int:
+        """Upsert ``answers``/``captions`` rows on the table's key (one commit); a re-run
+        replaces rows, never duplicates them. Returns the number of rows written."""
+        from videomem.memory.tables import KEYS, rows_table
+
+        self._require_writer()
+        if not rows:
+            return 0
+        table = self._qa_table(name, create=True)
+        try:
+            (
+                table.merge_insert(list(KEYS[name]))
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(rows_table(name, rows))
+            )
+        except Exception as e:
+            raise StoreError(
+                f"store {self.uri}: writing {name} failed: {type(e).__name__}: {e}"
+            ) from e
+        return len(rows)
+
+    def read_qa_rows(self, name: str, where: str | None = None) -> list[dict[str, Any]]:
+        """Rows of ``answers``/``captions`` (``where``: a LanceDB filter), [] if none."""
+        table = self._qa_table(name, create=False)
+        return [] if table is None else self._scan(table, where).to_pylist()
+
+    def answered(self, model: str, settings_hash: str) -> set[tuple[str, str]]:
+        """(question_id, video_id) answered with this model and settings: what a
+        resumed QA job skips (failed rows are tried again)."""
+        where = (
+            f"model = {sql_str(model)} AND settings_hash = {sql_str(settings_hash)}"
+            " AND status = 'answered'"
+        )
+        return {(r["question_id"], r["video_id"]) for r in self.read_qa_rows("answers", where)}
+
+    def captions(self, video_id: str) -> list[dict[str, Any]]:
+        """Captions of the memory a reader of ``video_id`` sees (its current run),
+        global first, then by start time."""
+        rec = self.latest(video_id)
+        if rec.run_id is None:
+            return []
+        where = f"video_id = {sql_str(video_id)} AND run_id = {sql_str(rec.run_id)}"
+        rows = self.read_qa_rows("captions", where)
+        return sorted(rows, key=lambda r: (r["kind"] != "global", r["start_s"], r["kind"]))
+
     # ------------------------------------------------------------------ export
 
     def export(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -133,25 +134,40 @@ class EncoderConfig(_Config):
     trust_remote_code: bool = False
 
 
-MemoryMethod = Literal["moviechat", "mbc"]
+MemoryMethod = Literal["adaptive", "moviechat", "mbc"]
 Metric = Literal["cosine", "dot", "token_cosine"]
 Weighting = Literal["size", "plain"]
 Overflow = Literal["consolidate", "drop_oldest"]
+
+#: Fields added after memories were first stored. A method they do not apply to
+#: leaves them out of its hash, so keys of memories stored before they existed
+#: (and configs read back from that JSON) stay the same.
+_ADAPTIVE_ONLY: tuple[str, ...] = ("threshold",)
 
 
 @dataclass(frozen=True, slots=True)
 class MemoryConfig(_Config):
     """How a video's frame tokens are consolidated into a bounded long-term memory."""
 
-    # "moviechat": merge the most similar adjacent frames (whole frames);
-    # "mbc": MA-LMM memory-bank compression, per token position.
-    method: MemoryMethod = "moviechat"
-    # Short-term FIFO capacity in frames (MovieChat default 18).
+    # "adaptive": frames go straight to long-term memory and the most similar adjacent
+    # pair is merged while it is redundant (similarity >= threshold) or the memory is
+    # over budget, so slots follow how much the content changes (no 18-frame window
+    # that erases short scenes); "moviechat": MovieChat's short-term window merged to
+    # merge_to slots per flush; "mbc": MA-LMM memory-bank compression per token position.
+    method: MemoryMethod = "adaptive"
+    # adaptive only: merge adjacent slots at least this similar (metric units; cosine
+    # here) even under budget. 0.9: on the benchmark (bench/memory.py, real
+    # MobileNetV2 and synthetic scenes) it keeps every scene at L >= #scenes with
+    # purity 1 while storing a fraction of the frames; None = merge only past budget.
+    threshold: float | None = 0.9
+    # Short-term FIFO capacity in frames (MovieChat default 18; moviechat only).
     short_term_len: int = 18
     # Frames the short-term buffer is merged down to before moving to long-term
-    # memory (MovieChat's R_L, default 2).
+    # memory (MovieChat's R_L, default 2; moviechat only).
     merge_to: int = 2
-    # Long-term memory budget in slots (MovieChat default 256).
+    # Long-term memory budget in slots: MovieChat's 256, kept as the default because
+    # it holds every scene of long videos on the benchmark and QA can consolidate
+    # further per model (memory.consolidate_memory); adaptive usually stores fewer.
     long_term_len: int = 256
     # Similarity of adjacent frames: cosine of mean-pooled tokens (paper), dot of
     # mean-pooled tokens (reference code), or mean per-position cosine.
@@ -165,11 +181,13 @@ class MemoryConfig(_Config):
     # If set, the short-term buffer is consolidated and cleared every ``window``
     # frames even when not full (the reference code feeds windows of 8 frames).
     window: int | None = None
-    # Raw (unmerged) most recent frames kept for breakpoint-mode questions.
-    keep_recent: int = 18
+    # Raw (unmerged) most recent frames kept for breakpoint-mode questions. 0: they
+    # dominated the stored bytes of short videos, and breakpoint questions can decode
+    # the frames before t again.
+    keep_recent: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in ("moviechat", "mbc"):
+        if self.method not in ("adaptive", "moviechat", "mbc"):
             raise ConfigError(f"MemoryConfig: unknown method {self.method!r}")
         if self.metric not in ("cosine", "dot", "token_cosine"):
             raise ConfigError(f"MemoryConfig: unknown metric {self.metric!r}")
@@ -184,11 +202,22 @@ class MemoryConfig(_Config):
         if self.window is not None and not 1 <= self.window <= self.short_term_len:
             # A window longer than the FIFO would silently drop frames before merging.
             raise ConfigError("MemoryConfig: window must be in [1, short_term_len]")
-        if self.method == "mbc" and (self.overflow != "consolidate" or self.window is not None):
-            # MA-LMM compression is itself the overflow policy and has no window.
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ConfigError("MemoryConfig: threshold must be a finite number or None")
+        if self.method in ("mbc", "adaptive") and (
+            self.overflow != "consolidate" or self.window is not None
+        ):
+            # Both merge long-term memory itself to fit the budget and have no window.
             raise ConfigError(
-                "MemoryConfig: method 'mbc' needs overflow='consolidate', window=None"
+                f"MemoryConfig: method {self.method!r} needs overflow='consolidate', window=None"
             )
+
+    def hashed_dict(self) -> dict[str, Any]:
+        out = _Config.hashed_dict(self)
+        if self.method != "adaptive":
+            for name in _ADAPTIVE_ONLY:
+                out.pop(name, None)
+        return out
 
     @classmethod
     def preset(cls, name: str) -> MemoryConfig:
@@ -203,6 +232,21 @@ class MemoryConfig(_Config):
 
 MEMORY_PRESETS: dict[str, MemoryConfig] = {
     "default": MemoryConfig(),
+    "adaptive": MemoryConfig(),
+    # The default before "adaptive": MovieChat's 18-frame window merged to 2 slots,
+    # cosine, size-weighted, long-term memory consolidated past 256 slots, 18 raw
+    # recent frames. Same config hash as memories stored with that default.
+    "moviechat": MemoryConfig(
+        method="moviechat",
+        short_term_len=18,
+        merge_to=2,
+        long_term_len=256,
+        metric="cosine",
+        weighting="size",
+        overflow="consolidate",
+        window=None,
+        keep_recent=18,
+    ),
     # MovieChat's released code: dot similarity, plain average, windows of 8 frames
     # into an 18-frame buffer merged to 2 at each window's end (8 frames -> 2 slots),
     # 256 long-term slots, oldest dropped past that.
@@ -215,7 +259,10 @@ MEMORY_PRESETS: dict[str, MemoryConfig] = {
         weighting="plain",
         overflow="drop_oldest",
         window=8,
+        keep_recent=18,
     ),
+    # MA-LMM memory-bank compression with a 256-slot bank (as before "adaptive").
+    "mbc": MemoryConfig(method="mbc", long_term_len=256, keep_recent=18),
 }
 
 
@@ -305,7 +352,7 @@ class VideoMemory:
     sizes:     int64   [L]   frames merged into each slot (sums to frames_seen, except
                              slots forgotten by ``overflow="drop_oldest"``)
     start_s:   float64 [L]   time span each slot covers; spans are ordered and
-    end_s:     float64 [L]   contiguous for the "moviechat" method
+    end_s:     float64 [L]   contiguous for the "adaptive" and "moviechat" methods
     embedding: float32 [L, E] pooled embedding per slot for search, or None
     recent_tokens / recent_timestamps: the last ``keep_recent`` raw (unmerged)
         frames [S, N, D] / [S], for breakpoint-mode questions; may be None.

@@ -135,12 +135,13 @@ def test_reference_preset_values() -> None:
     assert (cfg.long_term_len, cfg.overflow) == (256, "drop_oldest")
 
 
+MC = "moviechat"
 CONFIGS = [
-    MemoryConfig(long_term_len=12),
-    MemoryConfig(long_term_len=12, metric="dot", weighting="plain"),
-    MemoryConfig(long_term_len=9, metric="token_cosine", short_term_len=6, merge_to=3),
-    MemoryConfig(long_term_len=7, overflow="drop_oldest", window=5),
-    MemoryConfig(long_term_len=5, short_term_len=4, merge_to=4),
+    MemoryConfig(method=MC, long_term_len=12),
+    MemoryConfig(method=MC, long_term_len=12, metric="dot", weighting="plain"),
+    MemoryConfig(method=MC, long_term_len=9, metric="token_cosine", short_term_len=6, merge_to=3),
+    MemoryConfig(method=MC, long_term_len=7, overflow="drop_oldest", window=5),
+    MemoryConfig(method=MC, long_term_len=5, short_term_len=4, merge_to=4),
 ]
 
 
@@ -184,6 +185,9 @@ ALL = [
     *CONFIGS,
     MemoryConfig(method="mbc", long_term_len=10),
     MemoryConfig.preset("moviechat_reference"),
+    MemoryConfig(long_term_len=10, keep_recent=4),  # adaptive, the default
+    MemoryConfig(long_term_len=6, threshold=None, metric="dot"),
+    MemoryConfig(),
 ]
 
 
@@ -209,16 +213,24 @@ def test_properties(cfg: MemoryConfig, t: int) -> None:
     if cfg.overflow == "consolidate":
         assert int(mem.sizes.sum()) == t
         assert float(mem.start_s[0]) == float(ts[0])
-    if cfg.method == "moviechat":
+    if cfg.method != "mbc":
         assert torch.equal(mem.start_s[1:], mem.end_s[:-1]), "contiguous, no gaps or overlaps"
     keep = min(cfg.keep_recent, t)
+    if keep == 0:
+        assert mem.recent_tokens is None and mem.recent_timestamps is None
+        return
     assert mem.recent_tokens is not None and mem.recent_timestamps is not None
     assert torch.equal(mem.recent_tokens, x[t - keep :])
     assert torch.equal(mem.recent_timestamps, ts[t - keep :])
 
 
 @pytest.mark.parametrize(
-    "cfg", [MemoryConfig(long_term_len=8), MemoryConfig(method="mbc", long_term_len=8)]
+    "cfg",
+    [
+        MemoryConfig(long_term_len=8),
+        MemoryConfig(method=MC, long_term_len=8),
+        MemoryConfig(method="mbc", long_term_len=8),
+    ],
 )
 def test_batching_does_not_change_the_result(cfg: MemoryConfig) -> None:
     x, ts, emb = video(77)
@@ -249,6 +261,8 @@ def test_memory_is_bounded() -> None:
 
     for cfg in [
         MemoryConfig(long_term_len=16),
+        MemoryConfig(long_term_len=16, keep_recent=5),
+        MemoryConfig(method=MC, long_term_len=16),
         MemoryConfig(method="mbc", long_term_len=16),
         MemoryConfig.preset("moviechat_reference"),
     ]:
@@ -265,11 +279,14 @@ def test_memory_is_bounded() -> None:
 # --------------------------------------------------------------------------- edge cases
 
 
-def test_fewer_frames_than_buffer_and_one_frame() -> None:
+@pytest.mark.parametrize("method", ["adaptive", "moviechat"])
+def test_fewer_frames_than_buffer_and_one_frame(method: str) -> None:
+    cfg = MemoryConfig(method=method, threshold=None)  # type: ignore[arg-type]
     x, ts, emb = video(5)
-    mem = build(MemoryConfig(), x, ts, emb)
-    assert len(mem) == 2 and mem.sizes.sum() == 5
-    one = build(MemoryConfig(), x[:1], ts[:1], emb[:1])
+    mem = build(cfg, x, ts, emb)
+    # moviechat merges a short video's frames down to merge_to; adaptive keeps them
+    assert len(mem) == (5 if method == "adaptive" else 2) and mem.sizes.sum() == 5
+    one = build(cfg, x[:1], ts[:1], emb[:1])
     assert len(one) == 1 and one.sizes.tolist() == [1]
     assert torch.equal(one.tokens[0], x[0])
     assert one.start_s.tolist() == one.end_s.tolist() == [3.0]
@@ -282,7 +299,7 @@ def test_no_frames_is_a_readable_decode_error() -> None:
         b.finish("vid", "enc")
 
 
-@pytest.mark.parametrize("method", ["moviechat", "mbc"])
+@pytest.mark.parametrize("method", ["adaptive", "moviechat", "mbc"])
 def test_identical_and_zero_frames(method: str) -> None:
     cfg = MemoryConfig(method=method, long_term_len=4)  # type: ignore[arg-type]
     for x in (torch.ones(50, 3, 4), torch.zeros(50, 3, 4)):
@@ -317,19 +334,24 @@ def test_bad_input_is_encoder_error() -> None:
 
 def test_config_validation() -> None:
     with pytest.raises(ConfigError, match="window"):
-        MemoryConfig(window=19)
+        MemoryConfig(method=MC, window=19)
     with pytest.raises(ConfigError, match="mbc"):
         MemoryConfig(method="mbc", overflow="drop_oldest")
+    with pytest.raises(ConfigError, match="adaptive"):
+        MemoryConfig(window=4)
+    with pytest.raises(ConfigError, match="threshold"):
+        MemoryConfig(threshold=float("nan"))
     with pytest.raises(ConfigError, match="merge_to"):
         MemoryConfig(merge_to=0)
 
 
 def test_half_precision_input_and_memory_fields() -> None:
     x, ts, emb = video(30)
-    mem = build(MemoryConfig(), x.half(), ts, emb)
+    cfg = MemoryConfig.preset("moviechat")
+    mem = build(cfg, x.half(), ts, emb)
     assert mem.tokens.dtype == torch.float32
     assert mem.video_id == "vid" and mem.encoder_fingerprint == "enc"
-    assert mem.memory_config == MemoryConfig()
+    assert mem.memory_config == cfg
     # the merged embedding is the size-weighted mean of its frames' embeddings
     first = int(mem.sizes[0])
     assert mem.embedding is not None

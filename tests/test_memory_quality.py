@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from videomem.memory.builder import MemoryBuilder
 from videomem.memory.quality import (
@@ -32,11 +33,12 @@ def test_scores_on_hand_made_spans() -> None:
     assert slot_purity(start, end, bounds) == 1 / 3  # [5, 11) and [11, 30) straddle cuts
 
 
-def test_moviechat_cosine_beats_uniform_sampling_on_uneven_scenes() -> None:
+@pytest.mark.parametrize("method", ["adaptive", "moviechat"])
+def test_cosine_consolidation_beats_uniform_sampling_on_uneven_scenes(method: str) -> None:
     budget = 12  # >= number of scenes
     for seed in range(2):
         x, ts, bounds = synthetic_scenes(LENGTHS, n=8, d=32, noise=0.5, seed=seed)
-        mem = _build(MemoryConfig(long_term_len=budget), x, ts)
+        mem = _build(MemoryConfig(method=method, long_term_len=budget), x, ts)  # type: ignore[arg-type]
         assert len(mem) <= budget
         recall = scene_recall(mem.start_s, mem.end_s, bounds)
         uni = scene_recall(*uniform_spans(ts, budget), bounds)

@@ -32,9 +32,11 @@ from tests.videos import ConcatVideo, make_concat
 CLIPS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
 FPS = 4.0  # sampling rate; one sample every STEP seconds
 STEP = 1.0 / FPS
-#: 77 frames -> 10 flushes of 2 slots into a long-term memory of 6: long-term
-#: consolidation runs at almost every flush, across the whole video and both cuts
-CONFIG = MemoryConfig(long_term_len=6, short_term_len=8, merge_to=2)
+#: moviechat: 77 frames -> 10 flushes of 2 slots into a long-term memory of 6:
+#: long-term consolidation runs at almost every flush, across the whole video and both cuts
+CONFIG = MemoryConfig(method="moviechat", long_term_len=6, short_term_len=8, merge_to=2)
+#: the default method (adaptive), with its default threshold and budget
+DEFAULT = MemoryConfig()
 METRICS = ("cosine", "token_cosine", "dot")
 #: every sampled frame's tokens, one frame per second (for labels), the decode config
 Decoded = tuple[FrameTokens, list[np.ndarray], DecodeConfig]
@@ -191,14 +193,38 @@ def test_consolidation_keeps_every_clip(video: ConcatVideo, decoded: Decoded) ->
     assert int(mem.sizes.sum()) == 77
 
 
-def test_a_budget_of_three_slots_finds_the_three_clips(
+def test_the_default_keeps_every_clip_in_few_clean_slots(
     video: ConcatVideo, decoded: Decoded
+) -> None:
+    """The default (adaptive, threshold and budget as shipped): every clip keeps a
+    clean slot, no slot straddles a cut, and redundant frames share slots, so far
+    fewer slots than frames are stored although the budget (256) would hold them all."""
+    tokens, _, _ = decoded
+    ts, b = tokens.timestamps, bounds(video)
+    mem = build(tokens, DEFAULT)
+    r, p = scene_recall(mem.start_s, mem.end_s, b), slot_purity(mem.start_s, mem.end_s, b)
+    print(f"\ndefault {DEFAULT.method} threshold={DEFAULT.threshold}: {len(mem)} slots for")
+    print(f"  {ts.numel()} frames, recall {r:.3f}, purity {p:.3f}; spans {spans(mem)}")
+    assert (r, p) == (1.0, 1.0)
+    assert 3 <= len(mem) <= ts.numel() // 2
+    assert mem.start_s[0] == 0.0 and mem.end_s[-1] == video.duration
+    assert torch.equal(mem.start_s[1:], mem.end_s[:-1])
+    assert int(mem.sizes.sum()) == 77
+    # with a budget of 6 slots it still keeps every clip, cleanly
+    six = build(tokens, MemoryConfig(long_term_len=6))
+    assert len(six) == 6
+    assert scene_recall(six.start_s, six.end_s, b) == slot_purity(six.start_s, six.end_s, b) == 1.0
+
+
+@pytest.mark.parametrize("config", [CONFIG, DEFAULT], ids=["moviechat", "adaptive"])
+def test_a_budget_of_three_slots_finds_the_three_clips(
+    video: ConcatVideo, decoded: Decoded, config: MemoryConfig
 ) -> None:
     """With as many slots as clips, cosine consolidation recovers the clips exactly,
     and each slot's embedding (the mean of its frames' pooled features) is closest
     to its own clip's frames."""
     tokens, _, _ = decoded
-    mem = build(tokens, MemoryConfig(**{**CONFIG.to_dict(), "long_term_len": 3}))
+    mem = build(tokens, MemoryConfig(**{**config.to_dict(), "long_term_len": 3}))
     assert spans(mem) == [(0.0, 10.0), (10.0, 14.0), (14.0, 19.25)]
     assert mem.sizes.tolist() == [40, 16, 21]
     assert mem.embedding is not None and tokens.embedding is not None
@@ -213,18 +239,20 @@ def test_index_video_end_to_end(
     video: ConcatVideo, encoder: MobileNetEncoder, decoded: Decoded
 ) -> None:
     """The same memory through ``jobs.index_step.index_video`` (probe, prefetching
-    decode thread, encode, consolidate, float16 tokens): same spans and sizes as the
-    step-by-step build above, and per-clip labels from the real classifier."""
+    decode thread, encode, consolidate, float16 tokens) with the default memory
+    config: same spans and sizes as the step-by-step build above, every clip kept,
+    and per-clip labels from the real classifier."""
     from videomem.jobs.index_step import index_video
 
     tokens, keep, config = decoded
-    got = index_video(str(video.path), encoder, config, CONFIG).memory
-    ref = build(tokens, CONFIG)
+    got = index_video(str(video.path), encoder, config, DEFAULT).memory
+    ref = build(tokens, DEFAULT)
     assert got.frames_seen == 77
     assert spans(got) == spans(ref)
     assert got.sizes.tolist() == ref.sizes.tolist()
     torch.testing.assert_close(got.tokens.float(), ref.tokens, rtol=1e-2, atol=1e-2)
     assert scene_recall(got.start_s, got.end_s, bounds(video)) == 1.0
+    assert slot_purity(got.start_s, got.end_s, bounds(video)) == 1.0
 
     names = encoder.labels(np.stack(keep), k=3)
     print("\ntop-3 ImageNet labels, one frame per second:")

@@ -1,0 +1,182 @@
+"""Content-adaptive consolidation: frames go straight to long-term memory.
+
+MovieChat compresses every 18-frame window to 2 slots whatever the budget: a scene
+shorter than a window rarely keeps a slot of its own, and slot boundaries fall on
+window edges. Here every frame enters long-term memory as a slot of its own, and the
+most similar pair of temporally adjacent slots is merged (size-weighted, as in
+``memory.merge``) while
+
+* its similarity is at least ``threshold`` (the two slots are redundant: near-duplicate
+  frames carry nothing new), or
+* the memory holds more than ``budget`` slots.
+
+After each frame the memory is the fixed point of that loop, so the number of slots
+follows how much the content changes, not the duration, and never exceeds the budget.
+
+Shapes: ``C = budget + 1`` physical rows, ``N`` tokens per frame, ``D`` token width,
+``E`` embedding width.
+
+Design decisions:
+
+* **No row ever moves.** Slots form a doubly linked list over ``C`` preallocated rows;
+  a merge folds the right slot into the left one and frees the right row, which the
+  next frame reuses. Compacting after each merge (as ``merge_adjacent_`` does once per
+  call) would copy up to L rows of ``[N, D]`` per frame. Per frame the cost is one new
+  similarity, one ``max`` over C and, per merge, the two neighbour similarities of the
+  merged slot (the incremental update of ``memory.merge``): O(C), independent of the
+  video's length.
+* **Ties go to the earliest pair in time**, as in ``merge_adjacent`` and the naive
+  loop (``list.index(max(...))``). Rows are reused out of order, so a row's temporal
+  rank is its first frame's index, not its row number.
+* **Threshold in the metric's units** (``cosine``/``token_cosine`` in [-1, 1]; ``dot``
+  unbounded); ``None`` merges only past the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from videomem.memory.merge import _NO_PAIR, _check_metric, _check_weighting, pair_similarity
+from videomem.pipeline.errors import ConfigError
+from videomem.pipeline.types import Metric, Weighting
+
+_END = -1  # "no next/previous slot" in the links
+
+
+@dataclass
+class AdaptiveChain:
+    """Streaming state of the adaptive method: at most ``budget`` slots in ``budget + 1`` rows.
+
+    x      [C, N, D] float32  slot tokens (row order is not time order)
+    emb    [C, E] float32     slot embeddings, or None
+    sims   [C] float32        similarity of a slot with the next one; -inf: none/free
+    sizes, starts, first      per row: frames merged, start time, first frame's index
+    nxt, prv                  per row: next/previous slot's row, ``-1`` at the ends
+    free                      rows not holding a slot
+    """
+
+    x: torch.Tensor
+    emb: torch.Tensor | None
+    sims: torch.Tensor
+    sizes: list[int]
+    starts: list[float]
+    first: list[int]
+    nxt: list[int]
+    prv: list[int]
+    free: list[int]
+    budget: int
+    threshold: float | None
+    metric: Metric
+    weighting: Weighting
+    head: int = _END
+    tail: int = _END
+    length: int = 0
+    frames: int = 0
+
+    @classmethod
+    def empty(
+        cls,
+        budget: int,
+        n: int,
+        d: int,
+        *,
+        emb_dim: int | None = None,
+        threshold: float | None = None,
+        metric: Metric = "cosine",
+        weighting: Weighting = "size",
+        device: torch.device | str = "cpu",
+    ) -> AdaptiveChain:
+        """Allocate (and zero-fill, so the pages are committed) every buffer up front."""
+        _check_metric(metric)
+        _check_weighting(weighting)
+        if budget < 1:
+            raise ConfigError(f"AdaptiveChain: budget must be >= 1, got {budget}")
+        c = budget + 1
+        return cls(
+            x=torch.zeros(c, n, d, dtype=torch.float32, device=device),
+            emb=None
+            if emb_dim is None
+            else torch.zeros(c, emb_dim, dtype=torch.float32, device=device),
+            sims=torch.full((c,), _NO_PAIR, dtype=torch.float32, device=device),
+            sizes=[0] * c,
+            starts=[0.0] * c,
+            first=[0] * c,
+            nxt=[_END] * c,
+            prv=[_END] * c,
+            free=list(range(c - 1, -1, -1)),  # pop() hands out row 0 first
+            budget=budget,
+            threshold=threshold,
+            metric=metric,
+            weighting=weighting,
+        )
+
+    def push(self, frame: torch.Tensor, t: float, emb: torch.Tensor | None = None) -> None:
+        """Append frame ``[N, D]`` at time ``t`` (embedding ``[E]``), then merge to the fixed point."""
+        r = self.free.pop()
+        self.x[r].copy_(frame)
+        if self.emb is not None and emb is not None:
+            self.emb[r].copy_(emb)
+        self.sizes[r], self.starts[r], self.first[r] = 1, t, self.frames
+        self.frames += 1
+        self.nxt[r], self.prv[r] = _END, self.tail
+        self.sims[r] = _NO_PAIR
+        if self.tail == _END:
+            self.head = r
+        else:
+            self.nxt[self.tail] = r
+            self.sims[self.tail] = self._sim(self.tail, r)
+        self.tail = r
+        self.length += 1
+        self._settle()
+
+    def rows(self) -> list[int]:
+        """Physical row of each slot, in time order."""
+        out, r = [], self.head
+        while r != _END:
+            out.append(r)
+            r = self.nxt[r]
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _sim(self, a: int, b: int) -> torch.Tensor:
+        return pair_similarity(self.x[a : a + 1], self.x[b : b + 1], self.metric)[0]
+
+    def _settle(self) -> None:
+        while self.length > 1:
+            best = self.sims.max()
+            over = self.length > self.budget
+            if not over and (self.threshold is None or float(best) < self.threshold):
+                return
+            ties = torch.nonzero(self.sims == best).flatten().tolist()
+            i = ties[0] if len(ties) == 1 else min(ties, key=self.first.__getitem__)
+            self._merge_next(i)
+
+    def _merge_next(self, i: int) -> None:
+        """Fold slot ``i``'s next slot into it; recompute only ``i``'s two neighbour pairs."""
+        j = self.nxt[i]
+        if self.weighting == "size":
+            wa = self.sizes[i] / (self.sizes[i] + self.sizes[j])
+            wb = 1.0 - wa
+        else:
+            wa = wb = 0.5
+        self.x[i] = self.x[i] * wa + self.x[j] * wb
+        if self.emb is not None:
+            self.emb[i] = self.emb[i] * wa + self.emb[j] * wb
+        self.sizes[i] += self.sizes[j]
+        self.sims[j] = _NO_PAIR
+        k = self.nxt[j]
+        self.nxt[i] = k
+        if k == _END:
+            self.tail = i
+            self.sims[i] = _NO_PAIR
+        else:
+            self.prv[k] = i
+            self.sims[i] = self._sim(i, k)
+        p = self.prv[i]
+        if p != _END:
+            self.sims[p] = self._sim(p, i)
+        self.nxt[j] = self.prv[j] = _END
+        self.free.append(j)
+        self.length -= 1

@@ -1,0 +1,54 @@
+"""Re-consolidation of a stored memory to K slots (to fit an LLM's context at QA time).
+
+The same greedy adjacent merge as indexing (``memory.merge.merge_adjacent``): the most
+similar pair of temporally adjacent slots is merged, weighted by the frames each
+already holds, until K remain. Deterministic (ties go to the earliest pair), so the
+same stored memory and K always give the same slots.
+
+Design decisions:
+
+* **Always size-weighted**, whatever the memory was built with: a re-consolidated slot
+  is then the mean of the frames it covers, and its embedding the mean of theirs.
+* **Computed in float32**, returned in the stored dtype (float16 from the store):
+  repeated float16 averaging would add rounding at every merge.
+* **Spans**: a merged slot runs from the first slot's start to the last one's end, so
+  ordered, contiguous spans stay ordered and contiguous; sizes add up.
+* **Recent frames** (breakpoint mode) are raw frames, not slots: left untouched.
+* The result keeps the source's ``memory_config`` and ``config_hash`` (it is a view of
+  that stored memory for one reader, not a memory to store again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from videomem.memory.merge import merge_adjacent
+from videomem.pipeline.errors import ConfigError
+from videomem.pipeline.types import Metric, VideoMemory
+
+
+def consolidate_memory(mem: VideoMemory, k: int, metric: Metric | None = None) -> VideoMemory:
+    """``mem`` with at most ``k`` slots: ``tokens [L, N, D] -> [min(L, k), N, D]``.
+
+    metric: similarity of adjacent slots; default ``mem.memory_config.metric``.
+    ``len(mem) <= k`` returns ``mem`` itself.
+    """
+    if k < 1:
+        raise ConfigError(f"consolidate_memory: k must be >= 1, got {k}")
+    if len(mem) <= k:
+        return mem
+    metric = mem.memory_config.metric if metric is None else metric
+    spans = torch.stack([mem.start_s, mem.end_s], dim=1)
+    emb = None if mem.embedding is None else mem.embedding.float()
+    out = merge_adjacent(mem.tokens.float(), mem.sizes, spans, k, metric, "size", embedding=emb)
+    return dataclasses.replace(
+        mem,
+        tokens=out.tokens.to(mem.tokens.dtype),
+        sizes=out.sizes,
+        start_s=out.spans[:, 0].contiguous(),
+        end_s=out.spans[:, 1].contiguous(),
+        embedding=None
+        if out.embedding is None or mem.embedding is None
+        else out.embedding.to(mem.embedding.dtype),
+    )

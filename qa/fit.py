@@ -1,0 +1,98 @@
+"""Never overflow the LM's context: consolidate a view to K slots at QA time.
+
+When slots x tokens + the rest of the prompt + ``max_new_tokens`` exceed the budget
+(``settings.max_context``, else the LM's max positions), the view is merged further
+with the memory's own adjacent merge (``videomem.memory.consolidate_memory``: most
+similar temporally adjacent slots first, size-weighted, deterministic) down to the
+largest K that fits the longest question. K is recorded with every answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+from videomem.memory import consolidate_memory
+from videomem.pipeline.errors import VideomemError
+from videomem.pipeline.types import MemoryConfig, VideoMemory
+from videomem.qa.model import GenerationSettings, QAModel
+from videomem.qa.visual import Visual, _spans
+
+
+def _prompt_len(
+    qa: QAModel, view: Visual, question: str, settings: GenerationSettings, duration_s: float | None
+) -> int:
+    return len(
+        qa.prompts.build(
+            question,
+            view.spans,
+            int(view.tokens.shape[1]),
+            style=settings.prompt_style,
+            system_prompt=settings.system_prompt,
+            duration_s=duration_s,
+        ).ids
+    )
+
+
+def _merged(view: Visual, k: int, memory_config: MemoryConfig) -> Visual:
+    mem = VideoMemory(
+        video_id="",
+        tokens=view.tokens,
+        sizes=view.sizes,
+        start_s=torch.tensor([s.start_s for s in view.spans], dtype=torch.float64),
+        end_s=torch.tensor([s.end_s for s in view.spans], dtype=torch.float64),
+        embedding=None,
+        encoder_fingerprint="",
+        memory_config=memory_config,
+        frames_seen=int(view.sizes.sum()),
+    )
+    out = consolidate_memory(mem, k)
+    return replace(
+        view, tokens=out.tokens, spans=_spans(out.start_s, out.end_s), sizes=out.sizes, k=k
+    )
+
+
+def fit_visual(
+    qa: QAModel,
+    view: Visual,
+    settings: GenerationSettings,
+    questions: Sequence[Any],
+    *,
+    duration_s: float | None = None,
+    memory_config: MemoryConfig | None = None,
+) -> Visual:
+    """``view`` itself when every question fits, else ``view`` consolidated to the
+    largest K that fits the longest question (``k`` set). Raises when one slot is
+    already too much."""
+    budget = settings.max_context or qa.context_len
+    if budget is None or len(view) == 0:
+        return view
+    texts = [q.question if hasattr(q, "question") else str(q) for q in questions]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        return view
+    longest = max(texts, key=lambda t: len(qa.tokenizer(t).input_ids))
+    room = budget - settings.max_new_tokens
+    try:
+        full = _prompt_len(qa, view, longest, settings, duration_s)
+    except VideomemError:
+        return view  # a bad question; it fails on its own when prompted
+    if full <= room:
+        return view
+    cfg = memory_config or MemoryConfig()
+    L = len(view)
+    one = _prompt_len(qa, _merged(view, 1, cfg), longest, settings, duration_s)
+    if one > room:
+        raise VideomemError(
+            f"the prompt does not fit the context ({budget} tokens) even with one slot "
+            f"({one} prompt + {settings.max_new_tokens} new tokens)"
+        )
+    per_slot = (full - one) / max(1, L - 1)
+    k = max(1, min(L - 1, int((room - one) // per_slot) + 1))
+    fitted = _merged(view, k, cfg)
+    while k > 1 and _prompt_len(qa, fitted, longest, settings, duration_s) > room:
+        k -= 1
+        fitted = _merged(view, k, cfg)
+    return fitted

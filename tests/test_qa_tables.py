@@ -1,0 +1,89 @@
+"""The answers and captions tables of the store (real LanceDB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from videomem.memory.schema import VideoCommit as IndexOutcome
+from videomem.memory.store import Store, VideoRecord
+from videomem.memory.tables import ANSWERS_SCHEMA, CAPTIONS_SCHEMA
+from videomem.pipeline.errors import StoreError
+from videomem.pipeline.types import MemoryConfig, VideoMemory
+
+
+def _answer(qid: str, status: str = "answered", answer: str = "a", **kw) -> dict:
+    row = dict(
+        question_id=qid,
+        video_id="v1",
+        mode="global",
+        question="q?",
+        answer=answer,
+        model="m",
+        settings_hash="s1",
+        status=status,
+    )
+    row.update(kw)
+    return row
+
+
+def test_answers_upsert_on_their_key_and_resume_skips_answered(tmp_path: Path) -> None:
+    with Store(tmp_path / "s", writer=True) as st:
+        assert st.read_qa_rows("answers") == [] and st.answered("m", "s1") == set()
+        st.add_qa_rows("answers", [_answer("q1"), _answer("q2", "failed", "", error="bad")])
+        st.add_qa_rows("answers", [_answer("q1", answer="b")])  # re-answered: replaced
+        st.add_qa_rows("answers", [_answer("q1", settings_hash="s2")])  # other settings: new
+        rows = st.read_qa_rows("answers")
+        assert len(rows) == 3
+        assert {r["answer"] for r in rows if r["settings_hash"] == "s1"} == {"b", ""}
+        assert st.answered("m", "s1") == {("q1", "v1")}  # the failed one is retried
+        assert st.answered("other-model", "s1") == set()
+        assert set(ANSWERS_SCHEMA.names) <= set(rows[0])
+    with pytest.raises(StoreError, match="read-only"), Store(tmp_path / "s") as ro:
+        ro.add_qa_rows("answers", [_answer("q3")])
+
+
+def test_captions_are_read_for_the_current_memory_only(tmp_path: Path) -> None:
+    mem = VideoMemory(
+        video_id="v1",
+        tokens=torch.zeros(2, 3, 4, dtype=torch.float16),
+        sizes=torch.ones(2, dtype=torch.int64),
+        start_s=torch.tensor([0.0, 1.0], dtype=torch.float64),
+        end_s=torch.tensor([1.0, 2.0], dtype=torch.float64),
+        embedding=None,
+        encoder_fingerprint="fp",
+        memory_config=MemoryConfig(),
+        frames_seen=2,
+    )
+    rec = VideoRecord("v1", "fp", "cfg", "indexed", "/x.mp4", model="m")
+    with Store(tmp_path / "s", writer=True) as st:
+        (old,) = st.commit([IndexOutcome(rec, mem)])
+
+        def cap(run_id: str, kind: str, start: float, text: str) -> dict:
+            return dict(
+                video_id="v1",
+                encoder_fingerprint="fp",
+                config_hash="cfg",
+                run_id=run_id,
+                kind=kind,
+                start_s=start,
+                end_s=start + 1,
+                text=text,
+                model="m",
+                settings="{}",
+            )
+
+        st.add_qa_rows(
+            "captions",
+            [
+                cap(old.run_id, "dense", 1.0, "d1"),
+                cap(old.run_id, "global", 0.0, "g"),
+                cap(old.run_id, "dense", 0.0, "d0"),
+            ],
+        )
+        assert [c["text"] for c in st.captions("v1")] == ["g", "d0", "d1"]
+        assert set(CAPTIONS_SCHEMA.names) <= set(st.captions("v1")[0])
+        (new,) = st.commit([IndexOutcome(rec, mem)])  # re-indexed: a new memory
+        assert new.run_id != old.run_id
+        assert st.captions("v1") == []  # captions of the replaced memory are not shown
