@@ -330,7 +330,8 @@ def probe(
         raise typer.Exit(1)
 
 
-from videomem.jobs import cli_qa  # noqa: E402, F401  (registers ask, qa, caption)
+# registers ask, qa, caption; and search
+from videomem.jobs import cli_qa, cli_search  # noqa: E402, F401
 
 
 def main() -> None:

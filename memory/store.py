@@ -129,6 +129,11 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def db(self) -> Any:
+        """The LanceDB connection (for derived tables such as the search indexes)."""
+        return self._db
+
     # ------------------------------------------------------------------ reads
 
     def _scan(
