@@ -88,7 +88,8 @@ def tagged(
         st.add_qa_rows("captions", rows)
         report = refresh(st)
     print(
-        "\nslot tags:\n" + "\n".join(f"  {s:5.1f}-{e:5.1f}  {t}" for (s, e), t in zip(spans, tags))
+        "\nslot tags:\n"
+        + "\n".join(f"  {s:5.1f}-{e:5.1f}  {t}" for (s, e), t in zip(spans, tags, strict=True))
     )
     assert report.captions_added == len(spans)
     return store, video, rec.video_id
