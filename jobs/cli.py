@@ -273,16 +273,19 @@ def show(
 
 @app.command()
 def export(
-    out_dir: Path = typer.Argument(..., help="Folder for videos.parquet and memories.parquet."),
+    out_dir: Path = typer.Argument(..., help="Folder for one <table>.parquet per table."),
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    tokens: bool = typer.Option(
+        True, "--tokens/--no-tokens", help="Include the memories' token bytes (most of a store)."
+    ),
 ) -> None:
-    """Export the stored videos and memories as plain Parquet, for any other engine."""
+    """Export every table (videos, memories, captions, answers) as plain Parquet."""
     from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
     try:
         with Store(store) as st:
-            paths = st.export(out_dir)
+            paths = st.export(out_dir, tokens=tokens)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     for name, path in paths.items():

@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from videomem.memory.schema import (
     EPOCH,
@@ -457,24 +456,12 @@ class Store:
 
     # ------------------------------------------------------------------ export
 
-    def export(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write ``videos.parquet`` and ``memories.parquet`` (visible rows only) to
-        ``out_dir``; plain Parquet that pyarrow, DuckDB, Spark, pandas … can read."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        videos = self._scan(self._videos, None)
-        live = [r for r in videos.column("run_id").to_pylist() if r]
-        paths = {VIDEOS: out / "videos.parquet", MEMORIES: out / "memories.parquet"}
-        tmp = {k: p.with_suffix(".parquet.tmp") for k, p in paths.items()}
-        pq.write_table(videos, tmp[VIDEOS])
-        with pq.ParquetWriter(tmp[MEMORIES], MEMORIES_SCHEMA) as writer:
-            # stream in chunks of run_ids so a large store never sits in memory at once
-            for i in range(0, len(live), 64):
-                part = self._scan(self._memories, in_filter("run_id", live[i : i + 64]))
-                writer.write_table(part.select(MEMORIES_SCHEMA.names).cast(MEMORIES_SCHEMA))
-        for k, p in paths.items():
-            tmp[k].replace(p)  # atomic: a reader never sees a half-written file
-        return paths
+    def export(self, out_dir: str | os.PathLike[str], *, tokens: bool = True) -> dict[str, Path]:
+        """Write every table as plain Parquet to ``out_dir`` (see :mod:`.export`);
+        ``tokens=False`` leaves the memories' token bytes out."""
+        from videomem.memory.export import export_store
+
+        return export_store(self, out_dir, tokens=tokens)
 
 
 def _take_lock(path: Path) -> int:
