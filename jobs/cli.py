@@ -80,6 +80,9 @@ def index(
     frames: int | None = typer.Option(None, help="Sample exactly N frames per video instead."),
     start: float | None = typer.Option(None, help="Index from this time (seconds)."),
     end: float | None = typer.Option(None, help="Index up to this time (seconds)."),
+    aspect: str = typer.Option(
+        "pad", help="Fit other aspect ratios by pad (letterbox), crop (centre) or stretch."
+    ),
     encoder_option: list[str] = typer.Option(
         [],
         "--encoder-option",
@@ -122,7 +125,7 @@ def index(
     if missing:
         raise _fail_usage(f"no such file or folder: {', '.join(missing)}")
     try:
-        window = {"start_s": start, "end_s": end}
+        window = {"start_s": start, "end_s": end, "aspect": aspect}
         if frames is not None:
             decode_cfg = DecodeConfig(fps=None, num_frames=frames, **window)
         else:
@@ -223,6 +226,7 @@ def show(
 
     from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
+    from videomem.qa.timeline import span_text
 
     try:
         with Store(store) as st:
@@ -265,8 +269,8 @@ def show(
         typer.echo(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
         for s in slots:
             typer.echo(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
-    for c in captions:
-        typer.echo(f"caption  {c['kind']:6} {c['start_s']:>7.2f}-{c['end_s']:<7.2f} {c['text']}")
+    for c in captions:  # the text timeline (tags, dense captions) after global captions
+        typer.echo(f"caption  {c['kind']:6} {span_text(c['start_s'], c['end_s'])}  {c['text']}")
     if plot is not None and mem is not None:
         typer.echo(f"plot     {plot}")
 
@@ -333,8 +337,8 @@ def probe(
         raise typer.Exit(1)
 
 
-# registers ask, qa, caption; and search
-from videomem.jobs import cli_qa, cli_search  # noqa: E402, F401
+# registers ask, qa, caption; tag, models, eval; search
+from videomem.jobs import cli_qa, cli_search, cli_timeline  # noqa: E402, F401, I001
 
 
 def main() -> None:

@@ -27,6 +27,12 @@ _STYLE = typer.Option(
 _MAX_CONTEXT = typer.Option(
     None, help="Context budget in tokens (default: the LM's); past it, slots are merged to K."
 )
+_LLM = typer.Option(
+    None,
+    "--llm",
+    help="Answer from the video's text timeline (tags/captions) with this text LLM "
+    "(hub id, directory, or 'smollm2') instead of the memory's VLM.",
+)
 _DEVICE = typer.Option(None, help="cuda, cpu, cuda:1 … (default: CUDA if present).")
 _DTYPE = typer.Option(None, help="float32, bfloat16, float16 (default by device).")
 
@@ -72,6 +78,7 @@ def ask(
     max_context: int | None = _MAX_CONTEXT,
     device: str | None = _DEVICE,
     dtype: str | None = _DTYPE,
+    llm: str | None = _LLM,
 ) -> None:
     """Answer one question about a stored video from its memory."""
     from videomem.jobs.qa_job import answer_row, resolve_video
@@ -83,6 +90,12 @@ def ask(
         settings = _settings(
             max_new_tokens, temperature, top_p, seed, system_prompt, prompt_style, max_context
         )
+        if llm is not None:
+            from videomem.jobs.timeline_job import ask_timeline
+
+            row, a = ask_timeline(store, video, question, at, llm, settings, device, dtype)
+            _print_answer(row, a, as_json)
+            return
         with Store(store) as st:
             vid = resolve_video(st, video)
             rec = st.latest(vid)
@@ -101,8 +114,11 @@ def ask(
         )
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
+    _print_answer(answer_row("", vid, a, session.model, settings, rec), a, as_json)
+
+
+def _print_answer(row: dict, a, as_json: bool) -> None:  # type: ignore[no-untyped-def, type-arg]
     if as_json:
-        row = answer_row("", vid, a, session.model, settings, rec)
         row["answered_at"] = row["answered_at"].isoformat()
         typer.echo(json.dumps(row, indent=2))
     elif a.status == "failed":
@@ -139,6 +155,7 @@ def qa_(
     workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    llm: str | None = _LLM,
 ) -> None:
     """Answer a file of questions into the store's answers table (resumable)."""
     from videomem.jobs.qa_job import QAJob, run_qa
@@ -162,7 +179,12 @@ def qa_(
             workers=workers,
             ray_address=ray_address,
         )
-        summary = run_qa(job)
+        if llm is not None:
+            from videomem.jobs.timeline_job import run_timeline_qa
+
+            summary = run_timeline_qa(job, llm)
+        else:
+            summary = run_qa(job)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     if as_json:
@@ -196,13 +218,22 @@ def caption(
     device: str | None = _DEVICE,
     dtype: str | None = _DTYPE,
     batch_size: int = typer.Option(4, help="Dense segments per batch."),
+    llm: str | None = _LLM,
 ) -> None:
-    """Write global and dense captions of videos into the store's captions table."""
+    """Write global and dense captions of videos into the store's captions table
+    (with --llm: a global caption written from the text timeline)."""
     from videomem.jobs.qa_job import CaptionJob, run_caption
     from videomem.pipeline.errors import VideomemError
 
+    def run(job: CaptionJob):  # type: ignore[no-untyped-def]
+        if llm is None:
+            return run_caption(job)
+        from videomem.jobs.timeline_job import run_timeline_caption
+
+        return run_timeline_caption(job, llm)
+
     try:
-        summary = run_caption(
+        summary = run(
             CaptionJob(
                 store=store,
                 videos=tuple(videos or ()),

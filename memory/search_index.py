@@ -216,7 +216,9 @@ def refresh_slot_index(db: Any, ann_min_rows: int = ANN_MIN_ROWS) -> RefreshRepo
             for b in _batches(memories, where + " AND embedding IS NOT NULL", [*cols, "embedding"]):
                 if not len(b):
                     continue
-                emb = np.asarray(b.column("embedding").to_pylist(), dtype=np.float32)
+                col = b.column("embedding")  # list<float32>, one width per encoder
+                flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+                emb = flat.reshape(len(b), -1)
                 rows = pa.table(
                     {c: b.column(c) for c in cols} | {"vector": _vectors(emb)},
                     schema=slot_index_schema(emb.shape[1]),

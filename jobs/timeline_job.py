@@ -1,0 +1,287 @@
+"""Bulk text-timeline QA and captioning (``--llm MODEL``) on the shared executor.
+
+The same planning, rows, tables, resume and bad-row handling as the VLM QA job
+(:mod:`videomem.jobs.qa_job`: question files, ``answers`` rows keyed on (question,
+video, model, settings), failed rows for bad input, ``--force``); only the model
+differs: a text-only LLM (:class:`videomem.qa.textllm.TimelineAnswerer`) that reads a
+video's timeline (its ``tags``/``dense``/``global`` caption rows) instead of its
+visual tokens. A worker loads the LLM once and reads captions from the store
+(read-only); the driver is the only writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from videomem.jobs.executor import ProgressFn, make_executor
+from videomem.jobs.qa_job import (
+    CaptionJob,
+    CaptionSummary,
+    QAItem,
+    QAJob,
+    QASummary,
+    _plan,
+    answer_row,
+    resolve_video,
+    write_rows_file,
+)
+from videomem.jobs.questions import read_questions
+from videomem.pipeline.errors import ConfigError, VideomemError
+from videomem.qa.model import GenerationSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TimelineTask:
+    store: str
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class TimelineStepSpec:
+    """A text LLM per worker (picklable)."""
+
+    llm: str
+    device: str | None = None
+    dtype: str | None = None
+    concurrency: int = 1
+
+    def build(self) -> TimelineStep:
+        return TimelineStep(self)
+
+    def lost(self, item: QAItem, task: TimelineTask, error: str, retryable: bool) -> list[Any]:
+        return failed_rows(item, error, self.llm, task.settings)
+
+
+class TimelineStep:
+    def __init__(self, spec: TimelineStepSpec) -> None:
+        from videomem.qa.textllm import TextLLM, TimelineAnswerer
+
+        self.spec = spec
+        self.llm = TextLLM(spec.llm, spec.device, spec.dtype, name=spec.llm)
+        self.answerer = TimelineAnswerer(self.llm)
+        self._stores: dict[str, Any] = {}
+
+    def info(self) -> dict[str, Any]:
+        return {"llm": self.spec.llm, "dtype": self.llm.dtype}
+
+    def _captions(self, store: str, video_id: str) -> list[dict[str, Any]]:
+        from videomem.memory.store import Store
+
+        if store not in self._stores:
+            self._stores[store] = Store(store)
+        rows: list[dict[str, Any]] = self._stores[store].captions(video_id)
+        return rows
+
+    def run(self, item: QAItem, task: TimelineTask, progress: ProgressFn | None) -> list[Any]:
+        try:
+            rows = self._run(item, task)
+        except VideomemError as e:
+            rows = failed_rows(item, str(e), self.spec.llm, task.settings)
+        except Exception as e:  # a bug or the environment: still data
+            log.error("timeline QA of %s failed:\n%s", item.record.video_id, traceback.format_exc())
+            rows = failed_rows(item, f"{type(e).__name__}: {e}", self.spec.llm, task.settings)
+        if progress is not None:
+            progress(max(1, len(item.questions)))
+        return rows
+
+    def _run(self, item: QAItem, task: TimelineTask) -> list[dict[str, Any]]:
+        rec = item.record
+        # the timeline of the memory this record names, written by any model but this
+        # one's own global captions (a caption must not feed the next caption)
+        captions = [
+            c for c in self._captions(task.store, rec.video_id) if c["model"] != self.spec.llm
+        ]
+        if item.caption:
+            a = self.answerer.caption(captions, task.settings)
+            if a.status == "failed":
+                return [{"video_id": rec.video_id, "status": "failed", "error": a.error}]
+            return [
+                {
+                    "video_id": rec.video_id,
+                    "encoder_fingerprint": rec.encoder_fingerprint,
+                    "config_hash": rec.config_hash,
+                    "run_id": rec.run_id,
+                    "kind": "global",
+                    "start_s": 0.0,
+                    "end_s": float(rec.duration_s or 0.0),
+                    "text": a.answer,
+                    "model": self.spec.llm,
+                    "settings": caption_settings(task.settings),
+                    "created_at": dt.datetime.now(dt.timezone.utc),
+                }
+            ]
+        answers = self.answerer.answer(
+            captions, [q for _, q in item.questions], task.settings, rec.duration_s
+        )
+        return [
+            answer_row(qid, rec.video_id, a, self.spec.llm, task.settings, rec)
+            for (qid, _), a in zip(item.questions, answers, strict=True)
+        ]
+
+
+def failed_rows(
+    item: QAItem, error: str, llm: str, settings: GenerationSettings
+) -> list[dict[str, Any]]:
+    from videomem.qa import Answer
+
+    rec = item.record
+    if item.caption:
+        return [{"video_id": rec.video_id, "status": "failed", "error": error}]
+    return [
+        answer_row(qid, rec.video_id, Answer(q, status="failed", error=error), llm, settings, rec)
+        for qid, q in item.questions
+    ]
+
+
+def caption_settings(settings: GenerationSettings) -> str:
+    data = json.loads(settings.to_json())
+    data["from"] = "timeline"
+    return json.dumps(data, sort_keys=True)
+
+
+def _executor(llm: str, device: str | None, dtype: str | None, job: Any) -> Any:
+    wants_gpu = device is None or device.startswith("cuda")
+    spec = TimelineStepSpec(llm, device, dtype)
+    executor = getattr(job, "executor", "auto")
+    workers = getattr(job, "workers", 1)
+    return make_executor(
+        spec, executor, workers, getattr(job, "ray_address", None), wants_gpu=wants_gpu
+    )
+
+
+def run_timeline_qa(job: QAJob, llm: str, progress: ProgressFn | None = None) -> QASummary:
+    """``videomem qa QUESTIONS --llm MODEL``: like :func:`videomem.jobs.qa_job.run_qa`,
+    answered from the timeline by ``llm`` (answers keyed with ``model=llm``)."""
+    from videomem.memory.store import Store
+    from videomem.memory.tables import ANSWERS_SCHEMA
+
+    t0 = time.perf_counter()
+    if job.out and Path(job.out).suffix.lower() not in (".parquet", ".jsonl", ".ndjson"):
+        raise ConfigError(f"{job.out}: --out must end in .parquet or .jsonl")
+    job = replace(job, model=llm)
+    rows = read_questions(job.questions)
+    summary = QASummary(rows=len(rows))
+    with Store(job.store, writer=True) as store:
+        items, failed, summary.skipped, keys = _plan(rows, store, job)
+        store.add_qa_rows("answers", failed)
+        summary.failed += len(failed)
+        summary.failures += [f"{r['video_id']}: {r['error']}" for r in failed[:20]]
+        if items:
+            ex = _executor(llm, job.device, job.dtype, job)
+            ex.start()
+            try:
+                task = TimelineTask(job.store, job.settings)
+                for batch in ex.run(items, task, progress):
+                    for out in batch:
+                        store.add_qa_rows("answers", out)  # the single writer
+                        for r in out:
+                            if r["status"] == "answered":
+                                summary.answered += 1
+                            else:
+                                summary.failed += 1
+                                if len(summary.failures) < 20:
+                                    summary.failures.append(f"{r['video_id']}: {r['error']}")
+            finally:
+                ex.close()
+        if job.out:
+            wanted = set(keys)
+            h = job.settings.hash()
+            mine = [
+                r
+                for r in store.read_qa_rows("answers", f"settings_hash = '{h}'")
+                if (r["question_id"], r["video_id"]) in wanted and r["model"] == llm
+            ]
+            write_rows_file(mine, job.out, ANSWERS_SCHEMA)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
+    """``videomem caption --llm MODEL``: a global caption per video written by ``llm``
+    from its timeline, into the ``captions`` table (kind ``global``)."""
+    from videomem.memory.store import Store
+
+    summary = CaptionSummary()
+    settings_json = caption_settings(job.settings)
+    with Store(job.store, writer=True) as store:
+        ids: list[str] = []
+        for v in job.videos:
+            try:
+                ids.append(resolve_video(store, v))
+            except VideomemError as e:
+                summary.videos += 1
+                summary.failed += 1
+                summary.failures.append(f"{v}: {e}")
+        if not job.videos:
+            ids = sorted({r.video_id for r in store.list_videos("indexed")})
+        items = []
+        for vid in dict.fromkeys(ids):
+            summary.videos += 1
+            rec = store.latest(vid)
+            if rec.status != "indexed":
+                summary.failed += 1
+                summary.failures.append(f"{vid}: not indexed ({rec.error})")
+                continue
+            done = any(
+                c["kind"] == "global" and c["model"] == llm and c["settings"] == settings_json
+                for c in store.captions(vid)
+            )
+            if done and not job.force:
+                summary.skipped += 1
+                continue
+            items.append(QAItem(rec, caption=True))
+        if items:
+            ex = _executor(llm, job.device, job.dtype, job)
+            ex.start()
+            try:
+                for batch in ex.run(items, TimelineTask(job.store, job.settings)):
+                    for rows in batch:
+                        if rows and rows[0].get("status") == "failed":
+                            summary.failed += 1
+                            summary.failures.append(f"{rows[0]['video_id']}: {rows[0]['error']}")
+                            continue
+                        store.add_qa_rows("captions", rows)
+                        summary.captioned += 1
+                        summary.captions += len(rows)
+            finally:
+                ex.close()
+            if summary.captions:
+                from videomem.jobs.search_refresh import refresh_after_write
+
+                refresh_after_write(store)
+    return summary
+
+
+def ask_timeline(
+    store: str,
+    video: str,
+    question: str,
+    at: float | None,
+    llm: str,
+    settings: GenerationSettings,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """``videomem ask VIDEO QUESTION --llm MODEL``: (the answer row, the Answer)."""
+    from videomem.memory.store import Store
+    from videomem.qa import Question
+    from videomem.qa.textllm import TextLLM, TimelineAnswerer
+
+    with Store(store) as st:
+        vid = resolve_video(st, video)
+        rec = st.latest(vid)
+        if rec.status != "indexed":
+            raise VideomemError(f"video {vid} failed to index: {rec.error or 'unknown error'}")
+        captions = [c for c in st.captions(vid) if c["model"] != llm]
+    answerer = TimelineAnswerer(TextLLM(llm, device, dtype, name=llm))
+    (a,) = answerer.answer(captions, [Question(question, at)], settings, rec.duration_s)
+    return answer_row("", vid, a, llm, settings, rec), a
