@@ -157,9 +157,10 @@ class MemoryConfig(_Config):
     # (near-duplicates carry nothing new); in the metric's units, None = merge only
     # past the budget. 0.85 (cosine): on bench/memory.py's real clips (MobileNetV2)
     # every clip keeps clean slots, the slot count follows content not sampling rate
-    # (9, 9, 11 slots at 1, 2, 4 fps; 0.9 gives 13, 17, 20), and it stays well above
-    # the similarity across cuts (<= 0.59). Encoders with other feature statistics
-    # may want their own value (the benchmark prints the table to choose it).
+    # (9, 9, 11 slots at 1, 2, 4 fps; 0.9 gives 13, 17, 20). It must stay above the
+    # similarity of whole scenes' means (merged slots), 0.70 there: at 0.7 a 4 fps
+    # video collapses into one slot. Encoders with other feature statistics may need
+    # their own value (bench/memory.py prints the table to choose it).
     threshold: float | None = 0.85
     # Short-term FIFO capacity in frames (MovieChat default 18; moviechat only).
     short_term_len: int = 18
