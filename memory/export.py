@@ -68,6 +68,8 @@ def export_store(
             else MEMORIES_SCHEMA.remove(MEMORIES_SCHEMA.get_field_index("tokens"))
         )
         memories = db.open_table(MEMORIES)
+        old = [c for c in schema.names if c not in memories.schema.names]  # an older store
+        schema = pa.schema([f for f in schema if f.name not in old])
         chunks = (
             part
             for i in range(0, len(live), _RUNS_PER_CHUNK)

@@ -46,6 +46,7 @@ n d                int32         token grid of this row: ``tokens`` is [n, d]
 tokens             binary        float16, little-endian, C order, [n, d]:
                                  ``np.frombuffer(b, "<f2").reshape(n, d)``
 embedding          list<float32>, null   pooled embedding [E] for search
+thumbnail          binary, null  a ~160 px JPEG of the frame closest to the slot's tokens
 ================== ============= ====================================================
 
 Tokens are raw float16 bytes rather than a Parquet FLOAT16 column because every Parquet
@@ -124,8 +125,12 @@ MEMORIES_SCHEMA = pa.schema(
         pa.field("d", pa.int32(), nullable=False),
         pa.field("tokens", pa.binary(), nullable=False),
         pa.field("embedding", pa.list_(pa.float32())),
+        pa.field("thumbnail", pa.binary()),
     ]
 )
+#: columns added after stores were first made: a writer adds them to an older store,
+#: a reader of an older store does without them
+ADDED_COLUMNS = {MEMORIES: ("thumbnail",)}
 
 
 # --------------------------------------------------------------------------- records
@@ -262,8 +267,17 @@ def _check_memory(mem: VideoMemory) -> None:
 def memory_rows(mem: VideoMemory, key: tuple[str, str, str], run_id: str) -> pa.Table:
     """The ``memories`` rows of one video's memory (long-term slots, then recent frames)."""
     _check_memory(mem)
+    L = len(mem)
+    thumbs = mem.thumbnails
+    if thumbs is not None and len(thumbs) != L:
+        raise StoreError(f"{mem.video_id}: {len(thumbs)} thumbnails for {L} slots")
+    slots = _rows_of(
+        key, run_id, "slot", mem.tokens, mem.start_s, mem.end_s, mem.sizes, mem.embedding
+    )
     parts = [
-        _rows_of(key, run_id, "slot", mem.tokens, mem.start_s, mem.end_s, mem.sizes, mem.embedding)
+        slots.set_column(
+            slots.num_columns - 1, "thumbnail", pa.array(thumbs or [None] * L, pa.binary())
+        )
     ]
     if mem.recent_tokens is not None and len(mem.recent_tokens):
         ts = mem.recent_timestamps
@@ -300,6 +314,7 @@ def _rows_of(
             "d": pa.array(np.full(L, D, dtype=np.int32)),
             "tokens": _fp16_rows(tokens),
             "embedding": _float_list(embedding, L),
+            "thumbnail": pa.nulls(L, pa.binary()),
         },
         schema=MEMORIES_SCHEMA,
     )

@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from videomem.memory.schema import (
+    ADDED_COLUMNS,
     EPOCH,
     KEY,
     MEMORIES,
@@ -107,7 +108,11 @@ class Store:
             self.close()
             raise StoreError(f"cannot open store {self.uri}: {type(e).__name__}: {e}") from e
         for table, schema in ((self._videos, VIDEOS_SCHEMA), (self._memories, MEMORIES_SCHEMA)):
-            missing = set(schema.names) - set(table.schema.names)
+            added = ADDED_COLUMNS.get(table.name, ())
+            new = [schema.field(c) for c in added if c not in table.schema.names]
+            if new and writer:  # an older store: add the columns (all null) once
+                table.add_columns(pa.schema(new))
+            missing = set(schema.names) - set(table.schema.names) - set(added)
             if missing:
                 self.close()
                 raise StoreError(
@@ -249,6 +254,10 @@ class Store:
         embedding = None
         if n_slots and emb_col.null_count == 0:
             embedding = torch.tensor(np.asarray(emb_col.to_pylist(), dtype=np.float32))
+        thumbs = None
+        if n_slots and "thumbnail" in slots.column_names:
+            col = slots.column("thumbnail")
+            thumbs = None if col.null_count == n_slots else col.to_pylist()
         cfg = rec.config.get("memory")
         memory_config = MemoryConfig.from_dict(cfg) if cfg else MemoryConfig()
         recent_tokens = recent_ts = None
@@ -270,6 +279,7 @@ class Store:
             recent_tokens=recent_tokens,
             recent_timestamps=recent_ts,
             config_hash=rec.config_hash,
+            thumbnails=thumbs,
         )
 
     def iter_memories(

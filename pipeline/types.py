@@ -360,6 +360,7 @@ class VideoMemory:
     embedding: float32 [L, E] pooled embedding per slot for search, or None
     recent_tokens / recent_timestamps: the last ``keep_recent`` raw (unmerged)
         frames [S, N, D] / [S], for breakpoint-mode questions; may be None.
+    thumbnails: [L] JPEG bytes (about 160 px on the long side) per slot, or None.
     """
 
     video_id: str
@@ -374,6 +375,8 @@ class VideoMemory:
     recent_tokens: torch.Tensor | None = None
     recent_timestamps: torch.Tensor | None = None
     config_hash: str = ""  # index_config_hash(decode, memory) once stored
+    # one small JPEG per slot (the frame closest to the slot's tokens), or None
+    thumbnails: list[bytes | None] | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
