@@ -249,10 +249,13 @@ def show(
             )
         ]
     if plot is not None and mem is not None:
-        from videomem.jobs.plot import plot_slots
+        from videomem.jobs.plot import plot_slots, plot_timeline
 
         try:
-            plot_slots(rec, slots, plot)
+            if mem.thumbnails is not None:
+                plot_timeline(rec, slots, mem.thumbnails, captions, plot)
+            else:  # a memory stored before thumbnails existed
+                plot_slots(rec, slots, plot)
         except VideomemError as e:
             raise _fail_usage(str(e)) from None
     if as_json:

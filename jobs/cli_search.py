@@ -5,6 +5,7 @@ only builds the query embedders (``videomem.encoders.text``) and hands them to
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from videomem.jobs.cli import _fail_usage, app
@@ -31,6 +32,9 @@ def search(
         help="Bring the search indexes up to date first (takes the writer lock).",
     ),
     device: str = typer.Option("cpu", help="Where the query encoders run."),
+    plot: Path | None = typer.Option(
+        None, help="Draw the results as a contact sheet of slot thumbnails to this PNG."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Search moments across the store: ranked (video, time span) hits for a query."""
@@ -65,6 +69,12 @@ def search(
                 text_embedder=lambda: sentence_embedder(device),
                 tower_for=TextTowers(device),
             )
+            if plot is not None:
+                from videomem.jobs.plot import plot_contact_sheet
+                from videomem.memory.search import moment_thumbnails
+
+                thumbs = moment_thumbnails(st, result.moments)
+                plot_contact_sheet(query, result.moments, thumbs, plot)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     if as_json:
@@ -72,6 +82,8 @@ def search(
         return
     for note in result.notes:
         typer.echo(f"note: {note}")
+    if plot is not None:
+        typer.echo(f"plot: {plot}")
     if not result.moments:
         typer.echo("no matching moments")
     for i, m in enumerate(result.moments, 1):

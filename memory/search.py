@@ -56,6 +56,7 @@ class Moment:
     source: str  # "visual" or "text"
     rank: int  # 1-based rank in its own list
     encoder_fingerprint: str
+    run_id: str  # the memory it comes from (for its slots' thumbnails)
     text: str | None = None  # the matched caption/tags (text source)
     kind: str | None = None  # caption kind: "global", "dense" or "tags"
     slot: int | None = None  # memory slot (visual source)
@@ -164,6 +165,7 @@ def _moments(rows: list[dict[str, Any]], source: str, live: dict[str, str], k: i
                 source=source,
                 rank=len(out) + 1,
                 encoder_fingerprint=r["encoder_fingerprint"],
+                run_id=r["run_id"],
                 text=r.get("text"),
                 kind=r.get("kind"),
                 slot=r.get("slot"),
@@ -275,3 +277,32 @@ def _nothing_searchable(
     if source in ("text", "all") and not has_text:
         why.append("there are no captions or tags (run `videomem caption` or tag the videos)")
     return f"nothing to search in {uri} for source {source!r}: " + " and ".join(why)
+
+
+def moment_thumbnails(store: Any, moments: list[Moment]) -> list[bytes | None]:
+    """The stored thumbnail of each moment: its slot's (visual), or the thumbnail of
+    the slot its midpoint falls in (text). Reads slot spans and thumbnails, no tokens."""
+    from videomem.memory.schema import MEMORIES
+
+    table = store.db.open_table(MEMORIES)
+    if "thumbnail" not in table.schema.names:
+        return [None] * len(moments)
+    runs = sorted({m.run_id for m in moments})
+    rows: dict[str, list[dict[str, Any]]] = {}
+    if runs:
+        where = in_filter("run_id", runs) + " AND kind = 'slot'"
+        cols = ["run_id", "slot", "start_s", "end_s", "thumbnail"]
+        for r in table.search().where(where).select(cols).limit(None).to_arrow().to_pylist():
+            rows.setdefault(r["run_id"], []).append(r)
+    out: list[bytes | None] = []
+    for m in moments:
+        slots = rows.get(m.run_id, [])
+        if m.slot is not None:
+            hit = [r for r in slots if r["slot"] == m.slot]
+        else:
+            mid = (m.start_s + m.end_s) / 2
+            hit = [r for r in slots if r["start_s"] <= mid < r["end_s"]] or sorted(
+                slots, key=lambda r: abs((r["start_s"] + r["end_s"]) / 2 - mid)
+            )[:1]
+        out.append(hit[0]["thumbnail"] if hit else None)
+    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from videomem.encoders.text import sentence_embedder
 from videomem.jobs.cli import app
 from videomem.memory.search_index import CAPTION_INDEX
 from videomem.memory.store import Store
@@ -70,3 +71,28 @@ def test_text_search_finds_the_clip_on_screen(tagged, query: str, clip: int) -> 
     assert top["uri"] == str(video.path.resolve())
     # MobileNetV2 memories have no text tower: the visual source was skipped, and said so
     assert any("no text tower" in n for n in out["notes"])
+
+
+def test_pictures_of_the_timeline_and_the_results(tagged, tmp_path: Path) -> None:
+    """``show --plot`` draws the slot thumbnails over their spans with the tags under
+    them; ``search --plot`` a contact sheet of the hits' thumbnails."""
+    from PIL import Image
+    from videomem.memory.search import moment_thumbnails, search
+
+    store, video, vid = tagged
+    r = invoke("show", vid[:10], "--store", str(store), "--plot", str(tmp_path / "timeline.png"))
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "timeline.png").size[0] >= 1000
+    r = invoke("search", "a man wearing a suit", "--store", str(store), "--k", "5",
+               "--plot", str(tmp_path / "sheet.png"))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "sheet.png").size[0] >= 800
+    with Store(store) as st:
+        res = search(st, "a man wearing a suit", k=5, source="text",
+                     text_embedder=sentence_embedder)  # fmt: skip
+        thumbs = moment_thumbnails(st, res.moments)
+        mem = st.load_memory(vid)
+    assert mem.thumbnails is not None and all(t is not None for t in thumbs)
+    # the top hit (the carphone span, one slot) shows that slot's own thumbnail
+    (slot,) = [i for i, s in enumerate(mem.start_s.tolist()) if s == res.moments[0].start_s]
+    assert thumbs[0] == mem.thumbnails[slot]
