@@ -304,7 +304,8 @@ def test_presets_and_the_new_default() -> None:
 def test_a_memory_stored_with_the_old_default_loads_and_consolidates(tmp_path) -> None:
     """A store row whose config JSON is the old default (no threshold field) loads
     through the real store, and the QA-time consolidation works on it."""
-    from videomem.memory.store import IndexOutcome, Store, VideoRecord
+    from videomem.memory.schema import VideoCommit, VideoRecord
+    from videomem.memory.store import Store
 
     mem = stored_like(MemoryConfig.preset("moviechat"), t=100, seed=6)
     rec = VideoRecord(
@@ -317,7 +318,7 @@ def test_a_memory_stored_with_the_old_default_loads_and_consolidates(tmp_path) -
         frames_sampled=100,
     )
     with Store(tmp_path / "store", writer=True) as store:
-        store.commit([IndexOutcome(rec, mem)])
+        store.commit([VideoCommit(rec, mem)])
         got = store.load_memory("vid")
     assert got.memory_config == MemoryConfig.preset("moviechat")
     assert torch.equal(got.tokens, mem.tokens) and len(got) == len(mem) == 12
