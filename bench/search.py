@@ -28,6 +28,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -123,8 +124,10 @@ def main() -> None:
     ap.add_argument("--tokens", default="16,64", help="N,D of the stored tokens per slot")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--index-type", default="IVF_PQ", help="IVF_PQ (default), IVF_HNSW_SQ …")
     ap.add_argument("--dir", default=None, help="where to build the store (default: a tmp dir)")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress in logs
     videos = args.videos or (10_000 if args.full else 1_000)
     n, d = (int(x) for x in args.tokens.split(","))
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -159,7 +162,7 @@ def main() -> None:
             timed_queries(table, queries[:3], args.k)  # warm the caches
             flat_lat, flat_ids = timed_queries(table, queries, args.k)
             t0 = time.perf_counter()
-            ensure_ann(table, ann_min_rows=0)
+            ensure_ann(table, ann_min_rows=0, index_type=args.index_type)
             build_s = time.perf_counter() - t0
             timed_queries(table, queries[:3], args.k)
             ann_lat, ann_ids = timed_queries(table, queries, args.k)
@@ -179,7 +182,7 @@ def main() -> None:
 
         print(f"slot index refresh (copy {total:,} embeddings): {refresh_s:.1f} s")
         print(f"exhaustive (flat) query: {fmt_ms(flat_lat)}")
-        print(f"IVF-PQ index build:      {build_s:.1f} s")
+        print(f"{args.index_type} index build: {build_s:.1f} s")
         print(f"ANN query:               {fmt_ms(ann_lat)}")
         ratio = statistics.median(flat_lat) / statistics.median(ann_lat)
         print(f"ANN speed-up (median):   {ratio:.1f}x")

@@ -160,22 +160,24 @@ def _delete_in(table: Any, column: str, values: Sequence[str]) -> int:
     return deleted
 
 
-def ensure_ann(table: Any, ann_min_rows: int = ANN_MIN_ROWS) -> bool:
-    """Build the IVF-PQ vector index (cosine) once ``table`` holds ``ann_min_rows``
-    rows; returns whether the table has one. Partitions ~ sqrt(rows); one PQ
-    sub-vector per 8 dimensions (search refines the candidates with exact distances)."""
+def ensure_ann(table: Any, ann_min_rows: int = ANN_MIN_ROWS, index_type: str = "IVF_PQ") -> bool:
+    """Build the vector index (cosine; IVF-PQ by default) once ``table`` holds
+    ``ann_min_rows`` rows; returns whether the table has one. Partitions ~ sqrt(rows);
+    one PQ sub-vector per 8 dimensions (search refines the candidates with exact
+    distances)."""
     has = any(idx.columns == ["vector"] for idx in table.list_indices())
     n = table.count_rows()
     if has or n < ann_min_rows:
         return has
     dim = table.schema.field("vector").type.list_size
     sub = next(s for s in (dim // 8, dim // 4, dim // 2, dim, 1) if s and dim % s == 0)
+    pq = {"num_sub_vectors": sub} if index_type.endswith("PQ") else {}
     table.create_index(
         metric="cosine",
         vector_column_name="vector",
-        index_type="IVF_PQ",
+        index_type=index_type,
         num_partitions=max(1, int(np.sqrt(n))),
-        num_sub_vectors=sub,
+        **pq,
     )
     return True
 
