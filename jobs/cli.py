@@ -287,10 +287,13 @@ def show(
             )
         ]
     if plot is not None and mem is not None:
-        from videomem.jobs.plot import plot_slots
+        from videomem.jobs.plot import plot_slots, plot_timeline
 
         try:
-            plot_slots(rec, slots, plot)
+            if mem.thumbnails is not None:
+                plot_timeline(rec, slots, mem.thumbnails, captions, plot)
+            else:  # a memory stored before thumbnails existed
+                plot_slots(rec, slots, plot)
         except VideomemError as e:
             raise _fail_usage(str(e)) from None
     if as_json:
@@ -331,16 +334,19 @@ def _token_encoding(rec: VideoRecord) -> str:
 
 @app.command()
 def export(
-    out_dir: Path = typer.Argument(..., help="Folder for videos.parquet and memories.parquet."),
+    out_dir: Path = typer.Argument(..., help="Folder for one <table>.parquet per table."),
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    tokens: bool = typer.Option(
+        True, "--tokens/--no-tokens", help="Include the memories' token bytes (most of a store)."
+    ),
 ) -> None:
-    """Export the stored videos and memories as plain Parquet, for any other engine."""
+    """Export every table (videos, memories, captions, answers) as plain Parquet."""
     from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
     try:
         with Store(store) as st:
-            paths = st.export(out_dir)
+            paths = st.export(out_dir, tokens=tokens)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     for name, path in paths.items():
@@ -397,7 +403,8 @@ def probe(
         raise typer.Exit(1)
 
 
-from videomem.jobs import cli_qa, cli_timeline  # noqa: E402, F401, I001  (register ask, qa, caption; tag, models, eval)
+# registers ask, qa, caption; tag, models, eval; search
+from videomem.jobs import cli_qa, cli_search, cli_timeline  # noqa: E402, F401, I001
 
 
 def main() -> None:

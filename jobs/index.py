@@ -352,6 +352,10 @@ def run_index(
                 store.optimize()
             except VideomemError as e:  # compaction is an optimisation, never fatal
                 log.warning("%s", e)
+        if summary.indexed:
+            from videomem.jobs.search_refresh import refresh_after_write
+
+            refresh_after_write(store)
     return summary
 
 

@@ -196,8 +196,10 @@ def index_video(
     Returns the memory with tokens as float16 (what the store keeps) and the stats.
     """
     from videomem.memory.builder import MemoryBuilder
+    from videomem.memory.thumbs import ThumbnailTracker
     from videomem.pipeline.decode import decode
     from videomem.pipeline.probe import probe
+    from videomem.pipeline.thumbs import jpeg_thumbnails
 
     t_start = time.perf_counter()
     if source is None:
@@ -207,6 +209,8 @@ def index_video(
     probe_s = time.perf_counter() - t_start
 
     builder = MemoryBuilder(memory_config)
+    # one thumbnail per slot, tracked while streaming (mbc slots are not frame runs)
+    thumbs = ThumbnailTracker() if memory_config.method != "mbc" else None
     frames = batches = 0
     encode_s = consolidate_s = 0.0
     src = source
@@ -220,6 +224,12 @@ def index_video(
             tokens = encoder.encode(fb.frames, fb.timestamps)
             t1 = time.perf_counter()
             builder.add(tokens)
+            if thumbs is not None:
+                ts = [float(t) for t in fb.timestamps]
+                thumbs.add(ts, tokens.tokens.mean(1), jpeg_thumbnails(fb.frames))
+                view = builder.slot_view()
+                if view is not None:
+                    thumbs.settle(*view)
             consolidate_s += time.perf_counter() - t1
             encode_s += t1 - t0
             frames += len(fb)
@@ -231,6 +241,8 @@ def index_video(
         raise DecodeError(uri, "no frames were decoded (empty video or time window past its end)")
     t1 = time.perf_counter()
     memory = builder.finish(source.video_id, encoder.fingerprint)
+    if thumbs is not None:
+        memory.thumbnails = thumbs.result(memory.start_s.tolist(), memory.tokens.float().mean(1))
     consolidate_s += time.perf_counter() - t1
     memory.tokens = memory.tokens.to(torch.float16)  # stored as float16; halves transfer
     if memory.recent_tokens is not None:

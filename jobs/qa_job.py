@@ -511,4 +511,8 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
                         summary.captions += len(good)
             finally:
                 ex.close()
+            if summary.captions:
+                from videomem.jobs.search_refresh import refresh_after_write
+
+                refresh_after_write(store)
     return summary

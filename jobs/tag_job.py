@@ -268,5 +268,9 @@ def run_tag(job: TagJob, progress: ProgressFn | None = None) -> TagSummary:
                     summary.slots += len(out.rows)
         finally:
             ex.close()
+        if summary.tagged:
+            from videomem.jobs.search_refresh import refresh_after_write
+
+            refresh_after_write(store)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -254,6 +254,10 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
                         summary.captions += len(rows)
             finally:
                 ex.close()
+            if summary.captions:
+                from videomem.jobs.search_refresh import refresh_after_write
+
+                refresh_after_write(store)
     return summary
 
 

@@ -170,6 +170,22 @@ class MemoryBuilder:
             recent_timestamps=recent_ts,
         )
 
+    def slot_view(self) -> tuple[list[float], torch.Tensor] | None:
+        """The slots so far, in time order: (start times [L], mean-pooled tokens
+        [L, D]), covering every frame added (moviechat: long-term slots, then the
+        short-term frames, one slot each). None before the first frame and for
+        ``mbc``, whose slots are not runs of frames. For thumbnails (``memory.thumbs``)."""
+        if self._shape is None or self.config.method == "mbc":
+            return None
+        if self.config.method == "adaptive":
+            chain = _need(self._chain)
+            rows = chain.rows()
+            idx = torch.tensor(rows, dtype=torch.long, device=chain.x.device)
+            return [chain.starts[r] for r in rows], chain.x.index_select(0, idx).mean(1)
+        n, m = len(self._lt_sizes), len(self._st_starts)
+        pooled = torch.cat([_need(self._lt)[:n].mean(1), _need(self._st)[:m].mean(1)])
+        return self._lt_starts + self._st_starts, pooled
+
     # ------------------------------------------------------------------ input
 
     def _validate(self, ft: FrameTokens) -> tuple[torch.Tensor, list[float], torch.Tensor | None]:

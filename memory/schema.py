@@ -58,6 +58,7 @@ token_dtype        string, null  ``"float16"`` or ``"int8"``; null (rows written
                                  int8 existed) is float16
 token_scales       list<float32>, null   int8 only: 1 value (one scale for the row) or
                                  n (one per token, broadcast over d); null for float16
+thumbnail          binary, null  a ~160 px JPEG of the frame closest to the slot's tokens
 ================== ============= ====================================================
 
 Tokens are raw bytes rather than a Parquet FLOAT16 column because every Parquet reader
@@ -134,7 +135,7 @@ ADDED_COLUMNS: dict[str, frozenset[str]] = {
     "videos": frozenset(
         {"stored_bytes", "token_dtype", "token_scale", "token_rel_rmse", "token_min_cosine"}
     ),
-    "memories": frozenset({"token_dtype", "token_scales"}),
+    "memories": frozenset({"token_dtype", "token_scales", "thumbnail"}),
 }
 
 MEMORIES_SCHEMA = pa.schema(
@@ -154,6 +155,7 @@ MEMORIES_SCHEMA = pa.schema(
         pa.field("embedding", pa.list_(pa.float32())),
         pa.field("token_dtype", pa.string()),
         pa.field("token_scales", pa.list_(pa.float32())),
+        pa.field("thumbnail", pa.binary()),
     ]
 )
 
@@ -304,10 +306,16 @@ def memory_rows(mem: VideoMemory, key: tuple[str, str, str], run_id: str) -> pa.
     def pack(x: torch.Tensor) -> PackedTokens:
         return pack_tokens(x, cfg.token_dtype, cfg.token_scale)
 
+    L = len(mem)
+    thumbs = mem.thumbnails
+    if thumbs is not None and len(thumbs) != L:
+        raise StoreError(f"{mem.video_id}: {len(thumbs)} thumbnails for {L} slots")
     emb = None if mem.embedding is None else mem.embedding.detach().cpu().float().numpy()
-    parts = [
-        _rows_of(key, run_id, "slot", pack(mem.tokens), mem.start_s, mem.end_s, mem.sizes, emb)
-    ]
+    slots = _rows_of(key, run_id, "slot", pack(mem.tokens), mem.start_s, mem.end_s, mem.sizes, emb)
+    if thumbs is not None:
+        column = slots.schema.get_field_index("thumbnail")
+        slots = slots.set_column(column, "thumbnail", pa.array(thumbs, pa.binary()))
+    parts = [slots]
     if mem.recent_tokens is not None and len(mem.recent_tokens):
         ts = mem.recent_timestamps
         if ts is None:  # _check_memory guarantees it; this narrows the type
@@ -345,6 +353,7 @@ def _rows_of(
             "embedding": _float_list(embedding, L),
             "token_dtype": pa.array([packed.dtype] * L, pa.string()),
             "token_scales": _float_list(packed.scales, L),
+            "thumbnail": pa.nulls(L, pa.binary()),
         },
         schema=MEMORIES_SCHEMA,
     )

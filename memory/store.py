@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from videomem.memory.schema import (
     ADDED_COLUMNS,
@@ -55,7 +54,6 @@ from videomem.memory.schema import (
     Status,
     VideoCommit,
     VideoRecord,
-    conform,
     in_filter,
     key_filter,
     memory_rows,
@@ -141,6 +139,11 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def db(self) -> Any:
+        """The LanceDB connection (for derived tables such as the search indexes)."""
+        return self._db
 
     # ------------------------------------------------------------------ reads
 
@@ -259,6 +262,10 @@ class Store:
         embedding = None
         if n_slots and emb_col.null_count == 0:
             embedding = torch.tensor(np.asarray(emb_col.to_pylist(), dtype=np.float32))
+        thumbs = None
+        if n_slots and "thumbnail" in slots.column_names:
+            col = slots.column("thumbnail")
+            thumbs = None if col.null_count == n_slots else col.to_pylist()
         cfg = rec.config.get("memory")
         memory_config = MemoryConfig.from_dict(cfg) if cfg else MemoryConfig()
         recent_tokens = recent_ts = None
@@ -280,6 +287,7 @@ class Store:
             recent_tokens=recent_tokens,
             recent_timestamps=recent_ts,
             config_hash=rec.config_hash,
+            thumbnails=thumbs,
         )
 
     def iter_memories(
@@ -468,24 +476,12 @@ class Store:
 
     # ------------------------------------------------------------------ export
 
-    def export(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write ``videos.parquet`` and ``memories.parquet`` (visible rows only) to
-        ``out_dir``; plain Parquet that pyarrow, DuckDB, Spark, pandas … can read."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        videos = self._scan(self._videos, None)
-        live = [r for r in videos.column("run_id").to_pylist() if r]
-        paths = {VIDEOS: out / "videos.parquet", MEMORIES: out / "memories.parquet"}
-        tmp = {k: p.with_suffix(".parquet.tmp") for k, p in paths.items()}
-        pq.write_table(conform(videos, VIDEOS_SCHEMA), tmp[VIDEOS])
-        with pq.ParquetWriter(tmp[MEMORIES], MEMORIES_SCHEMA) as writer:
-            # stream in chunks of run_ids so a large store never sits in memory at once
-            for i in range(0, len(live), 64):
-                part = self._scan(self._memories, in_filter("run_id", live[i : i + 64]))
-                writer.write_table(conform(part, MEMORIES_SCHEMA))
-        for k, p in paths.items():
-            tmp[k].replace(p)  # atomic: a reader never sees a half-written file
-        return paths
+    def export(self, out_dir: str | os.PathLike[str], *, tokens: bool = True) -> dict[str, Path]:
+        """Write every table as plain Parquet to ``out_dir`` (see :mod:`.export`);
+        ``tokens=False`` leaves the memories' token bytes out."""
+        from videomem.memory.export import export_store
+
+        return export_store(self, out_dir, tokens=tokens)
 
 
 def _take_lock(path: Path) -> int:

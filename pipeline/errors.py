@@ -40,3 +40,7 @@ class EncoderError(VideomemError):
 
 class StoreError(VideomemError):
     """The memory store could not be opened, read or written."""
+
+
+class SearchError(VideomemError):
+    """A search cannot run: empty query, nothing searchable, unknown video …"""

@@ -201,9 +201,10 @@ class MemoryConfig(_Config):
     # (near-duplicates carry nothing new); in the metric's units, None = merge only
     # past the budget. 0.85 (cosine): on bench/memory.py's real clips (MobileNetV2)
     # every clip keeps clean slots, the slot count follows content not sampling rate
-    # (9, 9, 11 slots at 1, 2, 4 fps; 0.9 gives 13, 17, 20), and it stays well above
-    # the similarity across cuts (<= 0.59). Encoders with other feature statistics
-    # may want their own value (the benchmark prints the table to choose it).
+    # (9, 9, 11 slots at 1, 2, 4 fps; 0.9 gives 13, 17, 20). It must stay above the
+    # similarity of whole scenes' means (merged slots), 0.70 there: at 0.7 a 4 fps
+    # video collapses into one slot. Encoders with other feature statistics may need
+    # their own value (bench/memory.py prints the table to choose it).
     threshold: float | None = 0.85
     # Short-term FIFO capacity in frames (MovieChat default 18; moviechat only).
     short_term_len: int = 18
@@ -430,6 +431,7 @@ class VideoMemory:
     embedding: float32 [L, E] pooled embedding per slot for search, or None
     recent_tokens / recent_timestamps: the last ``keep_recent`` raw (unmerged)
         frames [S, N, D] / [S], for breakpoint-mode questions; may be None.
+    thumbnails: [L] JPEG bytes (about 160 px on the long side) per slot, or None.
     """
 
     video_id: str
@@ -444,6 +446,8 @@ class VideoMemory:
     recent_tokens: torch.Tensor | None = None
     recent_timestamps: torch.Tensor | None = None
     config_hash: str = ""  # index_config_hash(decode, memory) once stored
+    # one small JPEG per slot (the frame closest to the slot's tokens), or None
+    thumbnails: list[bytes | None] | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])

@@ -1,0 +1,94 @@
+"""Export a store as plain Parquet, one file per table, for any other engine (DuckDB,
+Spark, pandas, …).
+
+Design decisions:
+
+* ``videos``: every row (failed ones too: they are the record of what went wrong).
+* ``memories``: only rows of live memories (named by a ``videos`` row), streamed in
+  chunks of runs so a large store never sits in memory at once. ``tokens=False``
+  leaves the token bytes out (the slots' spans, sizes and embeddings are a few
+  hundred bytes a row; tokens are most of a store).
+* ``captions`` and ``answers`` (the QA stage's tables) when the store has them, as
+  they are. The search indexes are derived data and are not exported.
+* Each file is written to ``.tmp`` and renamed: a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from videomem.memory.schema import (
+    MEMORIES,
+    MEMORIES_SCHEMA,
+    VIDEOS,
+    VIDEOS_SCHEMA,
+    conform,
+    in_filter,
+)
+from videomem.memory.tables import ANSWERS, CAPTIONS, SCHEMAS
+from videomem.pipeline.errors import StoreError
+
+#: runs whose memory rows are read per chunk
+_RUNS_PER_CHUNK = 64
+_BATCH = 8192
+
+
+def _write(path: Path, schema: pa.Schema, parts: Any) -> Path:
+    tmp = path.with_suffix(".parquet.tmp")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for part in parts:
+            # an older store lacks columns added since: they export as nulls
+            writer.write_table(conform(part, schema))
+    tmp.replace(path)
+    return path
+
+
+def _scan(table: Any, where: str | None) -> Any:
+    q = table.search().limit(None)
+    if where:
+        q = q.where(where)
+    for batch in q.to_batches(_BATCH):
+        yield pa.Table.from_batches([batch])
+
+
+def export_store(
+    store: Any, out_dir: str | os.PathLike[str], *, tokens: bool = True
+) -> dict[str, Path]:
+    """Write ``<table>.parquet`` for videos, memories, and captions/answers when
+    present, to ``out_dir``. Returns table name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    db = store.db
+    try:
+        names = set(db.list_tables().tables)
+        videos = db.open_table(VIDEOS)
+        paths = {VIDEOS: _write(out / "videos.parquet", VIDEOS_SCHEMA, _scan(videos, None))}
+        live = sorted(
+            r for r in store._scan(videos, None, ["run_id"]).column("run_id").to_pylist() if r
+        )
+        schema = (
+            MEMORIES_SCHEMA
+            if tokens
+            else MEMORIES_SCHEMA.remove(MEMORIES_SCHEMA.get_field_index("tokens"))
+        )
+        memories = db.open_table(MEMORIES)
+        chunks = (
+            part
+            for i in range(0, len(live), _RUNS_PER_CHUNK)
+            for part in _scan(memories, in_filter("run_id", live[i : i + _RUNS_PER_CHUNK]))
+        )
+        paths[MEMORIES] = _write(out / "memories.parquet", schema, chunks)
+        for name in (CAPTIONS, ANSWERS):
+            if name in names:
+                paths[name] = _write(
+                    out / f"{name}.parquet", SCHEMAS[name], _scan(db.open_table(name), None)
+                )
+    except StoreError:
+        raise
+    except Exception as e:  # lancedb / pyarrow raise plain errors
+        raise StoreError(f"store {store.uri}: export failed: {type(e).__name__}: {e}") from e
+    return paths

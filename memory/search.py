@@ -1,0 +1,308 @@
+"""Search moments across a store: ranked (video, time span) answers to a text query.
+
+Two sources, each read from the search indexes of :mod:`videomem.memory.search_index`
+(never from ``memories``, so no token bytes are read):
+
+* **visual** — slots of memories made by an encoder with a text tower (CLIP, SigLIP):
+  the query embedded by that checkpoint's text tower against the slots' stored
+  embeddings, cosine. Each encoder fingerprint is its own space and is searched on
+  its own; several encoders' lists are merged by rank.
+* **text** — captions, tags and dense/global captions of live memories: LanceDB's
+  hybrid query (full-text + the sentence encoder's vectors) fused by LanceDB's
+  reciprocal-rank-fusion reranker.
+
+Scores of different lists are not comparable (cosine vs RRF), so lists are merged by
+rank: every list's first hit, then every list's second … (ties in list order), and the
+result says so in ``notes``.
+
+This module embeds nothing itself (memory/ never imports transformers): the caller
+passes ``text_embedder`` (a factory of the sentence encoder's ``encode_text``) and
+``tower_for`` (a ``videos`` record -> its checkpoint's ``encode_text``), which
+``videomem.encoders.text`` provides.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from videomem.memory.schema import VIDEOS, VideoRecord, in_filter, record_from_row, sql_str
+from videomem.memory.search_index import (
+    CAPTION_INDEX,
+    SLOT_INDEX_PREFIX,
+    Embed,
+    table_names,
+)
+from videomem.pipeline.errors import SearchError, VideomemError
+
+Source = Literal["visual", "text", "all"]
+SOURCES: tuple[str, ...] = ("visual", "text", "all")
+#: IVF partitions probed and candidates re-ranked with exact distances per hit
+NPROBES, REFINE_FACTOR = 32, 10
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One hit: a time span of a video, why it matched, and how well."""
+
+    video_id: str
+    uri: str
+    start_s: float
+    end_s: float
+    score: float  # visual: cosine similarity; text: RRF relevance
+    source: str  # "visual" or "text"
+    rank: int  # 1-based rank in its own list
+    encoder_fingerprint: str
+    run_id: str  # the memory it comes from (for its slots' thumbnails)
+    text: str | None = None  # the matched caption/tags (text source)
+    kind: str | None = None  # caption kind: "global", "dense" or "tags"
+    slot: int | None = None  # memory slot (visual source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    moments: list[Moment]
+    notes: list[str] = field(default_factory=list)  # how the lists were searched and merged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "moments": [m.to_dict() for m in self.moments],
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------- the lists
+
+
+def _vector_query(table: Any, vec: np.ndarray, limit: int, where: str | None) -> Any:
+    q = (
+        table.search(vec, vector_column_name="vector")
+        .distance_type("cosine")
+        .nprobes(NPROBES)
+        .refine_factor(REFINE_FACTOR)
+        .limit(limit)
+    )
+    return q.where(where, prefilter=True) if where else q
+
+
+def visual_hits(table: Any, vec: np.ndarray, limit: int, where: str | None) -> list[dict[str, Any]]:
+    """Nearest slots of one slot index: rows with ``score`` = cosine similarity."""
+    cols = ["video_id", "encoder_fingerprint", "run_id", "slot", "start_s", "end_s", "_distance"]
+    rows = _vector_query(table, vec, limit, where).select(cols).to_arrow().to_pylist()
+    for r in rows:
+        r["score"] = 1.0 - float(r.pop("_distance"))
+    return rows
+
+
+def text_hits(
+    table: Any, query: str, vec: np.ndarray, limit: int, where: str | None
+) -> list[dict[str, Any]]:
+    """LanceDB hybrid search over ``caption_index`` (FTS + vectors, RRF-fused)."""
+    from lancedb.rerankers import RRFReranker
+
+    cols = ["video_id", "encoder_fingerprint", "run_id", "kind", "start_s", "end_s", "text"]
+    q = (
+        table.search(query_type="hybrid")
+        .vector(vec)
+        .text(query)
+        .distance_type("cosine")
+        .rerank(RRFReranker())
+        .limit(limit)
+        .select(cols)
+    )
+    if where:
+        q = q.where(where, prefilter=True)
+    rows = q.to_arrow().to_pylist()
+    for r in rows:
+        r["score"] = float(r.pop("_relevance_score"))
+    return rows
+
+
+def merge_by_rank(lists: list[list[Moment]], k: int) -> list[Moment]:
+    """Interleave ranked lists: all rank-1 hits (in list order), then rank 2, …"""
+    depth = max((len(x) for x in lists), default=0)
+    out = [x[i] for i in range(depth) for x in lists if i < len(x)]
+    return out[:k]
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _one_record(db: Any, where: str) -> VideoRecord | None:
+    rows = db.open_table(VIDEOS).search().where(where).limit(1).to_arrow().to_pylist()
+    return record_from_row(rows[0]) if rows else None
+
+
+def _live(db: Any, run_ids: set[str]) -> dict[str, str]:
+    """run_id -> uri of the candidates' runs that a ``videos`` row still names."""
+    if not run_ids:
+        return {}
+    where = "status = 'indexed' AND " + in_filter("run_id", sorted(run_ids))
+    q = db.open_table(VIDEOS).search().where(where).select(["run_id", "uri"]).limit(None)
+    return {r["run_id"]: r["uri"] or "" for r in q.to_arrow().to_pylist()}
+
+
+def _moments(rows: list[dict[str, Any]], source: str, live: dict[str, str], k: int) -> list[Moment]:
+    out: list[Moment] = []
+    for r in rows:
+        if r["run_id"] not in live:
+            continue  # a replaced memory the index has not dropped yet
+        out.append(
+            Moment(
+                video_id=r["video_id"],
+                uri=live[r["run_id"]],
+                start_s=float(r["start_s"]),
+                end_s=float(r["end_s"]),
+                score=float(r["score"]),
+                source=source,
+                rank=len(out) + 1,
+                encoder_fingerprint=r["encoder_fingerprint"],
+                run_id=r["run_id"],
+                text=r.get("text"),
+                kind=r.get("kind"),
+                slot=r.get("slot"),
+            )
+        )
+        if len(out) == k:
+            break
+    return out
+
+
+def search(
+    store: Any,
+    query: str,
+    *,
+    k: int = 10,
+    video: str | None = None,
+    source: Source = "all",
+    text_embedder: Callable[[], Embed] | None = None,
+    tower_for: Callable[[VideoRecord], Embed] | None = None,
+) -> SearchResult:
+    """The ``k`` best moments for ``query`` in ``store`` (a :class:`Store`).
+
+    ``video``: only this video (an id or unique prefix). ``source``: ``"visual"``,
+    ``"text"`` or ``"all"``. ``text_embedder``: factory of the sentence encoder's
+    ``encode_text`` (text source). ``tower_for``: a record -> the ``encode_text`` of
+    the checkpoint that made its memory, raising a :class:`VideomemError` when it has
+    no text tower (visual source). Raises :class:`SearchError` on bad input or when
+    nothing in the store can answer.
+    """
+    query = (query or "").strip()
+    if not query:
+        raise SearchError("empty query: say what to look for")
+    if k < 1:
+        raise SearchError(f"k must be >= 1, got {k}")
+    if source not in SOURCES:
+        raise SearchError(f"unknown source {source!r}; choose from {list(SOURCES)}")
+    db = store.db
+    where = None
+    indexed = "status = 'indexed'"
+    if video is not None:
+        vid = store.resolve_video_id(video)
+        where = f"video_id = {sql_str(vid)}"
+        indexed += f" AND {where}"
+    if _one_record(db, indexed) is None:
+        what = f"video {video!r}" if video else f"store {store.uri}"
+        raise SearchError(f"{what} has no indexed memories to search")
+
+    names = table_names(db)
+    limit = 2 * k + 10  # room for hits of replaced memories, dropped below
+    lists: list[list[Moment]] = []
+    notes: list[str] = []
+    refusals: list[str] = []
+    visual_fps: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if source in ("visual", "all"):
+            for name in sorted(n for n in names if n.startswith(SLOT_INDEX_PREFIX)):
+                table = db.open_table(name)
+                head = table.search().select(["encoder_fingerprint"]).limit(1).to_arrow()
+                if not len(head):
+                    continue
+                fp = head.column(0)[0].as_py()
+                rec = _one_record(db, f"{indexed} AND encoder_fingerprint = {sql_str(fp)}")
+                if rec is None:
+                    continue  # no live memory of this encoder (for this video)
+                if tower_for is None:
+                    refusals.append(f"{fp}: no text tower given")
+                    continue
+                try:
+                    vec = tower_for(rec)([query])[0].numpy()
+                except VideomemError as e:
+                    refusals.append(f"{rec.model or fp}: {e}")
+                    continue
+                rows = visual_hits(table, vec, limit, where)
+                lists.append(_moments(rows, "visual", _live(db, {r["run_id"] for r in rows}), k))
+                visual_fps.append(fp)
+        captions = db.open_table(CAPTION_INDEX) if CAPTION_INDEX in names else None
+        has_text = captions is not None and captions.count_rows(where) > 0
+        if source in ("text", "all") and has_text and text_embedder is not None:
+            vec = text_embedder()([query])[0].numpy()
+            rows = text_hits(captions, query, vec, limit, where)
+            lists.append(_moments(rows, "text", _live(db, {r["run_id"] for r in rows}), k))
+
+    if not lists:
+        raise SearchError(_nothing_searchable(store.uri, source, names, refusals, has_text))
+    if len(visual_fps) > 1:
+        notes.append(
+            f"visual: {len(visual_fps)} encoders searched separately (each in its own "
+            f"embedding space) and merged by rank: {', '.join(visual_fps)}"
+        )
+    if visual_fps and len(lists) > len(visual_fps):
+        notes.append("visual and text results merged by rank (their scores differ in kind)")
+    notes += [f"visual search skipped {r}" for r in refusals if source != "text"]
+    return SearchResult(query, merge_by_rank(lists, k), notes)
+
+
+def _nothing_searchable(
+    uri: str, source: str, names: set[str], refusals: list[str], has_text: bool
+) -> str:
+    built = CAPTION_INDEX in names or any(n.startswith(SLOT_INDEX_PREFIX) for n in names)
+    if not built:
+        return f"store {uri} has no search index yet: run `videomem search --refresh --store {uri}`"
+    why = []
+    if source in ("visual", "all"):
+        why.append(
+            "no memory was made by an encoder with a text tower (CLIP, SigLIP)"
+            + (f" ({'; '.join(refusals)})" if refusals else "")
+        )
+    if source in ("text", "all") and not has_text:
+        why.append("there are no captions or tags (run `videomem caption` or tag the videos)")
+    return f"nothing to search in {uri} for source {source!r}: " + " and ".join(why)
+
+
+def moment_thumbnails(store: Any, moments: list[Moment]) -> list[bytes | None]:
+    """The stored thumbnail of each moment: its slot's (visual), or the thumbnail of
+    the slot its midpoint falls in (text). Reads slot spans and thumbnails, no tokens."""
+    from videomem.memory.schema import MEMORIES
+
+    table = store.db.open_table(MEMORIES)
+    if "thumbnail" not in table.schema.names:
+        return [None] * len(moments)
+    runs = sorted({m.run_id for m in moments})
+    rows: dict[str, list[dict[str, Any]]] = {}
+    if runs:
+        where = in_filter("run_id", runs) + " AND kind = 'slot'"
+        cols = ["run_id", "slot", "start_s", "end_s", "thumbnail"]
+        for r in table.search().where(where).select(cols).limit(None).to_arrow().to_pylist():
+            rows.setdefault(r["run_id"], []).append(r)
+    out: list[bytes | None] = []
+    for m in moments:
+        slots = rows.get(m.run_id, [])
+        if m.slot is not None:
+            hit = [r for r in slots if r["slot"] == m.slot]
+        else:
+            mid = (m.start_s + m.end_s) / 2
+            hit = [r for r in slots if r["start_s"] <= mid < r["end_s"]] or sorted(
+                slots, key=lambda r: abs((r["start_s"] + r["end_s"]) / 2 - mid)
+            )[:1]
+        out.append(hit[0]["thumbnail"] if hit else None)
+    return out
