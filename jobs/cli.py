@@ -8,8 +8,12 @@ command does is importable and testable without the CLI.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from videomem.memory.store import Store
 
 app = typer.Typer(
     name="videomem",
@@ -47,7 +51,7 @@ def _fail_usage(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _parse_options(items: list[str]) -> dict[str, object]:
+def _parse_options(items: list[str], what: str = "encoder option") -> dict[str, object]:
     """KEY=VALUE strings -> dict; values are JSON when they parse (numbers, true,
     null), else plain strings."""
     import json
@@ -58,12 +62,37 @@ def _parse_options(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"encoder option {item!r} is not KEY=VALUE")
+            raise ConfigError(f"{what} {item!r} is not KEY=VALUE")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+def _storage_options(items: list[str]) -> dict[str, str]:
+    """--storage-option KEY=VALUE strings -> LanceDB storage options (all strings)."""
+    from videomem.pipeline.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"storage option {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+_STORAGE_OPTION_HELP = (
+    "LanceDB storage option KEY=VALUE for an object-store URI, repeatable "
+    "(aws_endpoint, aws_region, aws_access_key_id, allow_http …; AWS_* env vars work too)."
+)
+
+
+def _open_store(store: str, storage_option: list[str]) -> Store:
+    from videomem.memory.store import Store
+
+    return Store(store, storage_options=_storage_options(storage_option))
 
 
 @app.command()
@@ -100,6 +129,13 @@ def index(
     executor: str = typer.Option("auto", help="auto, local or ray."),
     workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    lease_ttl: float = typer.Option(
+        30.0, help="Object stores: seconds after which a killed job's writer lease expires."
+    ),
+    wait_for_writer: float = typer.Option(
+        0.0, help="Seconds to wait for another job writing to the same store (default: refuse)."
+    ),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -110,6 +146,7 @@ def index(
 
     from videomem.jobs.index import IndexJob, run_index
     from videomem.jobs.progress import PlainReporter, RichReporter, failure_line
+    from videomem.memory.lease import LeaseConfig
     from videomem.pipeline.errors import ConfigError, VideomemError
     from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
@@ -157,6 +194,8 @@ def index(
             workers=workers,
             ray_address=ray_address,
             from_list=str(from_list) if from_list else None,
+            storage_options=_storage_options(storage_option),
+            lease=LeaseConfig(ttl_s=lease_ttl, wait_s=wait_for_writer),
         )
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
@@ -182,17 +221,17 @@ def index(
 @app.command("ls")
 def ls_(
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
     status: str | None = typer.Option(None, help="Only 'indexed' or 'failed'."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
 ) -> None:
     """List stored videos with their status and error."""
     import json
 
-    from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
     try:
-        with Store(store) as st:
+        with _open_store(store, storage_option) as st:
             records = st.list_videos(status)  # type: ignore[arg-type]
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
@@ -215,17 +254,17 @@ def ls_(
 def show(
     video_id: str = typer.Argument(..., help="Video id (a unique prefix is enough)."),
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     plot: Path | None = typer.Option(None, help="Draw the slots along the timeline to this PNG."),
 ) -> None:
     """Print a video's memory slots (start, end, size); --plot draws them."""
     import json
 
-    from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
     try:
-        with Store(store) as st:
+        with _open_store(store, storage_option) as st:
             vid = st.resolve_video_id(video_id)
             mem = None
             rec = st.latest(vid)  # the memory a reader would load, else the latest failure
@@ -271,13 +310,13 @@ def show(
 def export(
     out_dir: Path = typer.Argument(..., help="Folder for videos.parquet and memories.parquet."),
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
 ) -> None:
     """Export the stored videos and memories as plain Parquet, for any other engine."""
-    from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
     try:
-        with Store(store) as st:
+        with _open_store(store, storage_option) as st:
             paths = st.export(out_dir)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None

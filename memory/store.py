@@ -21,11 +21,16 @@ than duplicates. A kill between 2 and 3 leaves stale rows nobody reads;
 A reader that raced a re-index (read the old ``run_id``, whose rows were then deleted)
 notices the slot count mismatch and reads again.
 
-One committer per table: only a :class:`Store` opened with ``writer=True`` may write,
-and for a local directory it holds an exclusive ``flock`` for its lifetime, so a second
-job on the same store fails fast instead of interleaving commits. Workers never write;
-they hand results to the job's driver. (Object-storage URIs have no lock: run one job
-per store there.)
+One committer per table: only a :class:`Store` opened with ``writer=True`` may write.
+It holds an exclusive ``flock`` on a local directory, a lease on object storage
+(:mod:`videomem.memory.lease`), for its lifetime and checks it before every commit step,
+so a second job on the same store refuses (or waits) instead of interleaving commits.
+Workers never write; they hand results to the job's driver.
+
+Object storage (``s3://``, ``gs://``, ``az://`` …) is configured with LanceDB's storage
+options (``aws_endpoint``, ``aws_region``, ``aws_access_key_id``, ``allow_http`` …),
+given as ``storage_options`` or in the environment (``AWS_*``), which both LanceDB and
+the lease read.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import datetime as dt
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from videomem.memory.lease import LeaseConfig, WriterLock, take_writer_lock
 from videomem.memory.schema import (
     EPOCH,
     KEY,
@@ -74,24 +80,37 @@ class Store:
     it if needed and takes the single-writer lock (see the module docstring).
     """
 
-    def __init__(self, uri: str | os.PathLike[str], *, writer: bool = False) -> None:
+    def __init__(
+        self,
+        uri: str | os.PathLike[str],
+        *,
+        writer: bool = False,
+        storage_options: Mapping[str, str] | None = None,
+        lease: LeaseConfig | None = None,
+    ) -> None:
         import lancedb
 
         self.uri = str(uri)
         self.writer = writer
-        self._lock_fd: int | None = None
+        self.storage_options = dict(storage_options or {})
+        self._lock: WriterLock | None = None
         local = "://" not in self.uri
         if local:
             path = Path(self.uri).expanduser()
             self.uri = str(path)
             if writer:
                 path.mkdir(parents=True, exist_ok=True)
-                self._lock_fd = _take_lock(path / ".writer.lock")
             elif not path.is_dir():
                 raise StoreError(f"no videomem store at {self.uri} (index some videos first)")
+        if writer:
+            self._lock = take_writer_lock(self.uri, self.storage_options, lease)
         try:
             # interval 0: every read sees the latest commit of any process (cheap locally)
-            self._db = lancedb.connect(self.uri, read_consistency_interval=dt.timedelta(0))
+            self._db = lancedb.connect(
+                self.uri,
+                read_consistency_interval=dt.timedelta(0),
+                storage_options=self.storage_options or None,
+            )
             names = set(self._db.list_tables().tables)
             if writer:
                 for name, schema in ((VIDEOS, VIDEOS_SCHEMA), (MEMORIES, MEMORIES_SCHEMA)):
@@ -119,9 +138,9 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -289,8 +308,12 @@ class Store:
     # ------------------------------------------------------------------ writes
 
     def _require_writer(self) -> None:
+        """Before every write: opened for writing and still the one writer."""
         if not self.writer:
             raise StoreError(f"store {self.uri} was opened read-only")
+        if self._lock is None:
+            raise StoreError(f"store {self.uri} was closed")
+        self._lock.check()
 
     def commit(self, outcomes: Sequence[VideoCommit]) -> list[VideoRecord]:
         """Commit several videos in three LanceDB commits (see the module docstring).
@@ -335,7 +358,8 @@ class Store:
             # 1. memory rows, invisible until a videos row names their run_id
             if mem_tables:
                 self._memories.add(pa.concat_tables(mem_tables))
-            # 2. the commit marker
+            # 2. the commit marker (only while surely still the one writer)
+            self._require_writer()
             (
                 self._videos.merge_insert(list(KEY))
                 .when_matched_update_all()
@@ -343,6 +367,7 @@ class Store:
                 .execute(videos)
             )
             # 3. drop replaced rows and orphans of these keys
+            self._require_writer()
             stale = " OR ".join(
                 f"({key_filter(r.key)}"
                 + (f" AND run_id != {sql_str(r.run_id)})" if r.run_id else ")")
@@ -350,6 +375,8 @@ class Store:
             )
             if self._memories.count_rows(stale):
                 self._memories.delete(stale)
+        except StoreError:
+            raise
         except Exception as e:
             raise StoreError(f"store {self.uri}: commit failed: {type(e).__name__}: {e}") from e
         return records
@@ -410,17 +437,3 @@ class Store:
         for k, p in paths.items():
             tmp[k].replace(p)  # atomic: a reader never sees a half-written file
         return paths
-
-
-def _take_lock(path: Path) -> int:
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreError(
-            f"another videomem job is writing to {path.parent}; one writer per store"
-        ) from None
-    return fd
