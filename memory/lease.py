@@ -178,6 +178,7 @@ class ObjectLease:
         self._etag: str | None = None
         self._valid_until = 0.0
         self._lost: str | None = None
+        self._last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -306,6 +307,7 @@ class ObjectLease:
                 log.error("store %s: writer lease lost: %s", self.uri, self._lost)
                 return
             except StoreError as e:  # unreachable: the lease runs out unless renewed later
+                self._last_error = str(e)
                 log.warning("%s", e)
 
     def check(self) -> None:
@@ -316,7 +318,9 @@ class ObjectLease:
         if left < self.config.ttl_s / 3:
             raise StoreError(
                 f"store {self.uri}: the writer lease could not be renewed in time "
-                f"({max(left, 0):.1f}s left of {self.config.ttl_s:.0f}s); not committing"
+                f"({max(left, 0):.1f}s left of {self.config.ttl_s:.0f}s"
+                + (f"; last error: {self._last_error}" if self._last_error else "")
+                + "); not committing. A slow or overloaded object store needs a longer lease ttl"
             )
 
     def release(self) -> None:

@@ -149,18 +149,22 @@ def test_every_video_failed_exits_1(videos: Path, env, tmp_path: Path) -> None:
 def test_ray_job_entry_point_builds_an_index_command(
     videos: Path, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the entry point is `videomem index` with --executor ray unless told otherwise
+    # `ray_job index …` is `videomem index …` with --executor ray unless told otherwise
     from videomem.jobs import ray_job
 
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(SystemExit) as exc:
-        ray_job.main([str(videos / "a.mp4"), "--store", str(tmp_path / "s"), "--model", "tiny",
+        ray_job.main(["index", str(videos / "a.mp4"), "--store", str(tmp_path / "s"), "--model", "tiny",
                       "--device", "cpu", "--executor", "local"])  # fmt: skip
     assert exc.value.code == 0
     with pytest.raises(SystemExit) as exc:
-        ray_job.main(["--help"])
+        ray_job.main(["index", "--help"])
     assert exc.value.code == 0
+    with pytest.raises(SystemExit) as exc:  # the stage is named, never guessed
+        ray_job.main([str(videos / "a.mp4")])
+    assert exc.value.code == 2
+    assert ray_job.STAGES["index"] == ["--executor", "ray"]
 
 
 def test_export_writes_parquet_any_reader_opens(indexed, env, tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ class StoreAt:
 
     def __init__(self, uri: str, options: dict[str, str]) -> None:
         self.uri, self.options = uri, options
-        self.lease = LeaseConfig(ttl_s=2.0)
+        self.lease = LeaseConfig(ttl_s=5.0)
 
     def open(self, writer: bool = False) -> Store:
         return Store(self.uri, writer=writer, storage_options=self.options, lease=self.lease)

@@ -22,7 +22,7 @@ from videomem.pipeline.errors import ConfigError, StoreError
 
 from tests.test_store import make_memory, record
 
-TTL = 2.0
+TTL = 4.0
 
 #: a writer process: takes the lease, says so, then obeys one line on stdin
 #: ("commit NAME" commits a video, "loop" commits videos until killed)
