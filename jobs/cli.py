@@ -325,6 +325,37 @@ def export(
 
 
 @app.command()
+def repair(
+    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the damaged files."),
+) -> None:
+    """Find damaged data files; drop them and mark the videos they held for re-indexing."""
+    from videomem.memory.repair import repair as repair_store
+    from videomem.memory.store import Store
+    from videomem.pipeline.errors import VideomemError
+
+    try:
+        options = _storage_options(storage_option)
+        with Store(store, writer=True, storage_options=options) as st:
+            report = repair_store(st, dry_run=dry_run)
+    except VideomemError as e:
+        raise _fail_usage(str(e)) from None
+    for d in report.damage:
+        typer.echo(f"damaged  {d.text()}")
+    if not report.damage:
+        typer.echo("no damaged data file found")
+    elif dry_run:
+        typer.echo(f"{len(report.damage)} damaged fragment(s); run without --dry-run to repair")
+    else:
+        typer.echo(
+            f"dropped {len(report.damage)} fragment(s); {len(report.videos_marked)} video(s) "
+            f"marked for re-indexing, {report.orphans_removed} orphan row(s) removed; "
+            "the next `videomem index` re-indexes them"
+        )
+
+
+@app.command()
 def probe(
     paths: list[Path] = typer.Argument(..., help="Video files and/or folders (walked)."),
     fps: float = typer.Option(1.0, help="Frames per second to sample while decoding."),

@@ -161,8 +161,25 @@ class Store:
         try:
             result: pa.Table = q.limit(None).to_arrow()
         except Exception as e:
-            raise StoreError(f"store {self.uri}: read failed: {type(e).__name__}: {e}") from e
+            raise self._damaged(table.name, "read", e) from e
         return result
+
+    def _damaged(self, table: str, action: str, e: Exception) -> StoreError:
+        """The error of a failed LanceDB read/write: which table, and what to do."""
+        msg = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
+        text = f"store {self.uri}: {action} of table {table} failed: {type(e).__name__}: {msg}. "
+        if any(s in str(e) for s in ("No space left", "File too large", "Disk quota")):
+            remedy = (
+                "The store's file system is full: free space and run the job again (what "
+                "was committed is kept; the interrupted commit left nothing visible)"
+            )
+        else:
+            remedy = (
+                f"If a data file of the store is damaged, `videomem repair --store "
+                f"{self.uri}` names it, drops it and marks the videos it held for "
+                "re-indexing; everything else is kept"
+            )
+        return StoreError(text + remedy)
 
     def list_videos(
         self,
@@ -301,6 +318,11 @@ class Store:
                     config_hash=rec.config_hash,
                 )
 
+    def memory_run_ids(self) -> list[str]:
+        """The ``run_id`` of every memory row, visible or not (one entry per row)."""
+        ids: list[str] = self._scan(self._memories, None, ["run_id"]).column("run_id").to_pylist()
+        return ids
+
     def count_rows(self) -> dict[str, int]:
         """Raw row counts (all rows, visible or not): for tests and diagnostics."""
         return {VIDEOS: self._videos.count_rows(), MEMORIES: self._memories.count_rows()}
@@ -356,10 +378,12 @@ class Store:
         )
         try:
             # 1. memory rows, invisible until a videos row names their run_id
+            table = MEMORIES
             if mem_tables:
                 self._memories.add(pa.concat_tables(mem_tables))
             # 2. the commit marker (only while surely still the one writer)
             self._require_writer()
+            table = VIDEOS
             (
                 self._videos.merge_insert(list(KEY))
                 .when_matched_update_all()
@@ -368,6 +392,7 @@ class Store:
             )
             # 3. drop replaced rows and orphans of these keys
             self._require_writer()
+            table = MEMORIES
             stale = " OR ".join(
                 f"({key_filter(r.key)}"
                 + (f" AND run_id != {sql_str(r.run_id)})" if r.run_id else ")")
@@ -378,7 +403,7 @@ class Store:
         except StoreError:
             raise
         except Exception as e:
-            raise StoreError(f"store {self.uri}: commit failed: {type(e).__name__}: {e}") from e
+            raise self._damaged(table, "commit", e) from e
         return records
 
     def collect_garbage(self) -> int:
@@ -392,7 +417,7 @@ class Store:
             .to_pylist()
             if r
         }
-        seen = set(self._scan(self._memories, None, ["run_id"]).column("run_id").to_pylist())
+        seen = set(self.memory_run_ids())
         orphans = sorted(seen - live)
         deleted = 0
         for i in range(0, len(orphans), 500):
