@@ -223,16 +223,27 @@ def ls_(
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
     storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
     status: str | None = typer.Option(None, help="Only 'indexed' or 'failed'."),
+    model: str | None = typer.Option(None, help="Only videos indexed with this --model."),
+    limit: int = typer.Option(100, help="Videos per page (0: all)."),
+    offset: int = typer.Option(0, help="Skip this many videos (the next page)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
 ) -> None:
-    """List stored videos with their status and error."""
+    """List stored videos with their status and error, a page at a time."""
     import json
 
     from videomem.pipeline.errors import VideomemError
 
     try:
         with _open_store(store, storage_option) as st:
-            records = st.list_videos(status)  # type: ignore[arg-type]
+            records = st.list_videos(
+                status,  # type: ignore[arg-type]
+                model=model,
+                limit=limit or None,
+                offset=offset,
+            )
+            if not as_json:
+                n_ok = st.count_videos("indexed", model=model) if status != "failed" else 0
+                n_bad = st.count_videos("failed", model=model) if status != "indexed" else 0
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     if as_json:
@@ -246,8 +257,13 @@ def ls_(
         )
         if r.error:
             typer.echo(f"{'':18}error: {r.error.splitlines()[0]}")
-    n_ok = sum(r.status == "indexed" for r in records)
-    typer.echo(f"{len(records)} video(s): {n_ok} indexed, {len(records) - n_ok} failed")
+    total = n_ok + n_bad
+    line = f"{total} video(s): {n_ok} indexed, {n_bad} failed"
+    if records and (offset or offset + len(records) < total):
+        line += f"; showing {offset + 1}-{offset + len(records)}"
+        if offset + len(records) < total:
+            line += f" (next page: --offset {offset + len(records)})"
+    typer.echo(line)
 
 
 @app.command()

@@ -151,15 +151,24 @@ class Store:
     # ------------------------------------------------------------------ reads
 
     def _scan(
-        self, table: Any, where: str | None, columns: Sequence[str] | None = None
+        self,
+        table: Any,
+        where: str | None,
+        columns: Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> pa.Table:
         q = table.search()
         if where:
             q = q.where(where)
         if columns is not None:
             q = q.select(list(columns))
+        q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         try:
-            result: pa.Table = q.limit(None).to_arrow()
+            result: pa.Table = q.to_arrow()
         except Exception as e:
             raise self._damaged(table.name, "read", e) from e
         return result
@@ -188,8 +197,41 @@ class Store:
         encoder_fingerprint: str | None = None,
         config_hash: str | None = None,
         video_id: str | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[VideoRecord]:
-        """Rows of the ``videos`` table, filtered, ordered by uri then indexed_at."""
+        """Rows of the ``videos`` table, filtered, ordered by uri then indexed_at.
+
+        With ``limit``, one page: ``limit`` rows from ``offset`` in storage order (about
+        commit order), then sorted; a page reads only as far as it reaches, so the first
+        page costs the same in a store of any size.
+        """
+        if (limit is not None and limit < 0) or offset < 0:
+            raise StoreError(f"limit and offset must be >= 0, got {limit}, {offset}")
+        if limit == 0:
+            return []
+        where = self._videos_filter(status, encoder_fingerprint, config_hash, video_id, model)
+        table = self._scan(self._videos, where, limit=limit, offset=offset)
+        records = [record_from_row(r) for r in table.to_pylist()]
+        return sorted(records, key=lambda r: (r.uri or "", r.indexed_at or EPOCH))
+
+    def count_videos(self, status: Status | None = None, *, model: str | None = None) -> int:
+        """How many ``videos`` rows match (reads the filtered columns only)."""
+        where = self._videos_filter(status, None, None, None, model)
+        try:
+            return int(self._videos.count_rows(where))
+        except Exception as e:
+            raise self._damaged(VIDEOS, "read", e) from e
+
+    @staticmethod
+    def _videos_filter(
+        status: Status | None,
+        encoder_fingerprint: str | None,
+        config_hash: str | None,
+        video_id: str | None,
+        model: str | None,
+    ) -> str | None:
         conds = []
         if status is not None:
             if status not in ("indexed", "failed"):
@@ -199,12 +241,11 @@ class Store:
             ("encoder_fingerprint", encoder_fingerprint),
             ("config_hash", config_hash),
             ("video_id", video_id),
+            ("model", model),
         ):
             if val is not None:
                 conds.append(f"{col} = {sql_str(val)}")
-        table = self._scan(self._videos, " AND ".join(conds) or None)
-        records = [record_from_row(r) for r in table.to_pylist()]
-        return sorted(records, key=lambda r: (r.uri or "", r.indexed_at or EPOCH))
+        return " AND ".join(conds) or None
 
     def get(self, key: tuple[str, str, str]) -> VideoRecord | None:
         """The ``videos`` row of one key, or None."""

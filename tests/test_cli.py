@@ -239,3 +239,23 @@ def test_summary_lists_a_bounded_number_of_failures(
     assert summary["failed"] == 3 and len(summary["failures"]) == 2
     rows = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
     assert len(rows) == 3  # every failure is still a row in the store
+
+
+def test_ls_pages_through_a_store(tmp_path: Path) -> None:
+    from videomem.memory.schema import VideoCommit
+    from videomem.memory.store import Store
+
+    from tests.test_store import make_memory, record
+
+    with Store(tmp_path / "s", writer=True) as st:
+        st.commit([VideoCommit(record(f"v{i}"), make_memory(f"v{i}")) for i in range(5)])
+        st.commit([VideoCommit(record("bad", status="failed", error="moov atom not found"))])
+    args = ["ls", "--store", str(tmp_path / "s")]
+    first = invoke({}, *args, "--limit", "4").stdout
+    assert "6 video(s): 5 indexed, 1 failed; showing 1-4 (next page: --offset 4)" in first
+    rest = invoke({}, *args, "--limit", "4", "--offset", "4").stdout
+    assert "showing 5-6" in rest and "next page" not in rest
+    shown = [ln.split()[0] for ln in (first + rest).splitlines() if ln[:1] in ("v", "b")]
+    assert sorted(shown) == ["bad", "v0", "v1", "v2", "v3", "v4", "video_id", "video_id"]
+    failed = json.loads(invoke({}, *args, "--status", "failed", "--json").stdout)
+    assert [r["video_id"] for r in failed] == ["bad"]

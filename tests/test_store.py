@@ -316,3 +316,25 @@ def test_reader_never_sees_a_mix_while_a_writer_replaces(backend: Backend) -> No
     assert not errors, errors
     assert seen == set(versions), "the reader never saw both versions"
     assert len(commits) >= 4, "the writer did not keep replacing the memory"
+
+
+def test_list_videos_pages_and_filters(store: Store) -> None:
+    ids = [f"v{i}" for i in range(7)]
+    store.commit(
+        [
+            VideoCommit(record(v, model="m1" if i % 2 else "m2"), make_memory(v, slots=2))
+            for i, v in enumerate(ids[:5])
+        ]
+    )
+    store.commit([VideoCommit(record(v, status="failed", error="bad")) for v in ids[5:]])
+    pages = [store.list_videos(limit=3, offset=k) for k in range(0, 9, 3)]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    got = [r.video_id for p in pages for r in p]
+    assert sorted(got) == ids and len(set(got)) == 7  # disjoint pages that cover all
+    assert store.list_videos(limit=0) == []
+    assert [r.video_id for r in store.list_videos("failed", limit=10)] == ["v5", "v6"]
+    assert {r.video_id for r in store.list_videos(model="m1")} == {"v1", "v3"}
+    assert (store.count_videos(), store.count_videos("indexed")) == (7, 5)
+    assert store.count_videos("indexed", model="m2") == 3
+    with pytest.raises(StoreError, match=">= 0"):
+        store.list_videos(limit=-1)
