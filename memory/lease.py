@@ -163,7 +163,19 @@ def object_store(uri: str, storage_options: Mapping[str, str]) -> Any:
 @dataclass(frozen=True)
 class _Seen:
     etag: str
+    version: str | None
     body: dict[str, Any]
+
+    def mode(self) -> dict[str, str]:
+        """The put mode that succeeds only if the object is still this one."""
+        return _update_mode(self.etag, self.version)
+
+
+def _update_mode(etag: str | None, version: str | None) -> dict[str, str]:
+    mode = {"e_tag": etag or ""}
+    if version:
+        mode["version"] = version
+    return mode
 
 
 class ObjectLease:
@@ -176,6 +188,8 @@ class ObjectLease:
         self._id = uuid.uuid4().hex
         self._count = 0
         self._etag: str | None = None
+        #: the object's version where the store has one (GCS generation, S3 versioning)
+        self._version: str | None = None
         self._valid_until = 0.0
         self._lost: str | None = None
         self._last_error: str | None = None
@@ -220,7 +234,7 @@ class ObjectLease:
             return False
         except Exception as e:
             raise StoreError(f"store {self.uri}: cannot write its writer lease: {e}") from e
-        self._etag = result["e_tag"]
+        self._etag, self._version = result["e_tag"], result.get("version")
         self._valid_until = started + self.config.ttl_s
         return True
 
@@ -239,7 +253,10 @@ class ObjectLease:
             body = json.loads(raw)
         except ValueError:
             body = {}  # unreadable: treated like a silent holder with our ttl
-        return _Seen(str(got.meta["e_tag"]), body if isinstance(body, dict) else {})
+        meta = got.meta
+        return _Seen(
+            str(meta["e_tag"]), meta.get("version"), body if isinstance(body, dict) else {}
+        )
 
     def _acquire(self) -> None:
         cfg = self.config
@@ -250,7 +267,7 @@ class ObjectLease:
             seen = self._read()
             if seen is None:
                 continue  # vanished between our put and read (deleted by hand): retry
-            if self._free(seen) and self._put({"e_tag": seen.etag}):
+            if self._free(seen) and self._put(seen.mode()):
                 log.info("took over the writer lease of %s (%s)", self.uri, _who(seen.body))
                 return
             ttl = max(cfg.ttl_s, float(seen.body.get("ttl_s") or 0))
@@ -266,7 +283,7 @@ class ObjectLease:
                     alive = now is not None and not self._free(now)
                     break
             else:  # silent for a whole ttl: its holder is gone
-                if self._put({"e_tag": seen.etag}):
+                if self._put(seen.mode()):
                     log.info("took over the silent writer lease of %s", self.uri)
                     return
                 continue  # another contender won the swap
@@ -295,12 +312,11 @@ class ObjectLease:
         period = self.config.ttl_s / 3
         while not self._stop.wait(period):
             try:
-                if self._put({"e_tag": self._etag}):
+                if self._put(_update_mode(self._etag, self._version)):
                     continue
                 seen = self._read()  # our last put may have landed without its reply
                 if seen is not None and seen.body.get("holder") == self._id:
-                    self._etag = seen.etag
-                    self._put({"e_tag": self._etag})
+                    self._put(seen.mode())
                     continue
                 who = _who(seen.body) if seen is not None else "nobody (lease deleted)"
                 self._lost = f"taken over by {who}"
@@ -333,9 +349,8 @@ class ObjectLease:
         import obstore
 
         try:
-            obstore.put(
-                self._store, LEASE_NAME, self._body(released=True), mode={"e_tag": self._etag}
-            )
+            mode = _update_mode(self._etag, self._version)
+            obstore.put(self._store, LEASE_NAME, self._body(released=True), mode=mode)
         except Exception as e:  # it runs out by itself
             log.warning("store %s: could not release the writer lease: %s", self.uri, e)
         self._etag = None
