@@ -14,6 +14,7 @@ import typer
 
 if TYPE_CHECKING:
     from videomem.memory.schema import VideoRecord
+    from videomem.memory.store import Store
 
 app = typer.Typer(
     name="videomem",
@@ -51,7 +52,7 @@ def _fail_usage(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _parse_options(items: list[str]) -> dict[str, object]:
+def _parse_options(items: list[str], what: str = "encoder option") -> dict[str, object]:
     """KEY=VALUE strings -> dict; values are JSON when they parse (numbers, true,
     null), else plain strings."""
     import json
@@ -62,12 +63,37 @@ def _parse_options(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"encoder option {item!r} is not KEY=VALUE")
+            raise ConfigError(f"{what} {item!r} is not KEY=VALUE")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+def _storage_options(items: list[str]) -> dict[str, str]:
+    """--storage-option KEY=VALUE strings -> LanceDB storage options (all strings)."""
+    from videomem.pipeline.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"storage option {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+_STORAGE_OPTION_HELP = (
+    "LanceDB storage option KEY=VALUE for an object-store URI, repeatable "
+    "(aws_endpoint, aws_region, aws_access_key_id, allow_http …; AWS_* env vars work too)."
+)
+
+
+def _open_store(store: str, storage_option: list[str]) -> Store:
+    from videomem.memory.store import Store
+
+    return Store(store, storage_options=_storage_options(storage_option))
 
 
 @app.command()
@@ -123,6 +149,13 @@ def index(
     executor: str = typer.Option("auto", help="auto, local or ray."),
     workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    lease_ttl: float = typer.Option(
+        30.0, help="Object stores: seconds after which a killed job's writer lease expires."
+    ),
+    wait_for_writer: float = typer.Option(
+        0.0, help="Seconds to wait for another job writing to the same store (default: refuse)."
+    ),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -133,6 +166,7 @@ def index(
 
     from videomem.jobs.index import IndexJob, run_index
     from videomem.jobs.progress import PlainReporter, RichReporter, failure_line
+    from videomem.memory.lease import LeaseConfig
     from videomem.pipeline.errors import ConfigError, VideomemError
     from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
@@ -198,6 +232,8 @@ def index(
             workers=workers,
             ray_address=ray_address,
             from_list=str(from_list) if from_list else None,
+            storage_options=_storage_options(storage_option),
+            lease=LeaseConfig(ttl_s=lease_ttl, wait_s=wait_for_writer),
         )
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
@@ -223,18 +259,29 @@ def index(
 @app.command("ls")
 def ls_(
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
     status: str | None = typer.Option(None, help="Only 'indexed' or 'failed'."),
+    model: str | None = typer.Option(None, help="Only videos indexed with this --model."),
+    limit: int = typer.Option(100, help="Videos per page (0: all)."),
+    offset: int = typer.Option(0, help="Skip this many videos (the next page)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
 ) -> None:
-    """List stored videos with their status and error."""
+    """List stored videos with their status and error, a page at a time."""
     import json
 
-    from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
     try:
-        with Store(store) as st:
-            records = st.list_videos(status)  # type: ignore[arg-type]
+        with _open_store(store, storage_option) as st:
+            records = st.list_videos(
+                status,  # type: ignore[arg-type]
+                model=model,
+                limit=limit or None,
+                offset=offset,
+            )
+            if not as_json:
+                n_ok = st.count_videos("indexed", model=model) if status != "failed" else 0
+                n_bad = st.count_videos("failed", model=model) if status != "indexed" else 0
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     if as_json:
@@ -248,26 +295,31 @@ def ls_(
         )
         if r.error:
             typer.echo(f"{'':18}error: {r.error.splitlines()[0]}")
-    n_ok = sum(r.status == "indexed" for r in records)
-    typer.echo(f"{len(records)} video(s): {n_ok} indexed, {len(records) - n_ok} failed")
+    total = n_ok + n_bad
+    line = f"{total} video(s): {n_ok} indexed, {n_bad} failed"
+    if records and (offset or offset + len(records) < total):
+        line += f"; showing {offset + 1}-{offset + len(records)}"
+        if offset + len(records) < total:
+            line += f" (next page: --offset {offset + len(records)})"
+    typer.echo(line)
 
 
 @app.command()
 def show(
     video_id: str = typer.Argument(..., help="Video id (a unique prefix is enough)."),
     store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     plot: Path | None = typer.Option(None, help="Draw the slots along the timeline to this PNG."),
 ) -> None:
     """Print a video's memory slots (start, end, size) and captions; --plot draws them."""
     import json
 
-    from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
     from videomem.qa.timeline import span_text
 
     try:
-        with Store(store) as st:
+        with _open_store(store, storage_option) as st:
             vid = st.resolve_video_id(video_id)
             mem = None
             rec = st.latest(vid)  # the memory a reader would load, else the latest failure
@@ -339,18 +391,49 @@ def export(
     tokens: bool = typer.Option(
         True, "--tokens/--no-tokens", help="Include the memories' token bytes (most of a store)."
     ),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
 ) -> None:
     """Export every table (videos, memories, captions, answers) as plain Parquet."""
-    from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
     try:
-        with Store(store) as st:
+        with _open_store(store, storage_option) as st:
             paths = st.export(out_dir, tokens=tokens)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
     for name, path in paths.items():
         typer.echo(f"{name:9} {path}")
+
+
+@app.command()
+def repair(
+    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the damaged files."),
+) -> None:
+    """Find damaged data files; drop them and mark the videos they held for re-indexing."""
+    from videomem.memory.repair import repair as repair_store
+    from videomem.memory.store import Store
+    from videomem.pipeline.errors import VideomemError
+
+    try:
+        options = _storage_options(storage_option)
+        with Store(store, writer=True, storage_options=options) as st:
+            report = repair_store(st, dry_run=dry_run)
+    except VideomemError as e:
+        raise _fail_usage(str(e)) from None
+    for d in report.damage:
+        typer.echo(f"damaged  {d.text()}")
+    if not report.damage:
+        typer.echo("no damaged data file found")
+    elif dry_run:
+        typer.echo(f"{len(report.damage)} damaged fragment(s); run without --dry-run to repair")
+    else:
+        typer.echo(
+            f"dropped {len(report.damage)} fragment(s); {len(report.videos_marked)} video(s) "
+            f"marked for re-indexing, {report.orphans_removed} orphan row(s) removed; "
+            "the next `videomem index` re-indexes them"
+        )
 
 
 @app.command()

@@ -35,6 +35,7 @@ from typing import Any
 from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
 from videomem.jobs.index_step import IndexOutcome
 from videomem.jobs.progress import NullReporter, Reporter
+from videomem.memory.lease import LeaseConfig
 from videomem.memory.schema import VideoRecord
 from videomem.memory.store import Store
 from videomem.pipeline.errors import ConfigError, VideomemError
@@ -215,6 +216,11 @@ class IndexJob:
     commit_batch: int = 16
     #: compact the tables at the end when at least this many videos were committed
     optimize_after: int = 1
+    #: LanceDB storage options of an object-store URI (endpoint, region, keys …);
+    #: stay on the driver, workers never open the store
+    storage_options: dict[str, str] = field(default_factory=dict)
+    #: the writer lease on object storage (ttl, how long to wait for another writer)
+    lease: LeaseConfig = field(default_factory=LeaseConfig)
 
     def __post_init__(self) -> None:
         if self.commit_batch < 1:
@@ -306,7 +312,9 @@ def run_index(
         where = ", ".join([*map(str, job.paths), *([job.from_list] if job.from_list else [])])
         raise ConfigError(f"no video files found in {where}")
     summary = IndexSummary(store=job.store)
-    with Store(job.store, writer=True) as store:
+    with Store(
+        job.store, writer=True, storage_options=job.storage_options, lease=job.lease
+    ) as store:
         removed = store.collect_garbage()
         if removed:
             log.info("removed %d orphan memory rows left by an interrupted run", removed)

@@ -21,11 +21,16 @@ than duplicates. A kill between 2 and 3 leaves stale rows nobody reads;
 A reader that raced a re-index (read the old ``run_id``, whose rows were then deleted)
 notices the slot count mismatch and reads again.
 
-One committer per table: only a :class:`Store` opened with ``writer=True`` may write,
-and for a local directory it holds an exclusive ``flock`` for its lifetime, so a second
-job on the same store fails fast instead of interleaving commits. Workers never write;
-they hand results to the job's driver. (Object-storage URIs have no lock: run one job
-per store there.)
+One committer per table: only a :class:`Store` opened with ``writer=True`` may write.
+It holds an exclusive ``flock`` on a local directory, a lease on object storage
+(:mod:`videomem.memory.lease`), for its lifetime and checks it before every commit step,
+so a second job on the same store refuses (or waits) instead of interleaving commits.
+Workers never write; they hand results to the job's driver.
+
+Object storage (``s3://``, ``gs://``, ``az://`` …) is configured with LanceDB's storage
+options (``aws_endpoint``, ``aws_region``, ``aws_access_key_id``, ``allow_http`` …),
+given as ``storage_options`` or in the environment (``AWS_*``), which both LanceDB and
+the lease read.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import datetime as dt
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
+from videomem.memory.lease import LeaseConfig, WriterLock, take_writer_lock
 from videomem.memory.schema import (
     ADDED_COLUMNS,
     EPOCH,
@@ -75,24 +81,37 @@ class Store:
     it if needed and takes the single-writer lock (see the module docstring).
     """
 
-    def __init__(self, uri: str | os.PathLike[str], *, writer: bool = False) -> None:
+    def __init__(
+        self,
+        uri: str | os.PathLike[str],
+        *,
+        writer: bool = False,
+        storage_options: Mapping[str, str] | None = None,
+        lease: LeaseConfig | None = None,
+    ) -> None:
         import lancedb
 
         self.uri = str(uri)
         self.writer = writer
-        self._lock_fd: int | None = None
+        self.storage_options = dict(storage_options or {})
+        self._lock: WriterLock | None = None
         local = "://" not in self.uri
         if local:
             path = Path(self.uri).expanduser()
             self.uri = str(path)
             if writer:
                 path.mkdir(parents=True, exist_ok=True)
-                self._lock_fd = _take_lock(path / ".writer.lock")
             elif not path.is_dir():
                 raise StoreError(f"no videomem store at {self.uri} (index some videos first)")
+        if writer:
+            self._lock = take_writer_lock(self.uri, self.storage_options, lease)
         try:
             # interval 0: every read sees the latest commit of any process (cheap locally)
-            self._db = lancedb.connect(self.uri, read_consistency_interval=dt.timedelta(0))
+            self._db = lancedb.connect(
+                self.uri,
+                read_consistency_interval=dt.timedelta(0),
+                storage_options=self.storage_options or None,
+            )
             names = set(self._db.list_tables().tables)
             if writer:
                 for name, schema in ((VIDEOS, VIDEOS_SCHEMA), (MEMORIES, MEMORIES_SCHEMA)):
@@ -130,9 +149,9 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -148,18 +167,44 @@ class Store:
     # ------------------------------------------------------------------ reads
 
     def _scan(
-        self, table: Any, where: str | None, columns: Sequence[str] | None = None
+        self,
+        table: Any,
+        where: str | None,
+        columns: Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> pa.Table:
         q = table.search()
         if where:
             q = q.where(where)
         if columns is not None:
             q = q.select(list(columns))
+        q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         try:
-            result: pa.Table = q.limit(None).to_arrow()
+            result: pa.Table = q.to_arrow()
         except Exception as e:
-            raise StoreError(f"store {self.uri}: read failed: {type(e).__name__}: {e}") from e
+            raise self._damaged(table.name, "read", e) from e
         return result
+
+    def _damaged(self, table: str, action: str, e: Exception) -> StoreError:
+        """The error of a failed LanceDB read/write: which table, and what to do."""
+        msg = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
+        text = f"store {self.uri}: {action} of table {table} failed: {type(e).__name__}: {msg}. "
+        if any(s in str(e) for s in ("No space left", "File too large", "Disk quota")):
+            remedy = (
+                "The store's file system is full: free space and run the job again (what "
+                "was committed is kept; the interrupted commit left nothing visible)"
+            )
+        else:
+            remedy = (
+                f"If a data file of the store is damaged, `videomem repair --store "
+                f"{self.uri}` names it, drops it and marks the videos it held for "
+                "re-indexing; everything else is kept"
+            )
+        return StoreError(text + remedy)
 
     def list_videos(
         self,
@@ -168,8 +213,41 @@ class Store:
         encoder_fingerprint: str | None = None,
         config_hash: str | None = None,
         video_id: str | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[VideoRecord]:
-        """Rows of the ``videos`` table, filtered, ordered by uri then indexed_at."""
+        """Rows of the ``videos`` table, filtered, ordered by uri then indexed_at.
+
+        With ``limit``, one page: ``limit`` rows from ``offset`` in storage order (about
+        commit order), then sorted; a page reads only as far as it reaches, so the first
+        page costs the same in a store of any size.
+        """
+        if (limit is not None and limit < 0) or offset < 0:
+            raise StoreError(f"limit and offset must be >= 0, got {limit}, {offset}")
+        if limit == 0:
+            return []
+        where = self._videos_filter(status, encoder_fingerprint, config_hash, video_id, model)
+        table = self._scan(self._videos, where, limit=limit, offset=offset)
+        records = [record_from_row(r) for r in table.to_pylist()]
+        return sorted(records, key=lambda r: (r.uri or "", r.indexed_at or EPOCH))
+
+    def count_videos(self, status: Status | None = None, *, model: str | None = None) -> int:
+        """How many ``videos`` rows match (reads the filtered columns only)."""
+        where = self._videos_filter(status, None, None, None, model)
+        try:
+            return int(self._videos.count_rows(where))
+        except Exception as e:
+            raise self._damaged(VIDEOS, "read", e) from e
+
+    @staticmethod
+    def _videos_filter(
+        status: Status | None,
+        encoder_fingerprint: str | None,
+        config_hash: str | None,
+        video_id: str | None,
+        model: str | None,
+    ) -> str | None:
         conds = []
         if status is not None:
             if status not in ("indexed", "failed"):
@@ -179,12 +257,11 @@ class Store:
             ("encoder_fingerprint", encoder_fingerprint),
             ("config_hash", config_hash),
             ("video_id", video_id),
+            ("model", model),
         ):
             if val is not None:
                 conds.append(f"{col} = {sql_str(val)}")
-        table = self._scan(self._videos, " AND ".join(conds) or None)
-        records = [record_from_row(r) for r in table.to_pylist()]
-        return sorted(records, key=lambda r: (r.uri or "", r.indexed_at or EPOCH))
+        return " AND ".join(conds) or None
 
     def get(self, key: tuple[str, str, str]) -> VideoRecord | None:
         """The ``videos`` row of one key, or None."""
@@ -304,6 +381,11 @@ class Store:
                     config_hash=rec.config_hash,
                 )
 
+    def memory_run_ids(self) -> list[str]:
+        """The ``run_id`` of every memory row, visible or not (one entry per row)."""
+        ids: list[str] = self._scan(self._memories, None, ["run_id"]).column("run_id").to_pylist()
+        return ids
+
     def count_rows(self) -> dict[str, int]:
         """Raw row counts (all rows, visible or not): for tests and diagnostics."""
         return {VIDEOS: self._videos.count_rows(), MEMORIES: self._memories.count_rows()}
@@ -311,8 +393,12 @@ class Store:
     # ------------------------------------------------------------------ writes
 
     def _require_writer(self) -> None:
+        """Before every write: opened for writing and still the one writer."""
         if not self.writer:
             raise StoreError(f"store {self.uri} was opened read-only")
+        if self._lock is None:
+            raise StoreError(f"store {self.uri} was closed")
+        self._lock.check()
 
     def commit(self, outcomes: Sequence[VideoCommit]) -> list[VideoRecord]:
         """Commit several videos in three LanceDB commits (see the module docstring).
@@ -357,9 +443,12 @@ class Store:
         )
         try:
             # 1. memory rows, invisible until a videos row names their run_id
+            table = MEMORIES
             if mem_tables:
                 self._memories.add(pa.concat_tables(mem_tables))
-            # 2. the commit marker
+            # 2. the commit marker (only while surely still the one writer)
+            self._require_writer()
+            table = VIDEOS
             (
                 self._videos.merge_insert(list(KEY))
                 .when_matched_update_all()
@@ -367,6 +456,8 @@ class Store:
                 .execute(videos)
             )
             # 3. drop replaced rows and orphans of these keys
+            self._require_writer()
+            table = MEMORIES
             stale = " OR ".join(
                 f"({key_filter(r.key)}"
                 + (f" AND run_id != {sql_str(r.run_id)})" if r.run_id else ")")
@@ -374,8 +465,10 @@ class Store:
             )
             if self._memories.count_rows(stale):
                 self._memories.delete(stale)
+        except StoreError:
+            raise
         except Exception as e:
-            raise StoreError(f"store {self.uri}: commit failed: {type(e).__name__}: {e}") from e
+            raise self._damaged(table, "commit", e) from e
         return records
 
     def collect_garbage(self) -> int:
@@ -389,7 +482,7 @@ class Store:
             .to_pylist()
             if r
         }
-        seen = set(self._scan(self._memories, None, ["run_id"]).column("run_id").to_pylist())
+        seen = set(self.memory_run_ids())
         orphans = sorted(seen - live)
         deleted = 0
         for i in range(0, len(orphans), 500):
@@ -482,17 +575,3 @@ class Store:
         from videomem.memory.export import export_store
 
         return export_store(self, out_dir, tokens=tokens)
-
-
-def _take_lock(path: Path) -> int:
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreError(
-            f"another videomem job is writing to {path.parent}; one writer per store"
-        ) from None
-    return fd

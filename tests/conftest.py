@@ -74,3 +74,13 @@ def smollm2() -> Path:
     from videomem.qa.prepared import prepare
 
     return prepare("smollm2")
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A local S3-compatible server (moto) for object-store tests; see tests/s3.py."""
+    from tests.s3 import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()

@@ -157,18 +157,22 @@ def test_every_video_failed_exits_1(videos: Path, env, tmp_path: Path) -> None:
 def test_ray_job_entry_point_builds_an_index_command(
     videos: Path, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the entry point is `videomem index` with --executor ray unless told otherwise
+    # `ray_job index …` is `videomem index …` with --executor ray unless told otherwise
     from videomem.jobs import ray_job
 
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(SystemExit) as exc:
-        ray_job.main([str(videos / "a.mp4"), "--store", str(tmp_path / "s"), "--model", "tiny",
+        ray_job.main(["index", str(videos / "a.mp4"), "--store", str(tmp_path / "s"), "--model", "tiny",
                       "--device", "cpu", "--executor", "local"])  # fmt: skip
     assert exc.value.code == 0
     with pytest.raises(SystemExit) as exc:
-        ray_job.main(["--help"])
+        ray_job.main(["index", "--help"])
     assert exc.value.code == 0
+    with pytest.raises(SystemExit) as exc:  # the stage is named, never guessed
+        ray_job.main([str(videos / "a.mp4")])
+    assert exc.value.code == 2
+    assert ray_job.STAGES["index"] == ["--executor", "ray"]
 
 
 def test_export_writes_parquet_any_reader_opens(indexed, env, tmp_path: Path) -> None:
@@ -301,3 +305,23 @@ def test_memory_presets_and_threshold_reach_the_stored_config(
             want["threshold"] = 0.5
         assert used == {k: list(v) if isinstance(v, tuple) else v for k, v in want.items()}
     assert len(set(hashes.values())) == len(runs)
+
+
+def test_ls_pages_through_a_store(tmp_path: Path) -> None:
+    from videomem.memory.schema import VideoCommit
+    from videomem.memory.store import Store
+
+    from tests.test_store import make_memory, record
+
+    with Store(tmp_path / "s", writer=True) as st:
+        st.commit([VideoCommit(record(f"v{i}"), make_memory(f"v{i}")) for i in range(5)])
+        st.commit([VideoCommit(record("bad", status="failed", error="moov atom not found"))])
+    args = ["ls", "--store", str(tmp_path / "s")]
+    first = invoke({}, *args, "--limit", "4").stdout
+    assert "6 video(s): 5 indexed, 1 failed; showing 1-4 (next page: --offset 4)" in first
+    rest = invoke({}, *args, "--limit", "4", "--offset", "4").stdout
+    assert "showing 5-6" in rest and "next page" not in rest
+    shown = [ln.split()[0] for ln in (first + rest).splitlines() if ln[:1] in ("v", "b")]
+    assert sorted(shown) == ["bad", "v0", "v1", "v2", "v3", "v4", "video_id", "video_id"]
+    failed = json.loads(invoke({}, *args, "--status", "failed", "--json").stdout)
+    assert [r["video_id"] for r in failed] == ["bad"]

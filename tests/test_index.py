@@ -18,6 +18,7 @@ from videomem.jobs.executor import LocalExecutor, RayExecutor
 from videomem.jobs.index import IndexJob, IndexStepSpec, TaskSpec, WorkItem, run_index
 from videomem.jobs.index_step import BatchPrefetcher, index_one, index_video
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.lease import LeaseConfig
 from videomem.memory.store import Store
 from videomem.pipeline.decode import decode
 from videomem.pipeline.errors import DecodeError, EncoderError
@@ -73,9 +74,39 @@ def corpus(
     return d, [broken["missing"]]
 
 
-def job(paths: list[Path], store: Path, tiny_dir: Path, **kw) -> IndexJob:
+class StoreAt:
+    """Where a job's store lives: a local directory or ``s3://`` on the local S3 server
+    (opened with storage options and a short writer lease, as a user would)."""
+
+    def __init__(self, uri: str, options: dict[str, str]) -> None:
+        self.uri, self.options = uri, options
+        self.lease = LeaseConfig(ttl_s=5.0)
+
+    def open(self, writer: bool = False) -> Store:
+        return Store(self.uri, writer=writer, storage_options=self.options, lease=self.lease)
+
+    def job_kw(self) -> dict:
+        return {"storage_options": self.options, "lease": self.lease}
+
+    def cli_args(self) -> list[str]:
+        opts = [a for k, v in self.options.items() for a in ("--storage-option", f"{k}={v}")]
+        return ["--store", self.uri, *opts, "--lease-ttl", str(self.lease.ttl_s)]
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> StoreAt:
+    if request.param == "local":
+        return StoreAt(str(tmp_path / "store"), {})
+    s3 = request.getfixturevalue("s3")
+    return StoreAt(s3.new_store_uri(), s3.options())
+
+
+def job(paths: list[Path], store: Path | StoreAt, tiny_dir: Path, **kw) -> IndexJob:
     kw.setdefault("decode", DecodeConfig(fps=2.0))
     kw.setdefault("memory", SMALL_MEMORY)
+    if isinstance(store, StoreAt):
+        kw = {**store.job_kw(), **kw}
+        store = store.uri  # type: ignore[assignment]
     return IndexJob(
         paths=[str(p) for p in paths],
         store=str(store),
@@ -229,18 +260,18 @@ def test_encoder_failure_stops_the_decoder(clip: Path, encoder) -> None:
 
 
 def test_folder_job_statuses_errors_spans_rerun_and_force(
-    corpus: tuple[Path, list[Path]], tmp_path: Path, tiny_dir: Path
+    corpus: tuple[Path, list[Path]], store_at: StoreAt, tiny_dir: Path
 ) -> None:
     folder, extra = corpus
     good = {"scenes.mp4", "pattern.mkv", "carphone_pristine.mp4", "bikes.mp4"}
     bad = {"empty.mp4", "random.mp4", "notes.mp4", "truncated.mp4", "audio_only.mp4",
            "zero_duration.mp4", "missing.mp4"}  # fmt: skip
-    store_dir = tmp_path / "store"
+    store_dir = store_at
     s = run_index(job([folder, *extra], store_dir, tiny_dir))
     assert (s.videos, s.indexed, s.failed, s.skipped) == (11, 4, 7, 0), s.failures
     assert s.frames > 0 and s.frames_per_s > 0
 
-    with Store(store_dir) as store:
+    with store_at.open() as store:
         rows = {Path(r.uri).name: r for r in store.list_videos()}
         assert set(rows) == good | bad
         for name in bad:
@@ -270,7 +301,7 @@ def test_folder_job_statuses_errors_spans_rerun_and_force(
 
     again = run_index(job([folder, *extra], store_dir, tiny_dir))
     assert (again.indexed, again.failed, again.skipped) == (0, 0, 11)
-    with Store(store_dir) as store:
+    with store_at.open() as store:
         assert store.count_rows() == counts
 
     forced = run_index(
@@ -279,7 +310,7 @@ def test_folder_job_statuses_errors_spans_rerun_and_force(
     assert (forced.indexed, forced.failed) == (2, 0)
     retried = run_index(job([folder / "sub" / "broken"], store_dir, tiny_dir, retry_failed=True))
     assert (retried.indexed, retried.failed) == (0, 6)
-    with Store(store_dir) as store:
+    with store_at.open() as store:
         assert store.count_rows() == counts  # replaced, not duplicated
         now = {r.video_id: r.run_id for r in store.list_videos()}
         assert {v for v in now if now[v] != run_ids[v]} == {
@@ -292,7 +323,7 @@ def test_folder_job_statuses_errors_spans_rerun_and_force(
         job([folder / "scenes.mp4"], store_dir, tiny_dir, decode=DecodeConfig(fps=1.0))
     )
     assert other.indexed == 1 and other.config_hash != s.config_hash
-    with Store(store_dir) as store:
+    with store_at.open() as store:
         assert len(store.list_videos(video_id=rows["scenes.mp4"].video_id)) == 2
 
 
@@ -408,14 +439,15 @@ def _consistent(store: Store) -> list[str]:
 
 
 @pytest.mark.slow  # two subprocess runs with a model load each (~15 s)
-def test_sigkill_midway_then_rerun_completes(tmp_path: Path, tiny_dir: Path) -> None:
+def test_sigkill_midway_then_rerun_completes(
+    tmp_path: Path, tiny_dir: Path, store_at: StoreAt
+) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(6):
         make_pattern(videos / f"v{i}.mp4", seconds=6 + i, rate=10)
-    store_dir = tmp_path / "store"
     cmd = [
-        sys.executable, "-m", "videomem.jobs.cli", "index", str(videos), "--store", str(store_dir),
+        sys.executable, "-m", "videomem.jobs.cli", "index", str(videos), *store_at.cli_args(),
         "--model", str(tiny_dir), "--fps", "10", "--batch-size", "4", "--device", "cpu",
         "--executor", "local",
     ]  # fmt: skip
@@ -425,7 +457,7 @@ def test_sigkill_midway_then_rerun_completes(tmp_path: Path, tiny_dir: Path) -> 
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             try:
-                with Store(store_dir) as reader:
+                with store_at.open() as reader:
                     seen |= set(_consistent(reader))  # a reader mid-run: never partial
             except Exception as e:  # store not created yet
                 if "no videomem store" not in str(e):
@@ -438,13 +470,13 @@ def test_sigkill_midway_then_rerun_completes(tmp_path: Path, tiny_dir: Path) -> 
     finally:
         proc.kill()
         proc.communicate()
-    with Store(store_dir) as reader:
+    with store_at.open() as reader:
         killed_state = _consistent(reader)
         assert 1 <= len(killed_state) < 6
 
     rerun = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    with Store(store_dir) as store:
+    with store_at.open() as store:
         rows = store.list_videos()
         assert len(rows) == 6 and all(r.status == "indexed" for r in rows)
         assert len(_consistent(store)) == 6

@@ -1,4 +1,8 @@
-"""The LanceDB memory store: round trips, atomic visibility, replacement, export."""
+"""The LanceDB memory store: round trips, atomic visibility, replacement, export.
+
+Every test that opens a store runs twice: on a local directory and on ``s3://`` served
+by a local S3-compatible server (``tests/s3.py``), opened through storage options.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from videomem.memory.lease import LeaseConfig
 from videomem.memory.schema import (
     MEMORIES_SCHEMA,
     VIDEOS_SCHEMA,
@@ -76,9 +81,35 @@ def record(
     )
 
 
+#: short lease so writer tests on object storage take seconds
+LEASE = LeaseConfig(ttl_s=3.0)
+
+
+class Backend:
+    """Where a test's stores live: local directories or prefixes of one S3 bucket."""
+
+    def __init__(self, root: str, options: dict[str, str]) -> None:
+        self.root, self.options = root, options
+
+    def uri(self, name: str = "store") -> str:
+        return f"{self.root}/{name}"
+
+    def open(self, name: str = "store", writer: bool = False, **kw: object) -> Store:
+        kw.setdefault("lease", LEASE)
+        return Store(self.uri(name), writer=writer, storage_options=self.options, **kw)
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "local":
+        return Backend(str(tmp_path), {})
+    s3 = request.getfixturevalue("s3")
+    return Backend(s3.new_store_uri(), s3.options())
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "store", writer=True) as s:
+def store(backend: Backend) -> Store:
+    with backend.open(writer=True) as s:
         yield s
 
 
@@ -150,14 +181,16 @@ def test_failure_rows_and_status_filter(store: Store) -> None:
     assert store.list_videos("indexed") == [] and store.count_rows()["memories"] == 0
 
 
-def test_memory_rows_without_marker_are_invisible_and_collected(store: Store) -> None:
+def test_memory_rows_without_marker_are_invisible_and_collected(
+    store: Store, tmp_path: Path
+) -> None:
     # the state a SIGKILL between step 1 (rows) and step 2 (marker) leaves behind
     store._memories.add(memory_rows(make_memory("x"), ("x", "enc:abc:float32", "cfg1"), "deadrun"))
     assert store.list_videos() == []
     with pytest.raises(StoreError):
         store.load_memory("x")
-    assert store.export(store.uri + "-export")  # export ignores them too
-    assert pq.read_table(store.uri + "-export/memories.parquet").num_rows == 0
+    assert store.export(tmp_path / "export")  # export ignores them too
+    assert pq.read_table(tmp_path / "export" / "memories.parquet").num_rows == 0
     assert store.collect_garbage() == 7
     assert store.count_rows()["memories"] == 0
 
@@ -199,18 +232,18 @@ def test_resolve_prefix(store: Store) -> None:
         store.resolve_video_id("q")
 
 
-def test_single_writer_lock_and_read_only(tmp_path: Path) -> None:
+def test_single_writer_lock_and_read_only(backend: Backend) -> None:
     with pytest.raises(StoreError, match="no videomem store"):
-        Store(tmp_path / "nothing")
-    with Store(tmp_path / "s", writer=True) as w:
+        backend.open("nothing")
+    with backend.open("s", writer=True) as w:
         with pytest.raises(StoreError, match="another videomem job"):
-            Store(tmp_path / "s", writer=True)
-        reader = Store(tmp_path / "s")
+            backend.open("s", writer=True)
+        reader = backend.open("s")
         with pytest.raises(StoreError, match="read-only"):
             reader.commit([VideoCommit(record(), make_memory())])
         w.commit([VideoCommit(record(), make_memory())])
         assert len(reader.load_memory("vid1")) == 5  # sees the other handle's commit
-    Store(tmp_path / "s", writer=True).close()  # lock released on close
+    backend.open("s", writer=True).close()  # lock released on close
 
 
 def test_malformed_memory_is_rejected(store: Store) -> None:
@@ -251,11 +284,10 @@ def test_optimize_keeps_data(store: Store) -> None:
         )
 
 
-def test_reader_never_sees_a_mix_while_a_writer_replaces(tmp_path: Path) -> None:
+def test_reader_never_sees_a_mix_while_a_writer_replaces(backend: Backend) -> None:
     """Concurrent re-indexing: every read is one whole version (all slots of one run)."""
-    path = tmp_path / "s"
     versions = {3: 1.0, 7: 2.0}  # slots -> constant token value of that version
-    with Store(path, writer=True) as w:
+    with backend.open("s", writer=True) as w:
         w.commit([VideoCommit(record(), make_memory(slots=3, value=1.0, recent=0))])
         stop = threading.Event()
         commits: list[int] = []
@@ -276,7 +308,7 @@ def test_reader_never_sees_a_mix_while_a_writer_replaces(tmp_path: Path) -> None
         t = threading.Thread(target=write)
         t.start()
         try:
-            reader = Store(path)
+            reader = backend.open("s")
             seen: set[int] = set()
             deadline = time.monotonic() + 60
             # read until both versions were seen while the writer kept replacing
@@ -464,3 +496,25 @@ def test_mixed_or_broken_encodings_are_refused() -> None:
         tokens_from_rows(
             rows.set_column(idx, rows.field(idx), pa.nulls(5, pa.list_(pa.float32()))), N, D
         )
+
+
+def test_list_videos_pages_and_filters(store: Store) -> None:
+    ids = [f"v{i}" for i in range(7)]
+    store.commit(
+        [
+            VideoCommit(record(v, model="m1" if i % 2 else "m2"), make_memory(v, slots=2))
+            for i, v in enumerate(ids[:5])
+        ]
+    )
+    store.commit([VideoCommit(record(v, status="failed", error="bad")) for v in ids[5:]])
+    pages = [store.list_videos(limit=3, offset=k) for k in range(0, 9, 3)]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    got = [r.video_id for p in pages for r in p]
+    assert sorted(got) == ids and len(set(got)) == 7  # disjoint pages that cover all
+    assert store.list_videos(limit=0) == []
+    assert [r.video_id for r in store.list_videos("failed", limit=10)] == ["v5", "v6"]
+    assert {r.video_id for r in store.list_videos(model="m1")} == {"v1", "v3"}
+    assert (store.count_videos(), store.count_videos("indexed")) == (7, 5)
+    assert store.count_videos("indexed", model="m2") == 3
+    with pytest.raises(StoreError, match=">= 0"):
+        store.list_videos(limit=-1)

@@ -1,0 +1,145 @@
+"""Jobs on a real Ray cluster: ``ray job submit`` to a local head node (127.0.0.1, the
+dashboard's job API, token auth), the store on ``s3://`` served by a local S3 server, as
+a cluster would use it (every node reaches the store; the driver is its one writer).
+
+A stage's cluster job is ``python -m videomem.jobs.ray_job STAGE ARGS…``; a new stage
+gets its test here by submitting that command the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from videomem.memory.store import Store
+from videomem.pipeline.errors import StoreError
+
+from tests.ray_cluster import LocalRayCluster
+from tests.videos import make_pattern
+
+pytestmark = pytest.mark.slow  # a head node start (~15 s) and model loads in actors
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalRayCluster(num_cpus=2).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+        assert c.pids() == [], "the test cluster left processes behind"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from videomem.encoders.tiny import tiny_checkpoint
+
+    return tiny_checkpoint("llava", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def index_cmd(videos: Path, uri: str, s3, tiny: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "videomem.jobs.ray_job", "index", str(videos), "--store", uri,
+        *s3.cli_args(), "--lease-ttl", "10", "--model", str(tiny), "--device", "cpu",
+        "--batch-size", "4", "--workers", "2", *extra,
+    ]  # fmt: skip
+
+
+def whole(store: Store) -> list[str]:
+    """The visible videos; each one whole (as many slots as its row says)."""
+    ok = []
+    for r in store.list_videos("indexed"):
+        mem = store.load_memory(r.video_id)
+        assert len(mem) == r.slots and int(mem.sizes.sum()) == r.frames_sampled
+        ok.append(r.video_id)
+    return ok
+
+
+def test_index_job_through_ray_job_submit(cluster, s3, tiny: Path, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(3):
+        make_pattern(videos / f"v{i}.mp4", seconds=2 + i)
+    uri = s3.new_store_uri()
+    r = cluster.submit(*index_cmd(videos, uri, s3, tiny, "--fps", "2", "--json"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "succeeded" in r.stdout + r.stderr
+    assert '"indexed": 3' in r.stdout  # the job's own JSON summary, streamed back
+    with Store(uri, storage_options=s3.options()) as store:
+        rows = store.list_videos()
+        assert len(rows) == 3 and all(r.status == "indexed" for r in rows)
+        assert len(whole(store)) == 3
+        assert all(r.config["encoder"]["device"] == "cpu" for r in rows)
+
+
+def driver_pids(marker: str) -> list[int]:
+    """Python processes running the ray_job entry point with ``marker`` as an argument
+    (not the shell that Ray's job supervisor may run it from)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                args = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if "videomem.jobs.ray_job" in args and marker in args:
+                out.append(int(p.name))
+    return out
+
+
+def test_killed_driver_then_resubmitted_job_recovers(
+    cluster, s3, tiny: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the driver of a submitted job mid-run (its actors die with it), then
+    submit it again: nothing partial was ever visible, the rerun finishes the rest, no
+    memory is duplicated."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(6):
+        make_pattern(videos / f"v{i}.mp4", seconds=6 + i, rate=10)
+    uri = s3.new_store_uri()
+    cmd = index_cmd(videos, uri, s3, tiny, "--fps", "10")
+    client = JobSubmissionClient(
+        cluster.address, headers={"Authorization": f"Bearer {cluster.token}"}
+    )
+    job_id = client.submit_job(entrypoint=shlex.join(cmd))
+    seen: set[str] = set()
+    deadline = time.monotonic() + 300
+    while not seen:  # until a reader sees a committed video (never a partial one)
+        assert time.monotonic() < deadline, "no video was committed in time"
+        status = client.get_job_status(job_id)
+        assert status in (JobStatus.PENDING, JobStatus.RUNNING), client.get_job_logs(job_id)
+        try:
+            with Store(uri, storage_options=s3.options()) as reader:
+                seen |= set(whole(reader))
+        except StoreError as e:  # the job has not created the store yet
+            if "no videomem store" not in str(e):
+                raise
+        time.sleep(0.2)
+    pids = driver_pids(uri)
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    while client.get_job_status(job_id) not in (JobStatus.FAILED, JobStatus.STOPPED):
+        assert time.monotonic() < deadline, client.get_job_status(job_id)
+        time.sleep(0.5)
+    with Store(uri, storage_options=s3.options()) as reader:
+        killed_state = whole(reader)
+    assert 1 <= len(killed_state) < 6, "the job finished before it could be killed"
+
+    r = cluster.submit(*cmd, "--json")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    with Store(uri, storage_options=s3.options()) as store:
+        rows = store.list_videos()
+        assert len(rows) == 6 and all(r.status == "indexed" for r in rows)
+        assert len(whole(store)) == 6
+        assert store.count_rows() == {
+            "videos": 6,
+            "memories": sum(r.slots + r.recent for r in rows),
+        }
