@@ -225,6 +225,7 @@ def show(
     """Print a video's memory slots (start, end, size) and captions; --plot draws them."""
     import json
 
+    from videomem.jobs.progress import decode_line
     from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
 
@@ -263,6 +264,8 @@ def show(
     if rec.error:
         typer.echo(f"error    {rec.error}")
     typer.echo(f"encoder  {rec.encoder_fingerprint}\nconfig   {rec.config_hash}")
+    if rec.decode_device is not None:
+        typer.echo(f"decode   {decode_line(rec)}")
     if mem is not None:
         n, d = tuple(mem.tokens.shape[1:])
         typer.echo(f"memory   {len(mem)} slots x {n} x {d} tokens from {rec.frames_sampled} frames")

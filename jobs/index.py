@@ -38,6 +38,7 @@ from videomem.jobs.progress import NullReporter, Reporter
 from videomem.memory.schema import VideoRecord
 from videomem.memory.store import Store
 from videomem.pipeline.errors import ConfigError, VideomemError
+from videomem.pipeline.ffmpeg_choice import ffmpeg_info
 from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig, index_config_hash
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,9 @@ class IndexSummary:
     #: the first MAX_FAILURES_LISTED failures (all of them are rows in the store:
     #: ``videomem ls --status failed``), so a huge corpus keeps a small summary
     failures: list[dict[str, str]] = field(default_factory=list)
+    #: the ffmpeg binary the driver chose (``ffmpeg_info()``: path, version, source,
+    #: reason), so figures can be compared across machines and ffmpeg builds
+    ffmpeg: dict[str, str] = field(default_factory=dict)
 
     @property
     def frames_per_s(self) -> float:
@@ -258,11 +262,17 @@ class IndexSummary:
         return d
 
     def text(self) -> str:
-        return (
+        line = (
             f"{self.indexed} indexed, {self.skipped} skipped, {self.failed} failed "
             f"of {self.videos} video(s); {self.frames} frames in {self.elapsed_s:.1f}s "
             f"({self.frames_per_s:.1f} frames/s; model load {self.load_s:.1f}s) -> {self.store}"
         )
+        f = self.ffmpeg
+        if "path" in f:
+            line += f"\nffmpeg {f['version']} ({f['source']}: {f['reason']})  {f['path']}"
+        elif "error" in f:
+            line += f"\nffmpeg: {f['error']}"
+        return line
 
 
 def iter_job_files(job: IndexJob) -> Iterator[str]:
@@ -305,7 +315,7 @@ def run_index(
     if first is None:
         where = ", ".join([*map(str, job.paths), *([job.from_list] if job.from_list else [])])
         raise ConfigError(f"no video files found in {where}")
-    summary = IndexSummary(store=job.store)
+    summary = IndexSummary(store=job.store, ffmpeg=ffmpeg_info())
     with Store(job.store, writer=True) as store:
         removed = store.collect_garbage()
         if removed:

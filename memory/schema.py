@@ -32,6 +32,11 @@ tokens_per_frame   int32, null   N
 dim embed_dim      int32, null   D, E
 probe_s decode_s encode_s consolidate_s total_s   float64   per-video timings
 indexed_at         timestamp[us, UTC]  when this row was committed
+stored_bytes       int64, null   bytes of the memory rows (tokens + embeddings)
+decode_device      string, null  where frames were decoded: ``"cpu"`` or ``"cuda"``
+decode_fallback    string, null  why the requested decode device was not (fully) used
+decode_parts       int32, null   ffmpeg processes that decoded time ranges of the video
+decode_sample      string, null  sampling mode: ``"exact"`` or ``"keyframes"``
 ================== ============= ====================================================
 
 ``memories`` — one row per memory slot (and per stored raw recent frame):
@@ -107,13 +112,19 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("total_s", pa.float64()),
         pa.field("indexed_at", pa.timestamp("us", tz="UTC")),
         pa.field("stored_bytes", pa.int64()),
+        pa.field("decode_device", pa.string()),
+        pa.field("decode_fallback", pa.string()),
+        pa.field("decode_parts", pa.int32()),
+        pa.field("decode_sample", pa.string()),
     ]
 )
 
 #: nullable columns added after a store format was first released: a store written
 #: before them still opens (a writer adds them, null for old rows; readers see None)
 ADDED_COLUMNS: dict[str, frozenset[str]] = {
-    "videos": frozenset({"stored_bytes"}),
+    "videos": frozenset(
+        {"stored_bytes", "decode_device", "decode_fallback", "decode_parts", "decode_sample"}
+    ),
     "memories": frozenset(),
 }
 
@@ -177,6 +188,12 @@ class VideoRecord:
     indexed_at: dt.datetime | None = None
     #: bytes of this video's memory rows (tokens and embeddings); None before it was kept
     stored_bytes: int | None = None
+    #: what decoding did (``pipeline.decode.DecodeInfo``): device, why it fell back to
+    #: the CPU, ffmpeg processes (time ranges), sampling mode; None in rows from before
+    decode_device: str | None = None
+    decode_fallback: str | None = None
+    decode_parts: int | None = None
+    decode_sample: str | None = None
 
     @property
     def bytes_per_minute(self) -> float | None:

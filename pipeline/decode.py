@@ -80,6 +80,7 @@ class DecodeInfo:
     device: str = "cpu"  # where the frames were decoded: "cpu" or "cuda"
     fallback: str | None = None  # why the requested device was not (fully) used
     parts: int = 1  # ffmpeg processes that decoded time ranges of the video
+    sample: str = "exact"  # sampling mode: "exact" (a time grid) or "keyframes"
 
 
 def decode(
@@ -107,6 +108,7 @@ def decode(
     if not source.has_video:
         raise DecodeError(str(uri), "no video stream")
     info = info if info is not None else DecodeInfo()
+    info.sample = config.sample
     plan = make_plan(config, source)
     if config.device == "cuda":
         if source.codec in NVDEC_CODECS:
