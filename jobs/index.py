@@ -14,6 +14,9 @@ Design decisions:
   lock), and commits each batch of results that arrived together (three LanceDB
   commits per batch, so N busy actors do not cause N fragment storms, while each video
   is committed as soon as it is done: a kill loses only in-flight work).
+* Cores: N workers on one machine each decode with ``cores // N`` of its cores
+  (``DecodeConfig.cpus``, sent in the :class:`TaskSpec`, not hashed), so a long
+  video's automatic segment count and ffmpeg threads stay within a worker's share.
 * Resumable: the key is (content id, encoder fingerprint, config hash). Videos whose
   last attempt failed with a ``DecodeError`` (a property of the file's bytes) are
   skipped unless ``retry_failed``; other failures (encoder, out-of-memory, a dead
@@ -39,6 +42,7 @@ from videomem.memory.schema import VideoRecord
 from videomem.memory.store import Store
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.pipeline.ffmpeg_choice import ffmpeg_info
+from videomem.pipeline.segments import cpu_share
 from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig, index_config_hash
 
 log = logging.getLogger(__name__)
@@ -275,6 +279,17 @@ class IndexSummary:
         return line
 
 
+def decode_cpus(job: IndexJob) -> int | None:
+    """Cores each worker's decode may use (``DecodeConfig.cpus``): what the job says,
+    else this machine's ``cores // workers`` when every worker runs here; on a cluster
+    (``ray_address``/``RAY_ADDRESS``) workers share nodes in ways the driver does not
+    see, so each uses its own node's cores (None)."""
+    if job.decode.cpus is not None:
+        return job.decode.cpus
+    on_cluster = job.executor != "local" and (job.ray_address or os.environ.get("RAY_ADDRESS"))
+    return None if on_cluster else cpu_share(job.workers)
+
+
 def iter_job_files(job: IndexJob) -> Iterator[str]:
     """The job's video files, lazily: walked ``paths``, then the lines of ``from_list``.
     Absolute, normalised paths (no ..): a stored uri must name the file from anywhere."""
@@ -326,7 +341,10 @@ def run_index(
             info: EncoderInfo = ex.start()
             summary.load_s = time.perf_counter() - t0
             decode_cfg = replace(
-                job.decode, size=info.input_size, batch_size=job.encoder.batch_size
+                job.decode,
+                size=info.input_size,
+                batch_size=job.encoder.batch_size,
+                cpus=decode_cpus(job),
             )
             config_hash = index_config_hash(decode_cfg, job.memory)
             summary.encoder_fingerprint, summary.config_hash = info.fingerprint, config_hash

@@ -375,7 +375,8 @@ def plan_parts(
     """
     if plan.keyframes or plan.span is None:
         return [whole_part(plan)], 1
-    k = config.segments if config.segments is not None else auto_segments(plan.span)
+    cpus = config.cpus if config.cpus is not None else available_cpus()
+    k = config.segments if config.segments is not None else auto_segments(plan.span, cpus)
     if k <= 1:
         return [whole_part(plan)], 1
     scan = scan_keyframes(uri, timeout_s=max(config.timeout_s, plan.span / 20))
@@ -397,7 +398,7 @@ def plan_parts(
     if not pairs:
         return [whole_part(plan)], 1
     inflight = min(k, len(pairs) + 1)
-    threads = max(1, available_cpus() // inflight)
+    threads = max(1, cpus // inflight)
     parts = [replace(whole_part(plan), frames=pairs[0][0], last=False, threads=threads)]
     for i, (a, seek) in enumerate(pairs):
         nxt = pairs[i + 1][0] if i + 1 < len(pairs) else None

@@ -79,7 +79,13 @@ DecodeDevice = Literal["cpu", "cuda"]
 class DecodeConfig(_Config):
     """How frames are sampled and shaped by ffmpeg."""
 
-    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("batch_size", "timeout_s", "segments", "device")
+    _NOT_HASHED: ClassVar[tuple[str, ...]] = (
+        "batch_size",
+        "timeout_s",
+        "segments",
+        "device",
+        "cpus",
+    )
     _HASHED_UNLESS: ClassVar[dict[str, Any]] = {"sample": "exact"}
 
     # Frames per second to sample. 1 fps is MovieChat's long-video setting: adjacent
@@ -115,6 +121,11 @@ class DecodeConfig(_Config):
     # whose CPUs cannot keep up); a codec NVDEC cannot decode falls back to the CPU.
     # Not hashed, like the encoder's device (GPU scaling differs only by rounding).
     device: DecodeDevice = "cpu"
+    # Cores one video's decode may use (the automatic ``segments`` count and ffmpeg
+    # threads follow it): a worker's share when several workers run on one machine,
+    # so N workers do not each start one ffmpeg per core. None = every core this
+    # process may run on. Not hashed: the frames are identical.
+    cpus: int | None = None
 
     def __post_init__(self) -> None:
         if self.sample not in ("exact", "keyframes"):
@@ -140,6 +151,8 @@ class DecodeConfig(_Config):
             raise ConfigError("DecodeConfig: timeout_s must be > 0")
         if self.segments is not None and self.segments < 1:
             raise ConfigError("DecodeConfig: segments must be >= 1 (or None for automatic)")
+        if self.cpus is not None and self.cpus < 1:
+            raise ConfigError("DecodeConfig: cpus must be >= 1 (or None for all of them)")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"DecodeConfig: unknown decode device {self.device!r}")
 

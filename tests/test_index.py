@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 from videomem.jobs.executor import LocalExecutor, RayExecutor
-from videomem.jobs.index import IndexJob, IndexStepSpec, TaskSpec, WorkItem, run_index
+from videomem.jobs.index import (
+    IndexJob,
+    IndexStepSpec,
+    TaskSpec,
+    WorkItem,
+    decode_cpus,
+    run_index,
+)
 from videomem.jobs.index_step import BatchPrefetcher, index_one, index_video
 from videomem.memory.builder import MemoryBuilder
 from videomem.memory.store import Store
@@ -24,6 +31,7 @@ from videomem.pipeline.decode import decode
 from videomem.pipeline.errors import DecodeError, EncoderError
 from videomem.pipeline.plan import make_plan, plan_parts
 from videomem.pipeline.probe import probe
+from videomem.pipeline.segments import cpu_share
 from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
 from tests.videos import (
@@ -327,6 +335,25 @@ def test_folder_job_statuses_errors_spans_rerun_and_force(
     assert other.indexed == 1 and other.config_hash != s.config_hash
     with Store(store_dir) as store:
         assert len(store.list_videos(video_id=rows["scenes.mp4"].video_id)) == 2
+
+
+def test_each_worker_decodes_with_its_share_of_the_cores(
+    clip: Path, tmp_path: Path, tiny_dir: Path
+) -> None:
+    assert decode_cpus(job([clip], tmp_path, tiny_dir, workers=3)) == cpu_share(3)
+    pinned = DecodeConfig(fps=2.0, cpus=5)
+    assert decode_cpus(job([clip], tmp_path, tiny_dir, workers=3, decode=pinned)) == 5
+    cluster = job([clip], tmp_path, tiny_dir, workers=3, executor="ray", ray_address="ray://h:1")
+    assert decode_cpus(cluster) is None  # each worker uses its own node's cores
+
+    # what the workers get: the share, in the config they decode with, outside the key
+    three = job([clip], tmp_path / "a", tiny_dir, workers=3)
+    s3 = run_index(three, executor=LocalExecutor(IndexStepSpec(three.encoder)))
+    s1 = run_index(job([clip], tmp_path / "b", tiny_dir))
+    assert s3.indexed == s1.indexed == 1 and s3.config_hash == s1.config_hash
+    with Store(tmp_path / "a") as a, Store(tmp_path / "b") as b:
+        assert a.list_videos()[0].config["decode"]["cpus"] == cpu_share(3)
+        assert b.list_videos()[0].config["decode"]["cpus"] == cpu_share(1)
 
 
 def test_duplicate_content_is_indexed_once(clip: Path, tmp_path: Path, tiny_dir: Path) -> None:

@@ -21,6 +21,7 @@ from videomem.pipeline.segments import (
     SEGMENT_QUEUE_BATCHES,
     OrderedParallel,
     auto_segments,
+    cpu_share,
     scan_keyframes,
     split_points,
 )
@@ -119,6 +120,19 @@ def test_stream_shorter_than_probed(videos: dict[str, Path]) -> None:
 @pytest.fixture(scope="module")
 def long_video(vdir: Path) -> Path:
     return make_long(vdir / "long.mp4", num_frames=6000).path  # 240 s, keyframes every 10 s
+
+
+def test_automatic_segments_follow_the_cores_a_worker_gets(long_video: Path) -> None:
+    # N workers on a machine of C cores: each gets C // N (at least one)
+    assert [cpu_share(n, 16) for n in (1, 2, 3, 4, 16, 32)] == [16, 8, 5, 4, 1, 1]
+    src = probe(long_video)  # 240 s with keyframes every 10 s: room for 8 processes
+    for cpus in (1, 2, 3, 8):
+        cfg = DecodeConfig(fps=1.0, batch_size=4, cpus=cpus)
+        parts, inflight = plan_parts(long_video, cfg, src, make_plan(cfg, src))
+        assert inflight == auto_segments(240.0, cpus) == min(cpus, 8)
+        assert (len(parts) > 1) == (cpus > 1)
+        # the parts' ffmpeg threads share the same cores
+        assert {p.threads for p in parts} == ({None} if cpus == 1 else {cpus // inflight})
 
 
 @pytest.mark.slow
