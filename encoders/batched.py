@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from videomem.encoders.compiled import CompiledForward
 from videomem.encoders.gpu import PinnedStager, is_out_of_memory
 from videomem.encoders.hf import LoadSettings
 from videomem.encoders.preprocess import ImageSpec, as_frame_tensor, timestamps_tensor
@@ -34,11 +36,21 @@ class BatchedEncoder:
     _stager: PinnedStager | None = None
     #: frames per forward after an out-of-memory retry (None: settings.batch_size)
     _chunk: int | None = None
+    #: the forward under torch.compile (``compile_forward``); None: eager
+    compiled: CompiledForward | None = None
 
     def _encode_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """pixels: [b, 3, H, W] in the model dtype on the model device ->
         (tokens [b, N, D], embedding [b, E] or None), any dtype/device."""
         raise NotImplementedError
+
+    def compile_forward(self, **kwargs: Any) -> CompiledForward:
+        """Run the forward under ``torch.compile`` from now on, checked against eager on
+        the first batch (:mod:`videomem.encoders.compiled`; ``kwargs`` go to it)."""
+        self.compiled = CompiledForward(
+            self._encode_pixels, self.settings.dtype, name=repr(self), **kwargs
+        )
+        return self.compiled
 
     def pixels(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 [B, H, W, 3] -> the model's pixel input [B, 3, H, W] (device, dtype)."""
@@ -70,12 +82,13 @@ class BatchedEncoder:
         has_embedding = True
         # chunk size: the batch size, halved for good when a chunk runs out of GPU memory
         chunk = self._chunk or self.settings.batch_size
+        forward = self.compiled if self.compiled is not None else self._encode_pixels
         with torch.inference_mode():
             i = 0
             while i < b:
                 n = min(chunk, b - i)
                 try:
-                    tok, emb = self._encode_pixels(self.pixels(x[i : i + n]))
+                    tok, emb = forward(self.pixels(x[i : i + n]))
                 except RuntimeError as err:
                     if n == 1 or not is_out_of_memory(err):
                         raise

@@ -105,6 +105,9 @@ def index(
     workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    compile_: bool = typer.Option(
+        False, "--compile", help="torch.compile the encoder (kept if it matches eager)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index videos into long-term memories (skips what the store already holds)."""
@@ -152,6 +155,7 @@ def index(
                 batch_size=batch_size,
                 trust_remote_code=trust_remote_code,
                 options=options,
+                compile=compile_,
             ),
             decode=decode_cfg,
             memory=memory_cfg,

@@ -161,7 +161,7 @@ class DecodeConfig(_Config):
 class EncoderConfig(_Config):
     """Which frozen model turns frames into tokens, and how it runs."""
 
-    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("device", "batch_size")
+    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("device", "batch_size", "compile")
 
     # Hugging Face hub id or local checkpoint directory ("tiny" = the random smoke-test
     # model). Required: a default model would silently give a forgetful caller
@@ -178,6 +178,9 @@ class EncoderConfig(_Config):
     options: dict[str, Any] = field(default_factory=dict)
     # Never run code shipped inside a checkpoint unless the user asks for it.
     trust_remote_code: bool = False
+    # Run the forward under torch.compile (faster on GPUs once compiled), kept only if
+    # its tokens match eager on the first batch; not in the fingerprint, like device.
+    compile: bool = False
 
 
 MemoryMethod = Literal["adaptive", "moviechat", "mbc"]
