@@ -41,9 +41,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from videomem.pipeline.decode import _plan, build_command, decode, plan_parts
+from videomem.pipeline.decode import decode
 from videomem.pipeline.ffmpeg import find_ffmpeg
 from videomem.pipeline.ffmpeg_choice import ffmpeg_info, ffmpeg_version, measure_ffmpeg
+from videomem.pipeline.plan import build_command, make_plan, plan_parts
 from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import available_cpus
 from videomem.pipeline.types import DecodeConfig, VideoSource
@@ -167,7 +168,7 @@ def segment_case(name: str, path: Path, k: int, repeats: int) -> float:
     src = probe(path)
     one = DecodeConfig(fps=1.0, size=(224, 224), segments=1)
     many = DecodeConfig(fps=1.0, size=(224, 224), segments=k)
-    parts, inflight = plan_parts(path, many, src, _plan(many, src))
+    parts, inflight = plan_parts(path, many, src, make_plan(many, src))
     timed(path, one, src)  # warm the page cache
     t1, tk = [], []
     for _ in range(repeats):

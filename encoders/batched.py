@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from videomem.encoders.gpu import PinnedStager, is_out_of_memory
+from videomem.encoders.compiled import CompiledForward
+from videomem.encoders.gpu import (
+    HostUploader,
+    PinnedStager,
+    SideStreamUploader,
+    Upload,
+    is_out_of_memory,
+)
 from videomem.encoders.hf import LoadSettings
 from videomem.encoders.preprocess import ImageSpec, as_frame_tensor, timestamps_tensor
 from videomem.pipeline.errors import EncoderError
@@ -34,11 +42,23 @@ class BatchedEncoder:
     _stager: PinnedStager | None = None
     #: frames per forward after an out-of-memory retry (None: settings.batch_size)
     _chunk: int | None = None
+    #: uploads of ``encode``'s chunks, one ahead of compute (made on first use)
+    _uploader: HostUploader | SideStreamUploader | None = None
+    #: the forward under torch.compile (``compile_forward``); None: eager
+    compiled: CompiledForward | None = None
 
     def _encode_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """pixels: [b, 3, H, W] in the model dtype on the model device ->
         (tokens [b, N, D], embedding [b, E] or None), any dtype/device."""
         raise NotImplementedError
+
+    def compile_forward(self, **kwargs: Any) -> CompiledForward:
+        """Run the forward under ``torch.compile`` from now on, checked against eager on
+        the first batch (:mod:`videomem.encoders.compiled`; ``kwargs`` go to it)."""
+        self.compiled = CompiledForward(
+            self._encode_pixels, self.settings.dtype, name=repr(self), **kwargs
+        )
+        return self.compiled
 
     def pixels(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 [B, H, W, 3] -> the model's pixel input [B, 3, H, W] (device, dtype)."""
@@ -48,6 +68,15 @@ class BatchedEncoder:
                 self._stager = PinnedStager()
             frames = self._stager.to_device(as_frame_tensor(frames), device)
         return self.image_spec.pixels(frames, device, self.settings.dtype)
+
+    def uploader(self) -> HostUploader | SideStreamUploader:
+        """How ``encode`` moves chunks to the device: on a side stream on CUDA, a
+        chunk ahead of compute; on the CPU nothing moves."""
+        if self._uploader is None:
+            device = self.settings.device
+            cuda = device.type == "cuda"
+            self._uploader = SideStreamUploader(device) if cuda else HostUploader()
+        return self._uploader
 
     def encode(
         self, frames: np.ndarray | torch.Tensor, timestamps: Sequence[float] | None = None
@@ -70,13 +99,21 @@ class BatchedEncoder:
         has_embedding = True
         # chunk size: the batch size, halved for good when a chunk runs out of GPU memory
         chunk = self._chunk or self.settings.batch_size
+        forward = self.compiled if self.compiled is not None else self._encode_pixels
+        up = self.uploader()
+        spec, device, dtype = self.image_spec, self.settings.device, self.settings.dtype
+        ahead: Upload | None = None  # the next chunk, copied while this one computes
         with torch.inference_mode():
             i = 0
             while i < b:
                 n = min(chunk, b - i)
                 try:
-                    tok, emb = self._encode_pixels(self.pixels(x[i : i + n]))
+                    if ahead is None or ahead.key != (i, n):  # none, or sized before an OOM
+                        ahead = up.put(x[i : i + n], (i, n))
+                    now, ahead = up.take(ahead), None
+                    tok, emb = forward(spec.pixels(now, device, dtype))  # queued on the GPU
                 except RuntimeError as err:
+                    ahead = None
                     if n == 1 or not is_out_of_memory(err):
                         raise
                     del err  # its traceback holds the tensors that filled the GPU
@@ -85,6 +122,14 @@ class BatchedEncoder:
                     chunk = self._chunk = max(1, n // 2)
                     log.warning("%r: out of GPU memory at %d frames, retrying %d", self, n, chunk)
                     continue
+                if i + n < b:  # copy the next chunk while this one computes
+                    m = min(chunk, b - i - n)
+                    try:
+                        ahead = up.put(x[i + n : i + n + m], (i + n, m))
+                    except RuntimeError as err:
+                        if not is_out_of_memory(err):
+                            raise
+                        ahead = None  # no room to copy ahead: it is copied in its turn
                 tokens.append(tok.to("cpu", torch.float32))
                 if emb is None:
                     has_embedding = False

@@ -115,8 +115,9 @@ def resolve_model(model: str) -> str:
 
 
 def load_encoder_from_config(config: EncoderConfig) -> FrameEncoder:
-    """:func:`load_encoder` from an ``EncoderConfig`` (what jobs pass to workers)."""
-    return load_encoder(
+    """:func:`load_encoder` from an ``EncoderConfig`` (what jobs pass to workers);
+    ``config.compile`` compiles its forward (checked against eager on the first batch)."""
+    encoder = load_encoder(
         resolve_model(config.model),
         config.device,
         config.dtype,
@@ -124,3 +125,9 @@ def load_encoder_from_config(config: EncoderConfig) -> FrameEncoder:
         trust_remote_code=config.trust_remote_code,
         **config.options,
     )
+    if config.compile:
+        compile_forward = getattr(encoder, "compile_forward", None)
+        if compile_forward is None:
+            raise EncoderError(f"{config.model}: this encoder cannot run under torch.compile")
+        compile_forward()
+    return encoder

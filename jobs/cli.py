@@ -157,6 +157,9 @@ def index(
         0.0, help="Seconds to wait for another job writing to the same store (default: refuse)."
     ),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    compile_: bool = typer.Option(
+        False, "--compile", help="torch.compile the encoder (kept if it matches eager)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index videos into long-term memories (skips what the store already holds)."""
@@ -223,6 +226,7 @@ def index(
                 batch_size=batch_size,
                 trust_remote_code=trust_remote_code,
                 options=options,
+                compile=compile_,
             ),
             decode=decode_cfg,
             memory=memory_cfg,
@@ -315,6 +319,7 @@ def show(
     """Print a video's memory slots (start, end, size) and captions; --plot draws them."""
     import json
 
+    from videomem.jobs.progress import decode_line
     from videomem.pipeline.errors import VideomemError
     from videomem.qa.timeline import span_text
 
@@ -356,6 +361,8 @@ def show(
     if rec.error:
         typer.echo(f"error    {rec.error}")
     typer.echo(f"encoder  {rec.encoder_fingerprint}\nconfig   {rec.config_hash}")
+    if rec.decode_device is not None:
+        typer.echo(f"decode   {decode_line(rec)}")
     if mem is not None:
         n, d = tuple(mem.tokens.shape[1:])
         typer.echo(f"memory   {len(mem)} slots x {n} x {d} tokens from {rec.frames_sampled} frames")

@@ -14,6 +14,9 @@ Design decisions:
   lock), and commits each batch of results that arrived together (three LanceDB
   commits per batch, so N busy actors do not cause N fragment storms, while each video
   is committed as soon as it is done: a kill loses only in-flight work).
+* Cores: N workers on one machine each decode with ``cores // N`` of its cores
+  (``DecodeConfig.cpus``, sent in the :class:`TaskSpec`, not hashed), so a long
+  video's automatic segment count and ffmpeg threads stay within a worker's share.
 * Resumable: the key is (content id, encoder fingerprint, config hash). Videos whose
   last attempt failed with a ``DecodeError`` (a property of the file's bytes) are
   skipped unless ``retry_failed``; other failures (encoder, out-of-memory, a dead
@@ -39,6 +42,8 @@ from videomem.memory.lease import LeaseConfig
 from videomem.memory.schema import VideoRecord
 from videomem.memory.store import Store
 from videomem.pipeline.errors import ConfigError, VideomemError
+from videomem.pipeline.ffmpeg_choice import ffmpeg_info
+from videomem.pipeline.segments import cpu_share
 from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig, index_config_hash
 
 log = logging.getLogger(__name__)
@@ -249,6 +254,9 @@ class IndexSummary:
     #: the first MAX_FAILURES_LISTED failures (all of them are rows in the store:
     #: ``videomem ls --status failed``), so a huge corpus keeps a small summary
     failures: list[dict[str, str]] = field(default_factory=list)
+    #: the ffmpeg binary the driver chose (``ffmpeg_info()``: path, version, source,
+    #: reason), so figures can be compared across machines and ffmpeg builds
+    ffmpeg: dict[str, str] = field(default_factory=dict)
 
     @property
     def frames_per_s(self) -> float:
@@ -264,11 +272,28 @@ class IndexSummary:
         return d
 
     def text(self) -> str:
-        return (
+        line = (
             f"{self.indexed} indexed, {self.skipped} skipped, {self.failed} failed "
             f"of {self.videos} video(s); {self.frames} frames in {self.elapsed_s:.1f}s "
             f"({self.frames_per_s:.1f} frames/s; model load {self.load_s:.1f}s) -> {self.store}"
         )
+        f = self.ffmpeg
+        if "path" in f:
+            line += f"\nffmpeg {f['version']} ({f['source']}: {f['reason']})  {f['path']}"
+        elif "error" in f:
+            line += f"\nffmpeg: {f['error']}"
+        return line
+
+
+def decode_cpus(job: IndexJob) -> int | None:
+    """Cores each worker's decode may use (``DecodeConfig.cpus``): what the job says,
+    else this machine's ``cores // workers`` when every worker runs here; on a cluster
+    (``ray_address``/``RAY_ADDRESS``) workers share nodes in ways the driver does not
+    see, so each uses its own node's cores (None)."""
+    if job.decode.cpus is not None:
+        return job.decode.cpus
+    on_cluster = job.executor != "local" and (job.ray_address or os.environ.get("RAY_ADDRESS"))
+    return None if on_cluster else cpu_share(job.workers)
 
 
 def iter_job_files(job: IndexJob) -> Iterator[str]:
@@ -311,7 +336,7 @@ def run_index(
     if first is None:
         where = ", ".join([*map(str, job.paths), *([job.from_list] if job.from_list else [])])
         raise ConfigError(f"no video files found in {where}")
-    summary = IndexSummary(store=job.store)
+    summary = IndexSummary(store=job.store, ffmpeg=ffmpeg_info())
     with Store(
         job.store, writer=True, storage_options=job.storage_options, lease=job.lease
     ) as store:
@@ -324,7 +349,10 @@ def run_index(
             info: EncoderInfo = ex.start()
             summary.load_s = time.perf_counter() - t0
             decode_cfg = replace(
-                job.decode, size=info.input_size, batch_size=job.encoder.batch_size
+                job.decode,
+                size=info.input_size,
+                batch_size=job.encoder.batch_size,
+                cpus=decode_cpus(job),
             )
             config_hash = index_config_hash(decode_cfg, job.memory)
             summary.encoder_fingerprint, summary.config_hash = info.fingerprint, config_hash

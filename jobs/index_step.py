@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from videomem.encoders.contract import FrameEncoder
 from videomem.memory.schema import VideoCommit, VideoRecord
+from videomem.pipeline.decode import DecodeInfo
 from videomem.pipeline.errors import DecodeError, VideomemError
 from videomem.pipeline.types import (
     DecodeConfig,
@@ -82,6 +83,7 @@ class IndexedVideo:
     source: VideoSource
     memory: VideoMemory
     stats: IndexStats
+    decode: DecodeInfo = field(default_factory=DecodeInfo)
 
 
 # --------------------------------------------------------------------------- prefetch
@@ -184,6 +186,7 @@ def index_video(
     prefetch: int = 2,
     on_frames: FramesCallback | None = None,
     encode_lock: contextlib.AbstractContextManager[Any] | None = None,
+    decode_info: DecodeInfo | None = None,
 ) -> IndexedVideo:
     """Probe, decode, encode and consolidate one video; raise on failure.
 
@@ -193,6 +196,8 @@ def index_video(
     encoded: a worker running two videos at once probes and decodes the next video's
     first batches while the current one has the encoder, so no time is lost between
     videos and the encoder still runs one video at a time.
+    ``decode_info`` is filled in as decoding goes (device, fallback, parts, sampling
+    mode), so a caller sees what decoding did even when this raises.
     Returns the memory with tokens as float16 (what the store keeps) and the stats.
     """
     from videomem.memory.builder import MemoryBuilder
@@ -214,8 +219,12 @@ def index_video(
     frames = batches = 0
     encode_s = consolidate_s = 0.0
     src = source
+    info = decode_info if decode_info is not None else DecodeInfo()
     lock = encode_lock if encode_lock is not None else contextlib.nullcontext()
-    with BatchPrefetcher(lambda: decode(uri, decode_config, src), maxsize=prefetch) as pf, lock:
+    with (
+        BatchPrefetcher(lambda: decode(uri, decode_config, src, info=info), maxsize=prefetch) as pf,
+        lock,
+    ):
         for batch in pf:
             fb: FrameBatch = batch
             if len(fb) == 0:
@@ -256,7 +265,7 @@ def index_video(
         consolidate_s=consolidate_s,
         total_s=time.perf_counter() - t_start,
     )
-    return IndexedVideo(source=source, memory=memory, stats=stats)
+    return IndexedVideo(source=source, memory=memory, stats=stats, decode=info)
 
 
 def index_one(
@@ -302,12 +311,14 @@ def index_one(
     from videomem.pipeline.probe import probe
 
     t0 = time.perf_counter()
+    info: DecodeInfo | None = None  # set once decoding starts: failed rows record it too
     try:
         # probe here, not inside index_video, so a video that probes but then fails to
         # decode or encode still gets its probe fields (duration, size, codec) recorded
         source = probe(uri, video_id=video_id)  # the driver hashed the content already
         record = record.with_source(source)
         probe_s = time.perf_counter() - t0
+        info = DecodeInfo()
         done = index_video(
             uri,
             encoder,
@@ -317,6 +328,7 @@ def index_one(
             video_id=video_id,
             on_frames=on_frames,
             encode_lock=encode_lock,
+            decode_info=info,
         )
         done = replace(
             done, stats=replace(done.stats, probe_s=probe_s, total_s=time.perf_counter() - t0)
@@ -326,7 +338,7 @@ def index_one(
         # it is not retried automatically; encoder/store errors may be transient
         return IndexOutcome(
             replace(
-                record,
+                _with_decode(record, info),
                 error=str(e),
                 error_type=type(e).__name__,
                 retryable=not isinstance(e, DecodeError),
@@ -338,7 +350,7 @@ def index_one(
         log.error("unexpected error indexing %s:\n%s", uri, tb)
         return IndexOutcome(
             replace(
-                record,
+                _with_decode(record, info),
                 error=f"{type(e).__name__}: {e}",
                 error_type=type(e).__name__,
                 retryable=True,
@@ -348,7 +360,7 @@ def index_one(
         )
     s = done.stats
     record = replace(
-        record.with_source(done.source),
+        _with_decode(record.with_source(done.source), done.decode),
         status="indexed",
         frames_sampled=s.frames,
         probe_s=s.probe_s,
@@ -358,3 +370,16 @@ def index_one(
         total_s=s.total_s,
     )
     return IndexOutcome(record, done.memory)
+
+
+def _with_decode(record: VideoRecord, info: DecodeInfo | None) -> VideoRecord:
+    """``record`` with what decoding did (unchanged when decoding never started)."""
+    if info is None:
+        return record
+    return replace(
+        record,
+        decode_device=info.device,
+        decode_fallback=info.fallback,
+        decode_parts=info.parts,
+        decode_sample=info.sample,
+    )

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from videomem.memory.schema import VideoRecord
 
 
 class Reporter(Protocol):
@@ -30,6 +33,15 @@ def failure_line(uri: str, error: str | None) -> str:
     """ "uri: reason", one line, for a failure (errors usually start with the uri)."""
     first = error.splitlines()[0] if error else "unknown error"
     return first if first.startswith(uri) else f"{uri}: {first}"
+
+
+def decode_line(rec: VideoRecord) -> str:
+    """What decoding did for a stored video, one line: "cuda, 1 ffmpeg, exact sampling
+    (fallback: …)"."""
+    parts = rec.decode_parts or 1
+    procs = f"{parts} ffmpeg time ranges" if parts > 1 else "1 ffmpeg"
+    line = f"{rec.decode_device}, {procs}, {rec.decode_sample or 'exact'} sampling"
+    return line + (f" (fallback: {rec.decode_fallback})" if rec.decode_fallback else "")
 
 
 class NullReporter:

@@ -39,6 +39,10 @@ token_scale        string, null  int8 only: ``"token"`` or ``"slot"`` scales
 token_rel_rmse     float64, null int8 only: RMS error of the stored tokens over the RMS
                                  of the memory's tokens (measured at commit on the rows)
 token_min_cosine   float64, null int8 only: worst token's cosine with its original
+decode_device      string, null  where frames were decoded: ``"cpu"`` or ``"cuda"``
+decode_fallback    string, null  why the requested decode device was not (fully) used
+decode_parts       int32, null   ffmpeg processes that decoded time ranges of the video
+decode_sample      string, null  sampling mode: ``"exact"`` or ``"keyframes"``
 ================== ============= ====================================================
 
 ``memories`` — one row per memory slot (and per stored raw recent frame):
@@ -126,6 +130,10 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("token_scale", pa.string()),
         pa.field("token_rel_rmse", pa.float64()),
         pa.field("token_min_cosine", pa.float64()),
+        pa.field("decode_device", pa.string()),
+        pa.field("decode_fallback", pa.string()),
+        pa.field("decode_parts", pa.int32()),
+        pa.field("decode_sample", pa.string()),
     ]
 )
 
@@ -133,7 +141,17 @@ VIDEOS_SCHEMA = pa.schema(
 #: before them still opens (a writer adds them, null for old rows; readers see None)
 ADDED_COLUMNS: dict[str, frozenset[str]] = {
     "videos": frozenset(
-        {"stored_bytes", "token_dtype", "token_scale", "token_rel_rmse", "token_min_cosine"}
+        {
+            "stored_bytes",
+            "token_dtype",
+            "token_scale",
+            "token_rel_rmse",
+            "token_min_cosine",
+            "decode_device",
+            "decode_fallback",
+            "decode_parts",
+            "decode_sample",
+        }
     ),
     "memories": frozenset({"token_dtype", "token_scales", "thumbnail"}),
 }
@@ -207,6 +225,12 @@ class VideoRecord:
     token_scale: str | None = None
     token_rel_rmse: float | None = None
     token_min_cosine: float | None = None
+    #: what decoding did (``pipeline.decode.DecodeInfo``): device, why it fell back to
+    #: the CPU, ffmpeg processes (time ranges), sampling mode; None in rows from before
+    decode_device: str | None = None
+    decode_fallback: str | None = None
+    decode_parts: int | None = None
+    decode_sample: str | None = None
 
     @property
     def bytes_per_minute(self) -> float | None:

@@ -13,7 +13,8 @@ Design decisions:
   formats that seek by bytes or bisection (MPEG-TS, raw streams) do not promise it.
 * **How many**: ``auto_segments`` — one per available core, but none shorter than
   ``MIN_SEGMENT_S`` (a short video stays one process: a corpus of short videos is
-  parallel across videos already).
+  parallel across videos already). "Available" is ``DecodeConfig.cpus`` when set: the
+  index job gives each of N workers on one machine ``cpu_share`` = cores // N of them.
 * **Bounded memory**: :class:`OrderedParallel` runs at most ``inflight`` parts at once,
   each on a thread that reads its ffmpeg's batches into a queue of at most
   ``max_buffered`` batches; the consumer takes the parts in order. So at most
@@ -46,6 +47,7 @@ __all__ = [
     "OrderedParallel",
     "auto_segments",
     "available_cpus",
+    "cpu_share",
     "scan_keyframes",
     "split_points",
 ]
@@ -75,6 +77,13 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def cpu_share(workers: int, cpus: int | None = None) -> int:
+    """Cores each of ``workers`` processes on one machine gets: ``cpus // workers``
+    (at least 1); ``cpus`` defaults to this process's."""
+    cpus = available_cpus() if cpus is None else cpus
+    return max(1, cpus // max(1, workers))
 
 
 def auto_segments(span_s: float, cpus: int | None = None) -> int:

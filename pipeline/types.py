@@ -79,7 +79,13 @@ DecodeDevice = Literal["cpu", "cuda"]
 class DecodeConfig(_Config):
     """How frames are sampled and shaped by ffmpeg."""
 
-    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("batch_size", "timeout_s", "segments", "device")
+    _NOT_HASHED: ClassVar[tuple[str, ...]] = (
+        "batch_size",
+        "timeout_s",
+        "segments",
+        "device",
+        "cpus",
+    )
     _HASHED_UNLESS: ClassVar[dict[str, Any]] = {"sample": "exact"}
 
     # Frames per second to sample. 1 fps is MovieChat's long-video setting: adjacent
@@ -115,6 +121,11 @@ class DecodeConfig(_Config):
     # whose CPUs cannot keep up); a codec NVDEC cannot decode falls back to the CPU.
     # Not hashed, like the encoder's device (GPU scaling differs only by rounding).
     device: DecodeDevice = "cpu"
+    # Cores one video's decode may use (the automatic ``segments`` count and ffmpeg
+    # threads follow it): a worker's share when several workers run on one machine,
+    # so N workers do not each start one ffmpeg per core. None = every core this
+    # process may run on. Not hashed: the frames are identical.
+    cpus: int | None = None
 
     def __post_init__(self) -> None:
         if self.sample not in ("exact", "keyframes"):
@@ -140,6 +151,8 @@ class DecodeConfig(_Config):
             raise ConfigError("DecodeConfig: timeout_s must be > 0")
         if self.segments is not None and self.segments < 1:
             raise ConfigError("DecodeConfig: segments must be >= 1 (or None for automatic)")
+        if self.cpus is not None and self.cpus < 1:
+            raise ConfigError("DecodeConfig: cpus must be >= 1 (or None for all of them)")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"DecodeConfig: unknown decode device {self.device!r}")
 
@@ -148,7 +161,7 @@ class DecodeConfig(_Config):
 class EncoderConfig(_Config):
     """Which frozen model turns frames into tokens, and how it runs."""
 
-    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("device", "batch_size")
+    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("device", "batch_size", "compile")
 
     # Hugging Face hub id or local checkpoint directory ("tiny" = the random smoke-test
     # model). Required: a default model would silently give a forgetful caller
@@ -165,6 +178,9 @@ class EncoderConfig(_Config):
     options: dict[str, Any] = field(default_factory=dict)
     # Never run code shipped inside a checkpoint unless the user asks for it.
     trust_remote_code: bool = False
+    # Run the forward under torch.compile (faster on GPUs once compiled), kept only if
+    # its tokens match eager on the first batch; not in the fingerprint, like device.
+    compile: bool = False
 
 
 MemoryMethod = Literal["adaptive", "moviechat", "mbc"]

@@ -51,6 +51,9 @@ def test_index_json_summary(indexed) -> None:
     assert summary["frames"] == 8 + 6 and summary["frames_per_s"] > 0
     assert summary["failures"][0]["uri"].endswith("broken.mp4")
     assert summary["encoder_fingerprint"].startswith("llava")
+    # which ffmpeg decoded, and why that one
+    assert Path(summary["ffmpeg"]["path"]).exists() and summary["ffmpeg"]["version"]
+    assert summary["ffmpeg"]["source"] in ("VIDEOMEM_FFMPEG", "PATH", "imageio-ffmpeg")
     # progress goes to stderr as plain lines when not on a terminal
     assert "indexed" in result.stderr and "FAILED" in result.stderr
 
@@ -61,6 +64,7 @@ def test_rerun_skips_and_prints_summary(indexed, videos: Path, env) -> None:
                "--fps", "2", "--batch-size", "4", "--device", "cpu")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "0 indexed, 3 skipped, 0 failed of 3 video(s)" in r.stdout
+    assert "\nffmpeg " in r.stdout
 
 
 def test_ls(indexed, env) -> None:
@@ -98,6 +102,10 @@ def test_show_text_json_and_plot(indexed, env, tmp_path: Path) -> None:
     # the cost of the memory: per video (ls --json) and per minute of video
     assert a["stored_bytes"] > 0 and a["bytes_per_minute"] > a["stored_bytes"]  # a 4 s video
     assert "KiB per minute of video" in text
+    # what decoding did
+    assert (shown["video"]["decode_device"], shown["video"]["decode_parts"]) == ("cpu", 1)
+    assert shown["video"]["decode_sample"] == "exact"
+    assert "decode   cpu, 1 ffmpeg, exact sampling" in text
 
     pytest.importorskip("matplotlib")
     png = tmp_path / "slots.png"

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from videomem.pipeline import decode as decode_module
 from videomem.pipeline import ffmpeg as ffmpeg_module
-from videomem.pipeline.decode import check_video, decode, sample_timestamps
+from videomem.pipeline import plan as plan_module
+from videomem.pipeline.decode import check_video, decode
 from videomem.pipeline.errors import DecodeError, VideomemError
 from videomem.pipeline.ffmpeg import find_ffmpeg, find_ffprobe
 from videomem.pipeline.files import VIDEO_EXTENSIONS, content_video_id, iter_video_files
+from videomem.pipeline.plan import sample_timestamps
 from videomem.pipeline.probe import probe
 from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
@@ -541,7 +542,7 @@ def test_loud_stderr_does_not_deadlock(
 ) -> None:
     # debug logging writes far more than the (smallest possible) stderr pipe holds:
     # without the drain thread ffmpeg would block on stderr and never finish.
-    monkeypatch.setattr(decode_module, "LOGLEVEL", "debug")
+    monkeypatch.setattr(plan_module, "LOGLEVEL", "debug")
     monkeypatch.setattr(ffmpeg_module, "PIPE_SIZE", 4096)
     done: list[int] = []
 

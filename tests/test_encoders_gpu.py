@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 from videomem.encoders import load_encoder
-from videomem.encoders.gpu import PinnedStager, half_dtype, is_out_of_memory
+from videomem.encoders.gpu import (
+    HostUploader,
+    PinnedStager,
+    SideStreamUploader,
+    half_dtype,
+    is_out_of_memory,
+)
 from videomem.encoders.tiny import build_tiny
 
 
@@ -104,3 +110,51 @@ def test_cuda_encode_matches_cpu(clip_dir: Path) -> None:
     gpu = load_encoder(clip_dir, "cuda", dtype="float32", batch_size=3)
     x = frames(7, cpu.input_size[0])
     torch.testing.assert_close(gpu.encode(x).tokens, cpu.encode(x).tokens, rtol=1e-3, atol=1e-3)
+
+
+def chunk_by_chunk(enc, x: np.ndarray, size: int) -> torch.Tensor:  # noqa: ANN001
+    """The reference: each chunk preprocessed and encoded on its own, no lookahead."""
+    with torch.inference_mode():
+        parts = [enc._encode_pixels(enc.pixels(x[i : i + size]))[0] for i in range(0, len(x), size)]
+    return torch.cat([p.to("cpu", torch.float32) for p in parts])
+
+
+def test_chunks_copied_ahead_give_the_chunk_by_chunk_tokens(clip_dir: Path) -> None:
+    enc = load_encoder(clip_dir, "cpu", batch_size=3)
+    assert isinstance(enc.uploader(), HostUploader)  # type: ignore[attr-defined]  # CPU
+    x = frames(10, enc.input_size[0])  # chunks 3, 3, 3, 1
+    seen: list[int] = []
+    real = enc._encode_pixels
+
+    def counting(pixels: torch.Tensor):  # noqa: ANN202
+        seen.append(len(pixels))
+        return real(pixels)
+
+    enc._encode_pixels = counting  # type: ignore[method-assign]
+    got = enc.encode(x)
+    assert seen == [3, 3, 3, 1]
+    assert torch.equal(got.tokens, chunk_by_chunk(enc, x, 3))
+
+
+@pytest.mark.gpu
+def test_side_stream_uploads_are_exact_and_alternate_buffers() -> None:
+    dev = torch.device("cuda")
+    up = SideStreamUploader(dev)
+    assert up.stream != torch.cuda.current_stream(dev)
+    xs = [torch.randint(0, 256, (n, 16, 16, 3), dtype=torch.uint8) for n in (4, 4, 2, 4)]
+    ups = [up.put(x, (i, len(x))) for i, x in enumerate(xs[:2])]
+    assert ups[0].ready is not None and ups[0].frames.device.type == "cuda"
+    assert up._buffers[0] is not None and up._buffers[1] is not None
+    assert up._buffers[0].data_ptr() != up._buffers[1].data_ptr()
+    assert up._buffers[0].is_pinned()
+    got = [up.take(u).cpu() for u in ups]
+    got += [up.take(up.put(x, (9, len(x)))).cpu() for x in xs[2:]]
+    assert all(torch.equal(g, x) for g, x in zip(got, xs, strict=True))
+
+
+@pytest.mark.gpu
+def test_cuda_encode_with_copies_ahead_matches_chunk_by_chunk(clip_dir: Path) -> None:
+    gpu = load_encoder(clip_dir, "cuda", dtype="float32", batch_size=3)
+    assert isinstance(gpu.uploader(), SideStreamUploader)  # type: ignore[attr-defined]
+    x = frames(10, gpu.input_size[0])
+    torch.testing.assert_close(gpu.encode(x).tokens, chunk_by_chunk(gpu, x, 3), rtol=0, atol=1e-5)

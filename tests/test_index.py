@@ -10,18 +10,29 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from videomem.jobs.executor import LocalExecutor, RayExecutor
-from videomem.jobs.index import IndexJob, IndexStepSpec, TaskSpec, WorkItem, run_index
+from videomem.jobs.index import (
+    IndexJob,
+    IndexStepSpec,
+    TaskSpec,
+    WorkItem,
+    decode_cpus,
+    run_index,
+)
 from videomem.jobs.index_step import BatchPrefetcher, index_one, index_video
 from videomem.memory.builder import MemoryBuilder
 from videomem.memory.lease import LeaseConfig
 from videomem.memory.store import Store
 from videomem.pipeline.decode import decode
 from videomem.pipeline.errors import DecodeError, EncoderError
+from videomem.pipeline.plan import make_plan, plan_parts
+from videomem.pipeline.probe import probe
+from videomem.pipeline.segments import cpu_share
 from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
 from tests.videos import (
@@ -30,6 +41,7 @@ from tests.videos import (
     make_pattern,
     make_scenes,
     make_truncated_faststart,
+    run_ffmpeg,
 )
 
 SMALL_MEMORY = MemoryConfig(short_term_len=6, merge_to=2, long_term_len=8, keep_recent=3)
@@ -212,6 +224,7 @@ def test_broken_file_becomes_a_failed_outcome(tmp_path: Path, encoder) -> None:
     assert out.memory is None and rec.status == "failed"
     assert rec.error_type == "DecodeError" and not rec.retryable
     assert "bad.mp4" in rec.error and rec.encoder_fingerprint == encoder.fingerprint
+    assert rec.decode_device is None and rec.decode_sample is None  # failed in probe
 
 
 def test_video_that_probes_but_fails_to_decode_keeps_its_probe_fields(
@@ -225,6 +238,34 @@ def test_video_that_probes_but_fails_to_decode_keeps_its_probe_fields(
     # what probing found is kept for the user, even though decoding failed
     assert rec.duration_s == pytest.approx(4.0, abs=0.1)
     assert (rec.width, rec.height) == (64, 48) and rec.codec == "h264"
+    # decoding started, so what it did is recorded too
+    assert (rec.decode_device, rec.decode_parts, rec.decode_sample) == ("cpu", 1, "exact")
+
+
+def test_what_decoding_did_is_recorded_in_the_row(tmp_path: Path, encoder) -> None:
+    cuts = make_scenes(tmp_path / "cuts.mp4", (("red", 2.0), ("green", 2.0), ("blue", 2.0)), gop=10)
+    base = DecodeConfig(fps=5.0, size=encoder.input_size, batch_size=4)
+
+    def row(cfg: DecodeConfig, path: Path = cuts.path):
+        out = index_one(str(path), "v", encoder, cfg, SMALL_MEMORY, config_hash="h")
+        assert out.record.status == "indexed", out.record.error
+        r = out.record
+        return r.decode_device, r.decode_fallback, r.decode_parts, r.decode_sample
+
+    assert row(replace(base, segments=1)) == ("cpu", None, 1, "exact")
+    split = replace(base, segments=3)
+    src = probe(cuts.path)
+    parts, _ = plan_parts(cuts.path, split, src, make_plan(split, src))
+    assert len(parts) > 1  # else the row could not tell the two apart
+    assert row(split) == ("cpu", None, len(parts), "exact")
+    keys = DecodeConfig(sample="keyframes", fps=None, size=encoder.input_size)
+    assert row(keys) == ("cpu", None, 1, "keyframes")
+    # a codec NVDEC cannot decode: the request for the GPU falls back, and the row says so
+    ffv1 = tmp_path / "ffv1.mkv"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "2", "-c:v", "ffv1",
+                str(ffv1)])  # fmt: skip
+    got = row(replace(base, device="cuda"), ffv1)
+    assert got == ("cpu", "NVDEC cannot decode ffv1: decoded on the CPU", 1, "exact")
 
 
 class FailsOnSecondBatch:
@@ -325,6 +366,25 @@ def test_folder_job_statuses_errors_spans_rerun_and_force(
     assert other.indexed == 1 and other.config_hash != s.config_hash
     with store_at.open() as store:
         assert len(store.list_videos(video_id=rows["scenes.mp4"].video_id)) == 2
+
+
+def test_each_worker_decodes_with_its_share_of_the_cores(
+    clip: Path, tmp_path: Path, tiny_dir: Path
+) -> None:
+    assert decode_cpus(job([clip], tmp_path, tiny_dir, workers=3)) == cpu_share(3)
+    pinned = DecodeConfig(fps=2.0, cpus=5)
+    assert decode_cpus(job([clip], tmp_path, tiny_dir, workers=3, decode=pinned)) == 5
+    cluster = job([clip], tmp_path, tiny_dir, workers=3, executor="ray", ray_address="ray://h:1")
+    assert decode_cpus(cluster) is None  # each worker uses its own node's cores
+
+    # what the workers get: the share, in the config they decode with, outside the key
+    three = job([clip], tmp_path / "a", tiny_dir, workers=3)
+    s3 = run_index(three, executor=LocalExecutor(IndexStepSpec(three.encoder)))
+    s1 = run_index(job([clip], tmp_path / "b", tiny_dir))
+    assert s3.indexed == s1.indexed == 1 and s3.config_hash == s1.config_hash
+    with Store(tmp_path / "a") as a, Store(tmp_path / "b") as b:
+        assert a.list_videos()[0].config["decode"]["cpus"] == cpu_share(3)
+        assert b.list_videos()[0].config["decode"]["cpus"] == cpu_share(1)
 
 
 def test_duplicate_content_is_indexed_once(clip: Path, tmp_path: Path, tiny_dir: Path) -> None:

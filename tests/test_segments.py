@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from videomem.pipeline.decode import _plan, decode, plan_parts
+from videomem.pipeline.decode import decode
+from videomem.pipeline.plan import make_plan, plan_parts
 from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import (
     MIN_SEGMENT_S,
     SEGMENT_QUEUE_BATCHES,
     OrderedParallel,
     auto_segments,
+    cpu_share,
     scan_keyframes,
     split_points,
 )
@@ -60,7 +62,7 @@ def same_as_serial(
     the video really was split. Returns the number of parts."""
     src = src or probe(path)
     split = replace(cfg, segments=segments)
-    parts, _ = plan_parts(path, split, src, _plan(split, src))
+    parts, _ = plan_parts(path, split, src, make_plan(split, src))
     assert len(parts) > 1, "the video was not split: the test would prove nothing"
     f1, t1, i1, _ = collect(decode(path, replace(cfg, segments=1), src))
     f2, t2, i2, _ = collect(decode(path, split, src))
@@ -120,6 +122,19 @@ def long_video(vdir: Path) -> Path:
     return make_long(vdir / "long.mp4", num_frames=6000).path  # 240 s, keyframes every 10 s
 
 
+def test_automatic_segments_follow_the_cores_a_worker_gets(long_video: Path) -> None:
+    # N workers on a machine of C cores: each gets C // N (at least one)
+    assert [cpu_share(n, 16) for n in (1, 2, 3, 4, 16, 32)] == [16, 8, 5, 4, 1, 1]
+    src = probe(long_video)  # 240 s with keyframes every 10 s: room for 8 processes
+    for cpus in (1, 2, 3, 8):
+        cfg = DecodeConfig(fps=1.0, batch_size=4, cpus=cpus)
+        parts, inflight = plan_parts(long_video, cfg, src, make_plan(cfg, src))
+        assert inflight == auto_segments(240.0, cpus) == min(cpus, 8)
+        assert (len(parts) > 1) == (cpus > 1)
+        # the parts' ffmpeg threads share the same cores
+        assert {p.threads for p in parts} == ({None} if cpus == 1 else {cpus // inflight})
+
+
 @pytest.mark.slow
 def test_long_video_segments_bounded_memory_and_equal(long_video: Path) -> None:
     src = probe(long_video)
@@ -127,7 +142,7 @@ def test_long_video_segments_bounded_memory_and_equal(long_video: Path) -> None:
     assert auto_segments(240.0, cpus=2) == 2 and auto_segments(50.0, cpus=16) == 1
     same_as_serial(long_video, cfg, segments=4)
     split = replace(cfg, segments=4)
-    parts, inflight = plan_parts(long_video, split, src, _plan(split, src))
+    parts, inflight = plan_parts(long_video, split, src, make_plan(split, src))
     assert inflight == 4 and len(parts) > 4  # cut into more parts, not bigger ones
     batch_bytes = cfg.batch_size * 24 * 32 * 3
     count = 0
@@ -168,7 +183,7 @@ def test_unindexed_container_is_not_split(vdir: Path) -> None:
     cfg = DecodeConfig(fps=5.0, segments=3)
     scan = scan_keyframes(ts)
     assert scan is not None and len(scan.keyframes) >= 3 and not scan.seekable
-    parts, _ = plan_parts(ts, cfg, src, _plan(cfg, src))
+    parts, _ = plan_parts(ts, cfg, src, make_plan(cfg, src))
     assert len(parts) == 1
 
 

@@ -518,3 +518,37 @@ def test_list_videos_pages_and_filters(store: Store) -> None:
     assert store.count_videos("indexed", model="m2") == 3
     with pytest.raises(StoreError, match=">= 0"):
         store.list_videos(limit=-1)
+
+
+DECODE_COLUMNS = ["decode_device", "decode_fallback", "decode_parts", "decode_sample"]
+
+
+def test_what_decoding_did_round_trips(store: Store) -> None:
+    done = replace(
+        record(),
+        decode_device="cpu",
+        decode_fallback="NVDEC cannot decode ffv1: decoded on the CPU",
+        decode_parts=3,
+        decode_sample="exact",
+    )
+    store.commit([VideoCommit(done, make_memory(slots=2))])
+    rec = store.latest("vid1")
+    assert [getattr(rec, c) for c in DECODE_COLUMNS] == [getattr(done, c) for c in DECODE_COLUMNS]
+    assert rec.to_dict()["decode_parts"] == 3
+
+
+def test_a_store_written_before_the_decode_columns_still_opens(tmp_path: Path) -> None:
+    import lancedb
+
+    path = tmp_path / "old"
+    with Store(path, writer=True) as w:
+        w.commit([VideoCommit(record(), make_memory(slots=3))])
+    lancedb.connect(str(path)).open_table("videos").drop_columns(DECODE_COLUMNS)
+    with Store(path) as reader:
+        old = reader.latest("vid1")
+        assert [getattr(old, c) for c in DECODE_COLUMNS] == [None] * 4
+    with Store(path, writer=True) as w:  # a writer adds the columns, null for old rows
+        assert w.latest("vid1").decode_device is None
+        new = replace(record("vid2"), decode_device="cuda", decode_parts=1, decode_sample="exact")
+        w.commit([VideoCommit(new, make_memory("vid2", slots=2))])
+        assert (w.latest("vid2").decode_device, w.latest("vid2").decode_parts) == ("cuda", 1)
