@@ -186,10 +186,10 @@ class Store:
         try:
             result: pa.Table = q.to_arrow()
         except Exception as e:
-            raise self._damaged(table.name, "read", e) from e
+            raise self._lance_error(table.name, "read", e) from e
         return result
 
-    def _damaged(self, table: str, action: str, e: Exception) -> StoreError:
+    def _lance_error(self, table: str, action: str, e: Exception) -> StoreError:
         """The error of a failed LanceDB read/write: which table, and what to do."""
         msg = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
         text = f"store {self.uri}: {action} of table {table} failed: {type(e).__name__}: {msg}. "
@@ -238,7 +238,7 @@ class Store:
         try:
             return int(self._videos.count_rows(where))
         except Exception as e:
-            raise self._damaged(VIDEOS, "read", e) from e
+            raise self._lance_error(VIDEOS, "read", e) from e
 
     @staticmethod
     def _videos_filter(
@@ -468,7 +468,7 @@ class Store:
         except StoreError:
             raise
         except Exception as e:
-            raise self._damaged(table, "commit", e) from e
+            raise self._lance_error(table, "commit", e) from e
         return records
 
     def collect_garbage(self) -> int:
