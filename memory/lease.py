@@ -47,9 +47,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from videomem.pipeline.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from obstore import UpdateVersion
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +158,10 @@ def object_store(uri: str, storage_options: Mapping[str, str]) -> Any:
         else:
             config[k] = str(value)
     try:
-        return from_url(uri, config=config or None, client_options=client or None)
+        # user-given keys: obstore validates them at run time (its TypedDicts cannot here)
+        return from_url(
+            uri, config=cast(Any, config or None), client_options=cast(Any, client or None)
+        )
     except Exception as e:  # unknown scheme or option
         raise StoreError(f"cannot open {uri} for the writer lease: {e}") from e
 
@@ -166,13 +172,13 @@ class _Seen:
     version: str | None
     body: dict[str, Any]
 
-    def mode(self) -> dict[str, str]:
+    def mode(self) -> UpdateVersion:
         """The put mode that succeeds only if the object is still this one."""
         return _update_mode(self.etag, self.version)
 
 
-def _update_mode(etag: str | None, version: str | None) -> dict[str, str]:
-    mode = {"e_tag": etag or ""}
+def _update_mode(etag: str | None, version: str | None) -> UpdateVersion:
+    mode: UpdateVersion = {"e_tag": etag or ""}
     if version:
         mode["version"] = version
     return mode
