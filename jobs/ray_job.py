@@ -19,6 +19,8 @@ import sys
 #: (a new stage is one line here)
 STAGES: dict[str, list[str]] = {
     "index": ["--executor", "ray"],
+    "qa": ["--executor", "ray"],
+    "caption": ["--executor", "ray"],
 }
 
 

@@ -143,3 +143,38 @@ def test_killed_driver_then_resubmitted_job_recovers(
             "videos": 6,
             "memories": sum(r.slots + r.recent for r in rows),
         }
+
+
+def test_qa_job_through_ray_job_submit(cluster, tiny: Path, tmp_path: Path) -> None:
+    """Index, then answer a question file, each submitted to the cluster; the answers
+    are in the store's answers table (a directory store: one machine, one file system)."""
+    import json
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(2):
+        make_pattern(videos / f"v{i}.mp4", seconds=2 + i)
+    store = tmp_path / "store"
+    base = ["--store", str(store), "--device", "cpu", "--workers", "2", "--json"]
+    r = cluster.submit(
+        sys.executable, "-m", "videomem.jobs.ray_job", "index", str(videos), *base,
+        "--model", str(tiny), "--fps", "2", "--batch-size", "4",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    questions = tmp_path / "questions.jsonl"
+    rows = [
+        {"video": str(videos / f"v{i}.mp4"), "question": q, "question_id": f"q{i}{k}"}
+        for i in range(2)
+        for k, q in enumerate(["What is shown?", "What colour dominates?"])
+    ]
+    questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    r = cluster.submit(
+        sys.executable, "-m", "videomem.jobs.ray_job", "qa", str(questions), *base,
+        "--max-new-tokens", "4",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "succeeded" in r.stdout + r.stderr
+    with Store(str(store)) as st:
+        answers = st.read_qa_rows("answers")
+    assert sorted(a["question_id"] for a in answers) == sorted(row["question_id"] for row in rows)
+    assert all(a["status"] == "answered" and a["answer"] for a in answers), answers
