@@ -102,8 +102,9 @@ def test_killed_driver_then_resubmitted_job_recovers(
 
     videos = tmp_path / "videos"
     videos.mkdir()
-    for i in range(6):
-        make_pattern(videos / f"v{i}.mp4", seconds=6 + i, rate=10)
+    n = 8  # long enough that the job is still running when the first video is seen
+    for i in range(n):
+        make_pattern(videos / f"v{i}.mp4", seconds=15 + i, rate=10)
     uri = s3.new_store_uri()
     cmd = index_cmd(videos, uri, s3, tiny, "--fps", "10")
     client = JobSubmissionClient(
@@ -131,16 +132,16 @@ def test_killed_driver_then_resubmitted_job_recovers(
         time.sleep(0.5)
     with Store(uri, storage_options=s3.options()) as reader:
         killed_state = whole(reader)
-    assert 1 <= len(killed_state) < 6, "the job finished before it could be killed"
+    assert 1 <= len(killed_state) < n, "the job finished before it could be killed"
 
     r = cluster.submit(*cmd, "--json")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     with Store(uri, storage_options=s3.options()) as store:
         rows = store.list_videos()
-        assert len(rows) == 6 and all(r.status == "indexed" for r in rows)
-        assert len(whole(store)) == 6
+        assert len(rows) == n and all(r.status == "indexed" for r in rows)
+        assert len(whole(store)) == n
         assert store.count_rows() == {
-            "videos": 6,
+            "videos": n,
             "memories": sum(r.slots + r.recent for r in rows),
         }
 
