@@ -12,9 +12,22 @@ CPU seconds (ffmpeg) over decode()'s (ffmpeg + Python), steadier than wall clock
 on a busy machine. Cases: the real clips in ../shared/testdata (skipped when absent) and
 a long synthetic video (10,500 frames) made here with ffmpeg.
 
-    python bench/decode.py            # default, about a minute on 2 cores
+Further sections (``--section``), each against a baseline measured in the same run:
+
+* ``keyframes``: ``sample="keyframes"`` (thinned to 1 fps) against exact 1 fps on a
+  long synthetic video (1280x720, GOP 2 s) and on real footage (bikes.mp4 looped to
+  5 minutes, its own GOPs): speed-up, and how far in time the keyframe samples are
+  from the exact grid (for each exact 1 fps tick, the distance to the nearest
+  keyframe sample: mean and max; what consolidation loses by taking keyframes).
+* ``segments``: exact 1 fps with k ffmpeg processes (``segments=k``, k = the cores
+  here) against one; target: speed >= 0.8 * k of one process.
+* ``ffmpeg``: the system and the bundled ffmpeg decoding the same clip (the
+  measurement ``pipeline.ffmpeg_choice`` caches and then uses).
+
+    python bench/decode.py            # default, a few minutes on 2 cores
     python bench/decode.py --quick    # one repeat, fewer cases
     python bench/decode.py --full     # more repeats, a larger long video
+    python bench/decode.py --section keyframes --section segments
 """
 
 from __future__ import annotations
@@ -27,8 +40,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from videomem.pipeline.decode import build_command, decode, find_ffmpeg, probe
+import numpy as np
+from videomem.pipeline.decode import _plan, build_command, decode, plan_parts
+from videomem.pipeline.ffmpeg import find_ffmpeg
+from videomem.pipeline.ffmpeg_choice import ffmpeg_info, ffmpeg_version, measure_ffmpeg
+from videomem.pipeline.probe import probe
+from videomem.pipeline.segments import available_cpus
 from videomem.pipeline.types import DecodeConfig, VideoSource
+
+SECTIONS = ("overhead", "keyframes", "segments", "ffmpeg")
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
@@ -92,28 +112,96 @@ def run_case(name: str, src: VideoSource, cfg: DecodeConfig, repeats: int) -> di
     return row
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="one repeat, fewer cases")
-    mode.add_argument("--full", action="store_true", help="five repeats, bigger long video")
-    ap.add_argument("--batch-size", type=int, default=16)
-    args = ap.parse_args()
-    repeats = 1 if args.quick else 5 if args.full else 3
-    bs = args.batch_size
+def make_hd_video(path: Path, seconds: int, gop_s: float = 2.0) -> Path:
+    """A moving 1280x720 30 fps test pattern, H.264 as cameras and sites encode it
+    (veryfast, B-frames, a keyframe every ``gop_s``)."""
+    cmd = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi"]
+    cmd += ["-i", f"testsrc2=s=1280x720:r=30:d={seconds}", "-c:v", "libx264", "-preset"]
+    cmd += ["veryfast", "-g", str(round(30 * gop_s)), "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, check=True)
+    return path
 
-    print(f"ffmpeg: {find_ffmpeg()}   batch_size={bs}   repeats={repeats} (median)")
+
+def loop_clip(src: Path, path: Path, times: int) -> Path:
+    """``src`` played ``times`` times in a row, stream-copied (its own GOPs kept)."""
+    cmd = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
+    cmd += ["-stream_loop", str(times - 1), "-i", str(src), "-an", "-c", "copy", str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def timed(path: Path, cfg: DecodeConfig, src: VideoSource) -> tuple[float, np.ndarray]:
+    """(wall s, timestamps) of one full decode()."""
+    t0 = time.perf_counter()
+    ts = [b.timestamps for b in decode(path, cfg, src)]
+    return time.perf_counter() - t0, np.concatenate(ts)
+
+
+def keyframe_case(name: str, path: Path, repeats: int) -> float:
+    src = probe(path)
+    exact = DecodeConfig(fps=1.0, size=(224, 224), segments=1)
+    keys = DecodeConfig(fps=1.0, size=(224, 224), sample="keyframes")
+    timed(path, keys, src)  # warm the page cache
+    te, tk = [], []
+    for _ in range(repeats):
+        w, grid = timed(path, exact, src)
+        te.append(w)
+        w, kts = timed(path, keys, src)
+        tk.append(w)
+    # for every exact tick, the nearest keyframe sample
+    pos = np.clip(np.searchsorted(kts, grid), 1, len(kts) - 1) if len(kts) > 1 else None
+    if pos is None:
+        dist = np.abs(grid - kts[0])
+    else:
+        dist = np.minimum(np.abs(grid - kts[pos - 1]), np.abs(grid - kts[pos]))
+    e, k = statistics.median(te), statistics.median(tk)
+    print(
+        f"{name:<34} {src.duration_s or 0:>7.0f} {len(grid):>6} {len(kts):>6} {e:>8.2f} "
+        f"{k:>8.2f} {e / k:>7.1f}x {dist.mean():>8.2f} {dist.max():>7.2f}",
+        flush=True,
+    )
+    return e / k
+
+
+def segment_case(name: str, path: Path, k: int, repeats: int) -> float:
+    src = probe(path)
+    one = DecodeConfig(fps=1.0, size=(224, 224), segments=1)
+    many = DecodeConfig(fps=1.0, size=(224, 224), segments=k)
+    parts, inflight = plan_parts(path, many, src, _plan(many, src))
+    timed(path, one, src)  # warm the page cache
+    t1, tk = [], []
+    for _ in range(repeats):
+        w, a = timed(path, one, src)
+        t1.append(w)
+        w, b = timed(path, many, src)
+        tk.append(w)
+        if not np.array_equal(a, b):
+            raise SystemExit(f"{name}: segment-parallel timestamps differ from one ffmpeg")
+    s1, sk = statistics.median(t1), statistics.median(tk)
+    speed = s1 / sk
+    print(
+        f"{name:<34} {src.duration_s or 0:>7.0f} {len(parts):>5} {inflight:>3} {s1:>8.2f} "
+        f"{sk:>8.2f} {speed:>7.2f}x {speed / k:>6.2f}  (target >= 0.80)",
+        flush=True,
+    )
+    return speed / k
+
+
+def overhead(args: argparse.Namespace, repeats: int) -> None:
+    bs = args.batch_size
+    print(f"\n== decode() against the bare ffmpeg command (batch_size={bs}, median of {repeats})")
     print(
         f"{'case':<28} {'sampling':<7} {'size':<8} {'frames':>6} {'ffmpeg f/s':>11} "
         f"{'decode() f/s':>13} {'ratio':>6} {'cpu ratio':>10}"
     )
     ratios = []
+    one = {"batch_size": bs, "segments": 1}  # the bare command is one ffmpeg too
     if TESTDATA.is_dir():
         bikes = probe(TESTDATA / "bikes.mp4")
         cases = [
-            ("bikes.mp4 (640x272)", DecodeConfig(fps=25.0, batch_size=bs)),
-            ("bikes.mp4 (640x272)", DecodeConfig(fps=25.0, size=(224, 224), batch_size=bs)),
-            ("bikes.mp4 (640x272)", DecodeConfig(fps=1.0, size=(224, 224), batch_size=bs)),
+            ("bikes.mp4 (640x272)", DecodeConfig(fps=25.0, **one)),
+            ("bikes.mp4 (640x272)", DecodeConfig(fps=25.0, size=(224, 224), **one)),
+            ("bikes.mp4 (640x272)", DecodeConfig(fps=1.0, size=(224, 224), **one)),
         ]
         if not args.quick:
             cases.append(("bikes.mp4 (640x272)", DecodeConfig(num_frames=32, size=(224, 224))))
@@ -121,7 +209,7 @@ def main() -> None:
             ratios.append(run_case(name, bikes, cfg, repeats)["ratio"])
         if not args.quick:
             bbb = probe(TESTDATA / "bigbuckbunny.mp4")
-            cfg = DecodeConfig(fps=25.0, batch_size=bs)
+            cfg = DecodeConfig(fps=25.0, **one)
             ratios.append(run_case("bigbuckbunny.mp4 (1280x720)", bbb, cfg, repeats)["ratio"])
     else:
         print(f"(real clips not found at {TESTDATA}: skipped)")
@@ -131,9 +219,67 @@ def main() -> None:
         path = make_long_video(Path(tmp) / "long.mp4", 10_500, w, h)
         src = probe(path)
         name = f"long synthetic ({w}x{h})"
-        for cfg in (DecodeConfig(fps=25.0, batch_size=bs), DecodeConfig(fps=1.0, batch_size=bs)):
+        for cfg in (DecodeConfig(fps=25.0, **one), DecodeConfig(fps=1.0, **one)):
             ratios.append(run_case(name, src, cfg, repeats)["ratio"])
     print(f"ratio decode()/ffmpeg: min {min(ratios):.3f}, median {statistics.median(ratios):.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="one repeat, fewer cases")
+    mode.add_argument("--full", action="store_true", help="five repeats, bigger long video")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--section", action="append", choices=SECTIONS, help="default: all")
+    ap.add_argument("--segments", type=int, default=None, help="k (default: the cores here)")
+    args = ap.parse_args()
+    repeats = 1 if args.quick else 5 if args.full else 3
+    sections = args.section or list(SECTIONS)
+    info = ffmpeg_info()
+    print(f"ffmpeg: {info.get('path')} {info.get('version')} ({info.get('reason')})")
+    print(f"cores available: {available_cpus()}")
+
+    if "overhead" in sections:
+        overhead(args, repeats)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds = 120 if args.quick else 600 if args.full else 300
+        need_videos = "keyframes" in sections or "segments" in sections
+        hd = make_hd_video(Path(tmp) / "hd.mp4", seconds) if need_videos else None
+        real = None
+        if need_videos and TESTDATA.is_dir():
+            real = loop_clip(TESTDATA / "bikes.mp4", Path(tmp) / "bikes_loop.mp4", seconds // 10)
+        if "keyframes" in sections and hd is not None:
+            print(f"\n== keyframes (thinned to 1 fps) vs exact 1 fps, 224x224, median of {repeats}")
+            print(
+                f"{'case':<34} {'video s':>7} {'exact':>6} {'keys':>6} {'exact s':>8} "
+                f"{'keys s':>8} {'speedup':>8} {'mean gap':>8} {'max gap':>7}"
+            )
+            keyframe_case(f"synthetic 1280x720 GOP 2 s, {seconds} s", hd, repeats)
+            if real is not None:
+                keyframe_case(f"bikes.mp4 looped ({seconds} s)", real, repeats)
+            if TESTDATA.is_dir():
+                keyframe_case("bikes.mp4 (10 s)", TESTDATA / "bikes.mp4", repeats)
+        if "segments" in sections and hd is not None:
+            k = args.segments or available_cpus()
+            print(f"\n== segment-parallel (k={k}) vs one ffmpeg, exact 1 fps, 224x224")
+            print(
+                f"{'case':<34} {'video s':>7} {'parts':>5} {'k':>3} {'one s':>8} {'k s':>8} "
+                f"{'speed':>8} {'/k':>6}"
+            )
+            segment_case(f"synthetic 1280x720 GOP 2 s, {seconds} s", hd, k, repeats)
+            if real is not None:
+                segment_case(f"bikes.mp4 looped ({seconds} s)", real, k, repeats)
+
+    if "ffmpeg" in sections:
+        print("\n== system vs bundled ffmpeg: 1280x720 H.264 to 224x224 at 1 fps (best of 3)")
+        seconds_by_exe = measure_ffmpeg(repeats=3)
+        if not seconds_by_exe:
+            print("only one ffmpeg available: nothing to compare")
+        for exe, sec in sorted(seconds_by_exe.items(), key=lambda kv: kv[1]):
+            print(f"{ffmpeg_version(exe):<10} {sec:>6.2f} s  {exe}")
+        if seconds_by_exe:
+            print(f"cached; now using: {ffmpeg_info().get('path')}")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: in
     from videomem.encoders.registry import load_encoder
     from videomem.jobs.executor import LocalExecutor
     from videomem.jobs.index import IndexStepSpec, TaskSpec, WorkItem
-    from videomem.pipeline.decode import decode, probe
+    from videomem.pipeline.decode import decode
+    from videomem.pipeline.probe import probe
     from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
     enc = load_encoder(ckpt, "cpu", batch_size=batch)

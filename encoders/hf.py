@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from videomem.encoders.gpu import half_dtype
 from videomem.pipeline.errors import EncoderError
 
 
@@ -59,7 +60,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return half_dtype(device) if device.type == "cuda" else torch.float32
     try:
         return _DTYPES[dtype]
     except KeyError:

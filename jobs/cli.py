@@ -266,6 +266,10 @@ def show(
     if mem is not None:
         n, d = tuple(mem.tokens.shape[1:])
         typer.echo(f"memory   {len(mem)} slots x {n} x {d} tokens from {rec.frames_sampled} frames")
+        if rec.stored_bytes is not None:
+            per_min = rec.bytes_per_minute
+            rate = f" ({per_min / 1024:.1f} KiB per minute of video)" if per_min else ""
+            typer.echo(f"stored   {rec.stored_bytes / 1024:.1f} KiB{rate}")
         typer.echo(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
         for s in slots:
             typer.echo(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
@@ -306,20 +310,29 @@ def probe(
     """
     import json
 
-    from videomem.pipeline.decode import check_video, iter_video_files
+    from videomem.pipeline.decode import check_video
     from videomem.pipeline.errors import ConfigError
+    from videomem.pipeline.ffmpeg_choice import ffmpeg_info
+    from videomem.pipeline.files import iter_video_files
     from videomem.pipeline.types import DecodeConfig
 
     try:
         config = DecodeConfig(fps=fps, num_frames=frames)
     except ConfigError as e:
         raise _fail_usage(str(e)) from None
+    binary = ffmpeg_info()
+    if not as_json:
+        typer.echo(
+            f"ffmpeg {binary['version']} ({binary['source']}: {binary['reason']})  {binary['path']}"
+            if "path" in binary
+            else f"ffmpeg: {binary['error']}"
+        )
     rows = []
     for path in iter_video_files(paths):
         row = check_video(path, config)
         rows.append(row)
         if as_json:
-            typer.echo(json.dumps(row))
+            typer.echo(json.dumps({**row, "ffmpeg": binary}))
         elif row["ok"]:
             typer.echo(
                 f"{row['video_id']}  {row['duration_s']:.2f}s  {row['fps']:.3f}fps  "

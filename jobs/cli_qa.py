@@ -175,7 +175,7 @@ def qa_(
             force=force,
             reuse_prefix=not no_reuse,
             batch_size=batch_size,
-            executor=executor,
+            executor=executor,  # type: ignore[arg-type]
             workers=workers,
             ray_address=ray_address,
         )
@@ -218,6 +218,9 @@ def caption(
     device: str | None = _DEVICE,
     dtype: str | None = _DTYPE,
     batch_size: int = typer.Option(4, help="Dense segments per batch."),
+    executor: str = typer.Option("auto", help="auto, local or ray."),
+    workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
     llm: str | None = _LLM,
 ) -> None:
     """Write global and dense captions of videos into the store's captions table
@@ -252,6 +255,9 @@ def caption(
                 dtype=dtype,
                 force=force,
                 batch_size=batch_size,
+                executor=executor,  # type: ignore[arg-type]
+                workers=workers,
+                ray_address=ray_address,
             )
         )
     except VideomemError as e:

@@ -213,6 +213,7 @@ class RayExecutor:
         self._gpus = 0.0
         self._owns_ray = False
         self._info: Any = None
+        self._pids: dict[Any, int] = {}
         #: actors started over the job's life, replacements included
         self.started = 0
         #: actors that died while running items
@@ -250,6 +251,7 @@ class RayExecutor:
         for actor in actors:
             try:
                 infos.append(ray.get(actor.info.remote()))
+                self._pids[actor] = ray.get(actor.pid.remote())
                 self._actors.append(actor)
             except Exception as e:
                 errors.append(_ray_cause(e))
@@ -278,10 +280,12 @@ class RayExecutor:
         with contextlib.suppress(Exception):
             ray.kill(dead)
         self._actors = [a for a in self._actors if a is not dead]
+        self._pids.pop(dead, None)
         actor = self._actor_cls.remote(self.spec)
         self.started += 1
         try:
             info = ray.get(actor.info.remote())
+            self._pids[actor] = ray.get(actor.pid.remote())
         except Exception as e:
             log.error("a replacement worker failed to start: %s", _ray_cause(e))
             with contextlib.suppress(Exception):
@@ -295,10 +299,9 @@ class RayExecutor:
         return actor
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the live workers (for diagnostics and fault tests)."""
-        import ray
-
-        return list(ray.get([a.pid.remote() for a in self._actors]))
+        """Process ids of the live workers (for diagnostics and fault tests), known
+        without asking the actors, whose slots may all be busy."""
+        return [self._pids[a] for a in self._actors if a in self._pids]
 
     # ------------------------------------------------------------------ run
 
@@ -408,6 +411,7 @@ class RayExecutor:
                 with contextlib.suppress(Exception):
                     ray.kill(a)
             self._actors = []
+            self._pids = {}
         if self._owns_ray:
             import ray
 

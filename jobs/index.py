@@ -158,7 +158,7 @@ class IndexStep:
 
     def run(self, item: WorkItem, task: TaskSpec, progress: ProgressFn | None) -> IndexOutcome:
         from videomem.jobs.index_step import index_one
-        from videomem.pipeline.decode import content_video_id
+        from videomem.pipeline.files import content_video_id
 
         vid = item.video_id
         if vid is None:
@@ -268,7 +268,7 @@ class IndexSummary:
 def iter_job_files(job: IndexJob) -> Iterator[str]:
     """The job's video files, lazily: walked ``paths``, then the lines of ``from_list``.
     Absolute, normalised paths (no ..): a stored uri must name the file from anywhere."""
-    from videomem.pipeline.decode import iter_video_files
+    from videomem.pipeline.files import iter_video_files
 
     for p in iter_video_files([Path(p) for p in job.paths]):
         yield os.path.abspath(p)

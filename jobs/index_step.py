@@ -196,7 +196,8 @@ def index_video(
     Returns the memory with tokens as float16 (what the store keeps) and the stats.
     """
     from videomem.memory.builder import MemoryBuilder
-    from videomem.pipeline.decode import decode, probe
+    from videomem.pipeline.decode import decode
+    from videomem.pipeline.probe import probe
 
     t_start = time.perf_counter()
     if source is None:
@@ -286,7 +287,7 @@ def index_one(
         dim=encoder.dim,
         embed_dim=encoder.embed_dim,
     )
-    from videomem.pipeline.decode import probe
+    from videomem.pipeline.probe import probe
 
     t0 = time.perf_counter()
     try:

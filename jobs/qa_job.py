@@ -8,8 +8,9 @@ store (read-only), answers, and returns rows; it never raises for a bad item. Th
 driver is the only writer of the ``answers``/``captions`` tables, committing as
 outcomes arrive, so a killed job keeps what it answered and a re-run resumes.
 
-The executor contract is the one every stage shares (``make_executor(spec, ...)``:
-``start() -> info``, ``run(items) -> Iterator[list[outcome]]``, ``close()``).
+Workers run under the executor every stage shares (:mod:`videomem.jobs.executor`):
+in-process for one worker, Ray actors (one VLM each, one GPU each where there are GPUs)
+for ``workers > 1`` or a cluster.
 """
 
 from __future__ import annotations
@@ -19,50 +20,17 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor
 from videomem.jobs.questions import QuestionRow, question_id, read_questions
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.qa.model import GenerationSettings
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- executor
-
-
-class LocalLoop:
-    """The executor contract run in this process, one item at a time."""
-
-    def __init__(self, spec: Any) -> None:
-        self.spec = spec
-        self.step: Any = None
-
-    def start(self) -> Any:
-        self.step = self.spec.build()
-        return self.step.info()
-
-    def run(self, items: Sequence[Any]) -> Iterator[list[Any]]:
-        for item in items:
-            yield [self.step.run(item)]
-
-    def close(self) -> None:
-        self.step = None
-
-
-def make_executor(
-    spec: Any, executor: str = "auto", workers: int = 1, ray_address: str | None = None
-) -> Any:
-    """Local loop until the shared executor (``jobs/executor.py``) lands; then this
-    body becomes ``from videomem.jobs.executor import make_executor``."""
-    if executor not in ("auto", "local", "ray"):
-        raise ConfigError(f"unknown executor {executor!r}; choose auto, local or ray")
-    if executor == "ray" or workers > 1:
-        raise ConfigError("QA on Ray workers needs the shared executor; run with --workers 1")
-    return LocalLoop(spec)
 
 
 # --------------------------------------------------------------------------- worker
@@ -89,9 +57,15 @@ class QAStepSpec:
     dtype: str | None = None
     reuse_prefix: bool = True
     batch_size: int = 1
+    #: items a worker holds at once: one, the VLM answers one video at a time
+    concurrency: int = 1
 
     def build(self) -> QAStep:
         return QAStep(self)
+
+    def lost(self, item: QAItem, context: Any, error: str, retryable: bool) -> list[dict[str, Any]]:
+        """The rows of an item whose worker died."""
+        return failed_rows(item, error, self)
 
 
 class QAStep:
@@ -124,9 +98,14 @@ class QAStep:
                 raise
         return self._sessions[key]
 
-    def run(self, item: QAItem) -> list[dict[str, Any]]:
+    def run(
+        self, item: QAItem, context: Any = None, progress: ProgressFn | None = None
+    ) -> list[dict[str, Any]]:
         try:
-            return self._run(item)
+            rows = self._run(item)
+            if progress is not None:
+                progress(len(rows))
+            return rows
         except VideomemError as e:
             return failed_rows(item, str(e), self.spec)
         except Exception as e:  # a bug or the environment (out of memory): still data
@@ -265,7 +244,7 @@ class QAJob:
     force: bool = False
     reuse_prefix: bool = True
     batch_size: int = 1
-    executor: str = "auto"
+    executor: ExecutorName = "auto"
     workers: int = 1
     ray_address: str | None = None
 
@@ -293,7 +272,7 @@ class QASummary:
 
 def resolve_video(store: Any, value: str) -> str:
     """A stored video id from an id, a unique id prefix, or the indexed file's path."""
-    from videomem.pipeline.decode import content_video_id
+    from videomem.pipeline.files import content_video_id
 
     p = Path(value).expanduser()
     if p.is_file():
@@ -395,7 +374,13 @@ def run_qa(job: QAJob) -> QASummary:
                 reuse_prefix=job.reuse_prefix,
                 batch_size=job.batch_size,
             )
-            ex = make_executor(spec, job.executor, job.workers, job.ray_address)
+            ex = make_executor(
+                spec,
+                job.executor,
+                job.workers,
+                job.ray_address,
+                wants_gpu=job.device != "cpu",
+            )
             ex.start()
             try:
                 for outcomes in ex.run(items):
@@ -437,6 +422,9 @@ class CaptionJob:
     dtype: str | None = None
     force: bool = False
     batch_size: int = 4
+    executor: ExecutorName = "auto"
+    workers: int = 1
+    ray_address: str | None = None
 
 
 @dataclass
@@ -501,7 +489,13 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
                 dtype=job.dtype,
                 batch_size=job.batch_size,
             )
-            ex = make_executor(spec)
+            ex = make_executor(
+                spec,
+                job.executor,
+                job.workers,
+                job.ray_address,
+                wants_gpu=job.device != "cpu",
+            )
             ex.start()
             try:
                 for outcomes in ex.run(items):

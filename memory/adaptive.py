@@ -28,6 +28,10 @@ Design decisions:
 * **Ties go to the earliest pair in time**, as in ``merge_adjacent`` and the naive
   loop (``list.index(max(...))``). Rows are reused out of order, so a row's temporal
   rank is its first frame's index, not its row number.
+* **Pooled vectors are kept per row** for the ``cosine`` and ``dot`` metrics (they
+  only see mean-pooled frames), computed from the row's tokens exactly as
+  ``pair_similarity`` does, so a neighbour's similarity costs O(D), not O(N·D), and
+  gives the same bits as the naive loop. A merge is done in place.
 * **Threshold in the metric's units** (``cosine``/``token_cosine`` in [-1, 1]; ``dot``
   unbounded); ``None`` merges only past the budget.
 """
@@ -37,7 +41,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from videomem.memory.merge import _NO_PAIR, _check_metric, _check_weighting, pair_similarity
+from videomem.memory.merge import (
+    _NO_PAIR,
+    _check_metric,
+    _check_weighting,
+    pair_similarity,
+    pooled,
+    pooled_similarity,
+)
 from videomem.pipeline.errors import ConfigError
 from videomem.pipeline.types import Metric, Weighting
 
@@ -50,6 +61,7 @@ class AdaptiveChain:
 
     x      [C, N, D] float32  slot tokens (row order is not time order)
     emb    [C, E] float32     slot embeddings, or None
+    pool   [C, 1, D] float32  mean-pooled ``x`` (cosine/dot metrics), or None
     sims   [C] float32        similarity of a slot with the next one; -inf: none/free
     sizes, starts, first      per row: frames merged, start time, first frame's index
     nxt, prv                  per row: next/previous slot's row, ``-1`` at the ends
@@ -58,6 +70,7 @@ class AdaptiveChain:
 
     x: torch.Tensor
     emb: torch.Tensor | None
+    pool: torch.Tensor | None
     sims: torch.Tensor
     sizes: list[int]
     starts: list[float]
@@ -98,6 +111,9 @@ class AdaptiveChain:
             emb=None
             if emb_dim is None
             else torch.zeros(c, emb_dim, dtype=torch.float32, device=device),
+            pool=None
+            if metric == "token_cosine"
+            else torch.zeros(c, 1, d, dtype=torch.float32, device=device),
             sims=torch.full((c,), _NO_PAIR, dtype=torch.float32, device=device),
             sizes=[0] * c,
             starts=[0.0] * c,
@@ -115,6 +131,7 @@ class AdaptiveChain:
         """Append frame ``[N, D]`` at time ``t`` (embedding ``[E]``), then merge to the fixed point."""
         r = self.free.pop()
         self.x[r].copy_(frame)
+        self._pool(r)
         if self.emb is not None and emb is not None:
             self.emb[r].copy_(emb)
         self.sizes[r], self.starts[r], self.first[r] = 1, t, self.frames
@@ -140,8 +157,14 @@ class AdaptiveChain:
 
     # ------------------------------------------------------------------ internals
 
+    def _pool(self, r: int) -> None:
+        if self.pool is not None:
+            self.pool[r] = pooled(self.x[r : r + 1])
+
     def _sim(self, a: int, b: int) -> torch.Tensor:
-        return pair_similarity(self.x[a : a + 1], self.x[b : b + 1], self.metric)[0]
+        if self.pool is None:
+            return pair_similarity(self.x[a : a + 1], self.x[b : b + 1], self.metric)[0]
+        return pooled_similarity(self.pool[a], self.pool[b], self.metric)[0]
 
     def _settle(self) -> None:
         while self.length > 1:
@@ -161,9 +184,11 @@ class AdaptiveChain:
             wb = 1.0 - wa
         else:
             wa = wb = 0.5
-        self.x[i] = self.x[i] * wa + self.x[j] * wb
+        # x*wa + y*wb, rounded as written, with one temporary instead of three
+        self.x[i].mul_(wa).add_(self.x[j] * wb)
+        self._pool(i)
         if self.emb is not None:
-            self.emb[i] = self.emb[i] * wa + self.emb[j] * wb
+            self.emb[i].mul_(wa).add_(self.emb[j] * wb)
         self.sizes[i] += self.sizes[j]
         self.sims[j] = _NO_PAIR
         k = self.nxt[j]

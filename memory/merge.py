@@ -81,13 +81,19 @@ def _finite(sim: torch.Tensor) -> torch.Tensor:
 def pair_similarity(a: torch.Tensor, b: torch.Tensor, metric: Metric = "cosine") -> torch.Tensor:
     """Similarity of frames ``a`` and ``b``: ``[..., N, D] x [..., N, D] -> [...]`` float32."""
     _check_metric(metric)
+    if metric == "token_cosine":
+        return _finite(F.cosine_similarity(a.float(), b.float(), dim=-1, eps=_EPS).mean(dim=-1))
+    return pooled_similarity(pooled(a), pooled(b), metric)
+
+
+def pooled_similarity(pa: torch.Tensor, pb: torch.Tensor, metric: Metric) -> torch.Tensor:
+    """``pair_similarity`` from mean-pooled frames ``[..., D] x [..., D] -> [...]`` (the
+    ``cosine`` and ``dot`` metrics only), for callers that keep the pooled vectors."""
     if metric == "cosine":
-        sim = F.cosine_similarity(pooled(a), pooled(b), dim=-1, eps=_EPS)
-    elif metric == "dot":
-        sim = (pooled(a) * pooled(b)).sum(dim=-1)
-    else:  # token_cosine
-        sim = F.cosine_similarity(a.float(), b.float(), dim=-1, eps=_EPS).mean(dim=-1)
-    return _finite(sim)
+        return _finite(F.cosine_similarity(pa, pb, dim=-1, eps=_EPS))
+    if metric == "dot":
+        return _finite((pa * pb).sum(dim=-1))
+    raise ConfigError(f"pooled_similarity: metric {metric!r} needs the tokens, not pooled frames")
 
 
 def adjacent_similarity(tokens: torch.Tensor, metric: Metric = "cosine") -> torch.Tensor:

@@ -106,8 +106,16 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("consolidate_s", pa.float64()),
         pa.field("total_s", pa.float64()),
         pa.field("indexed_at", pa.timestamp("us", tz="UTC")),
+        pa.field("stored_bytes", pa.int64()),
     ]
 )
+
+#: nullable columns added after a store format was first released: a store written
+#: before them still opens (a writer adds them, null for old rows; readers see None)
+ADDED_COLUMNS: dict[str, frozenset[str]] = {
+    "videos": frozenset({"stored_bytes"}),
+    "memories": frozenset(),
+}
 
 MEMORIES_SCHEMA = pa.schema(
     [
@@ -167,6 +175,15 @@ class VideoRecord:
     consolidate_s: float | None = None
     total_s: float | None = None
     indexed_at: dt.datetime | None = None
+    #: bytes of this video's memory rows (tokens and embeddings); None before it was kept
+    stored_bytes: int | None = None
+
+    @property
+    def bytes_per_minute(self) -> float | None:
+        """Stored bytes per minute of video (the cost of a video-hour is 60x this)."""
+        if self.stored_bytes is None or not self.duration_s:
+            return None
+        return self.stored_bytes / (self.duration_s / 60.0)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -197,6 +214,7 @@ class VideoRecord:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.indexed_at is not None:
             d["indexed_at"] = self.indexed_at.isoformat()
+        d["bytes_per_minute"] = self.bytes_per_minute
         return d
 
 
@@ -303,6 +321,15 @@ def _rows_of(
         },
         schema=MEMORIES_SCHEMA,
     )
+
+
+def stored_bytes(rows: pa.Table) -> int:
+    """What a video's memory rows cost in the store: token bytes plus embeddings."""
+    import pyarrow.compute as pc
+
+    n_tok = pc.sum(pc.binary_length(rows.column("tokens"))).as_py() or 0
+    n_emb = pc.sum(pc.list_value_length(rows.column("embedding"))).as_py() or 0
+    return int(n_tok + 4 * n_emb)
 
 
 def tokens_from_rows(tokens: pa.ChunkedArray, n: int, d: int) -> torch.Tensor:

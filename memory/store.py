@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from videomem.memory.schema import (
+    ADDED_COLUMNS,
     EPOCH,
     KEY,
     MEMORIES,
@@ -59,6 +60,7 @@ from videomem.memory.schema import (
     memory_rows,
     record_from_row,
     sql_str,
+    stored_bytes,
     tokens_from_rows,
 )
 from videomem.pipeline.errors import StoreError
@@ -109,12 +111,22 @@ class Store:
             raise StoreError(f"cannot open store {self.uri}: {type(e).__name__}: {e}") from e
         for table, schema in ((self._videos, VIDEOS_SCHEMA), (self._memories, MEMORIES_SCHEMA)):
             missing = set(schema.names) - set(table.schema.names)
-            if missing:
+            added_later = missing & ADDED_COLUMNS[table.name]
+            if missing - added_later:
                 self.close()
                 raise StoreError(
                     f"store {self.uri}: table {table.name} lacks columns {sorted(missing)} "
                     "(made by another videomem version?)"
                 )
+            if added_later and writer:  # a store from before these columns: add them
+                try:
+                    table.add_columns([schema.field(name) for name in sorted(added_later)])
+                except Exception as e:
+                    self.close()
+                    raise StoreError(
+                        f"store {self.uri}: cannot add columns {sorted(added_later)} to "
+                        f"{table.name}: {type(e).__name__}: {e}"
+                    ) from e
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -312,7 +324,8 @@ class Store:
                 if o.memory is None:
                     raise StoreError(f"{rec.video_id}: status indexed but no memory given")
                 run_id = uuid.uuid4().hex
-                mem_tables.append(memory_rows(o.memory, rec.key, run_id))
+                rows = memory_rows(o.memory, rec.key, run_id)
+                mem_tables.append(rows)
                 recent = 0 if o.memory.recent_tokens is None else len(o.memory.recent_tokens)
                 rec = replace(
                     rec,
@@ -322,6 +335,7 @@ class Store:
                     error=None,
                     error_type=None,
                     indexed_at=now,
+                    stored_bytes=stored_bytes(rows),
                 )
             elif rec.status == "failed":
                 rec = replace(rec, run_id=None, slots=0, recent=0, indexed_at=now)

@@ -1,8 +1,8 @@
-"""Probe videos and stream sampled, resized RGB frames out of one ffmpeg process each.
+"""Stream sampled, resized RGB frames out of one ffmpeg process per video.
 
 Design decisions:
 
-* **One streaming ffmpeg per video.** The command is built with ffmpeg-python and run
+* **One streaming ffmpeg per video** (or per time range, below). The command is built with ffmpeg-python and run
   with our own ``Popen`` (:class:`~videomem.pipeline.ffmpeg.FFmpegPipe`): rawvideo
   ``rgb24`` on stdout, read in exact frame-size chunks straight into the batch array;
   stderr drained by a thread; a read that sees nothing for ``timeout_s`` kills ffmpeg;
@@ -27,88 +27,81 @@ Design decisions:
 
   ``frame_index = floor((t + 1 ms) * native_fps)``: the index of that on-screen frame
   for constant-frame-rate video (an approximation for variable frame rate).
+* **Keyframe mode** (``sample="keyframes"``): ``-skip_frame nokey`` makes the decoder
+  skip all but keyframes, ``select`` keeps frames flagged key (for decoders that
+  ignore skip_frame) and thins them to at most ``fps`` per second (greedy: a keyframe
+  at least 1/fps after the last one kept). Timestamps are the frames' own pts, read
+  from the ``showinfo`` filter's log line for each written frame (integer
+  microseconds, in order), not a grid.
+* **Segment-parallel exact mode** (``segments``): a long video is cut into time
+  ranges starting just after keyframes, one ffmpeg each, run a few at a time and read
+  in order (``pipeline.segments``). A range's ffmpeg starts at the keyframe before its
+  first tick and keeps every frame from there (``-noaccurate_seek``), so the frame on
+  screen at each tick is the same as one ffmpeg's; timestamps come from the global
+  tick index. Frames, timestamps and frame indexes are identical to one process.
+* **GPU decode** (``device="cuda"``): ``-hwaccel cuda`` keeps frames in GPU memory
+  through sampling and ``scale_cuda``; only the small frames are downloaded (rotation
+  and padding then run on the CPU). Frames still reach the encoder through host
+  memory (the rawvideo pipe). A codec NVDEC cannot decode goes to the CPU before
+  trying; an ffmpeg failure on the GPU path (no device, an unsupported profile, a
+  failure mid-video) goes on on the CPU from the next frame; ``DecodeInfo`` records it.
 * **Time window**: ``-ss``/``-t`` on the input (ffmpeg's accurate seek, 1 s early so
   the frame already on screen at the start is not dropped); timestamps stay relative
   to the start of the video.
 * **Rotation** is applied by us, not by ffmpeg's autorotation (``-noautorotate`` +
   ``transpose``), so the output size follows from the probed rotation and cannot
   silently disagree with it. ``VideoSource.rotation`` is clockwise degrees; the
-  container's display matrix is counter-clockwise, hence the sign flip in probe.
+  container's display matrix is counter-clockwise, hence the sign flip in ``pipeline.probe``.
 * **Aspect policy** when ``size=(H, W)`` is set, using the *display* aspect ratio
   (sample aspect ratio and rotation included):
   ``"pad"`` fits the whole picture inside H×W and centres it on black bars;
   ``"crop"`` fills H×W and cuts the overflow equally on both sides;
   ``"stretch"`` scales to H×W ignoring aspect. With ``size=None`` frames keep their
   coded pixel size (rotated), sample aspect ratio not corrected.
-* **probe** uses ffprobe's JSON when ffprobe exists, otherwise parses
-  ``ffmpeg -i`` stderr. Limits of the ffmpeg-only path: duration has 10 ms precision,
-  the frame count is unknown (None), fps is the rounded figure ffmpeg prints (common
-  NTSC rates are snapped back to n*1000/1001), the duration is the container's (it
-  may include a longer audio track), and only the first input program is read. When
-  neither reports a duration, the video stream is stream-copied to the null muxer
-  (no decoding) and its frames counted.
-* **Not handled**: display-matrix mirroring (only rotation is read); a truncated file
-  whose index survived yields the frames before the cut when ffmpeg exits 0 (it
-  usually exits non-zero, which raises DecodeError).
-* ``video_id`` comes from :func:`content_video_id`: a hash of the file size and of
-  sixteen 64 KiB slices spread over the file (the whole file when it is under 1 MiB).
-  It is stable across paths, copies and runs, costs at most 1 MiB of reads on any
-  file size, and still separates different encodes because container headers and
-  indexes (which sit at the start or end) differ. A file edited only between the
-  sampled slices while keeping its size would keep its id: accepted for video files.
+* **Not handled**: display-matrix mirroring (only rotation is read, see
+  ``pipeline.probe``); a truncated file whose index survived yields the frames before
+  the cut when ffmpeg exits 0 (it usually exits non-zero, which raises DecodeError).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 import ffmpeg as ffmpeg_python
 import numpy as np
 from videomem.pipeline.errors import DecodeError
-from videomem.pipeline.ffmpeg import (
-    AUTO,
-    FFmpegPipe,
-    _Auto,
-    find_ffmpeg,
-    find_ffprobe,
-    run_captured,
-    tail_lines,
+from videomem.pipeline.ffmpeg import CAPTURE_LOGLEVEL, FFmpegPipe, find_ffmpeg, tail_lines
+from videomem.pipeline.probe import probe
+from videomem.pipeline.segments import (
+    MIN_PART_S,
+    SEGMENT_AFTER_KEYFRAME_S,
+    SEGMENT_QUEUE_BATCHES,
+    OrderedParallel,
+    auto_segments,
+    available_cpus,
+    scan_keyframes,
+    split_points,
 )
 from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
 __all__ = [
-    "AUTO",
-    "VIDEO_EXTENSIONS",
+    "NVDEC_CODECS",
+    "DecodeInfo",
     "build_command",
     "check_video",
-    "content_video_id",
     "decode",
-    "find_ffmpeg",
-    "find_ffprobe",
-    "iter_video_files",
-    "probe",
+    "plan_parts",
     "sample_timestamps",
 ]
 
-#: file suffixes the directory walk treats as videos (files named explicitly are
-#: always taken, whatever their suffix, so a bad one is reported rather than skipped)
-VIDEO_EXTENSIONS: Final = frozenset(
-    {
-        ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg",
-        ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".ogv",
-    }
-)  # fmt: skip
-
-#: how long one probe command may run
-PROBE_TIMEOUT_S: Final = 60.0
 #: ffmpeg's log level while decoding: errors only, so stderr stays small and the tail
 #: we keep for DecodeError is the interesting part
 LOGLEVEL = "error"
@@ -120,301 +113,15 @@ ON_SCREEN_TOLERANCE_S: Final = 1e-3
 #: seek this far before a window's start, so the frame on screen at the start is kept
 SEEK_MARGIN_S: Final = 1.0
 
-_ID_SLICES: Final = 16
-_ID_SLICE_BYTES: Final = 64 * 1024
+#: codecs NVDEC decodes (ffmpeg codec names); others go straight to the CPU. A profile
+#: it cannot decode (4:4:4 H.264, 10-bit H.264) fails at run time and falls back then.
+NVDEC_CODECS: Final = frozenset(
+    {"h264", "hevc", "av1", "vp8", "vp9", "mpeg1video", "mpeg2video", "mpeg4", "vc1", "mjpeg"}
+)
 
-# --------------------------------------------------------------------------- files
-
-
-def iter_video_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Video files under ``paths``: directories are walked recursively (sorted, hidden
-    entries skipped, suffix in VIDEO_EXTENSIONS); other paths are yielded as given,
-    even when missing, so the caller reports them."""
-    for p in paths:
-        path = Path(p)
-        if not path.is_dir():
-            yield path
-            continue
-        found = [
-            f
-            for f in path.rglob("*")
-            if f.suffix.lower() in VIDEO_EXTENSIONS
-            and f.is_file()
-            and not any(part.startswith(".") for part in f.relative_to(path).parts)
-        ]
-        yield from sorted(found)
-
-
-def content_video_id(path: str | os.PathLike[str]) -> str:
-    """Stable id of a video file's content: 24 hex chars (96 bits) of SHA-256 over the
-    size and sixteen 64 KiB slices spread evenly over the file (see module docstring)."""
-    size = os.stat(path).st_size
-    h = hashlib.sha256(b"videomem-content-id-v1\0")
-    h.update(size.to_bytes(8, "little"))
-    with open(path, "rb") as f:
-        if size <= _ID_SLICES * _ID_SLICE_BYTES:
-            h.update(f.read())
-        else:
-            last = size - _ID_SLICE_BYTES
-            for i in range(_ID_SLICES):
-                f.seek(last * i // (_ID_SLICES - 1))  # first slice at 0, last at the end
-                h.update(f.read(_ID_SLICE_BYTES))
-    return h.hexdigest()[:24]
-
-
-def _check_file(uri: str | os.PathLike[str]) -> tuple[Path, int]:
-    path = Path(uri)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise DecodeError(str(uri), "file not found") from None
-    except OSError as err:
-        raise DecodeError(str(uri), f"cannot access file: {err.strerror}") from None
-    if path.is_dir():
-        raise DecodeError(str(uri), "is a directory, not a video file")
-    if st.st_size == 0 and path.is_file():
-        raise DecodeError(str(uri), "empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise DecodeError(str(uri), "file is not readable (permission denied)")
-    return path, st.st_size
-
-
-# --------------------------------------------------------------------------- probe
-
-
-@dataclass
-class _Stream:
-    kind: str  # "video", "audio", ...
-    codec: str | None = None
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    num_frames: int | None = None
-    duration: float | None = None
-    rotation: int = 0  # clockwise degrees
-    attached_pic: bool = False  # cover art in audio files: a "video" stream of 1 image
-
-
-def _snap_fps(fps: float | None) -> float | None:
-    """Undo the rounding of NTSC rates in ffmpeg's printed fps (29.97 -> 30000/1001)."""
-    if fps is None or not math.isfinite(fps) or fps <= 0:
-        return None
-    for base in (24, 30, 48, 60, 120, 240):
-        exact = base * 1000 / 1001
-        if abs(fps - exact) < 0.006:
-            return exact
-    return fps
-
-
-def _ratio(text: Any) -> float | None:
-    """'30000/1001' -> 29.97..., '0/0' or junk -> None."""
-    try:
-        num, _, den = str(text).partition("/")
-        value = float(num) / float(den) if den else float(num)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _float(text: Any) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _clockwise(display_matrix_degrees: float) -> int:
-    """Display-matrix rotation (counter-clockwise) -> clockwise quarter turns in degrees."""
-    return int(round(-display_matrix_degrees / 90.0)) * 90 % 360
-
-
-def _open_reason(stderr: str, tool: str) -> str:
-    """A one-line reason for ffmpeg/ffprobe failing to open an input."""
-    if "detected only with low score" in stderr:  # no format really matched
-        return f"not a video file: its contents match no format {tool} knows"
-    if "moov atom not found" in stderr:
-        return "not a playable MP4/MOV: its index (moov atom) is missing, so the file is truncated, still being written, or not a video"
-    if "Invalid data found when processing input" in stderr:
-        return f"not a recognisable video ({tool}: invalid data found when processing input)"
-    if "End of file" in stderr:
-        return f"unexpected end of file ({tool}); the file looks truncated"
-    last = tail_lines(stderr, 1)
-    return f"{tool} could not read it" + (f": {last}" if last else "")
-
-
-def _probe_ffprobe(path: Path, exe: str, timeout_s: float) -> tuple[list[_Stream], float | None]:
-    # warnings included: "detected only with low score" tells junk from a broken video
-    cmd = [exe, "-v", "warning", "-print_format", "json", "-show_format", "-show_streams"]
-    res = run_captured([*cmd, str(path.absolute())], str(path), timeout_s)
-    try:
-        info = json.loads(res.stdout) if res.stdout.strip() else {}
-    except json.JSONDecodeError:
-        info = {}
-    if res.returncode != 0 or "format" not in info:
-        raise DecodeError(str(path), _open_reason(res.stderr, "ffprobe"), tail_lines(res.stderr))
-    streams = []
-    for s in info.get("streams", []):
-        rotation = 0
-        for side in s.get("side_data_list", []) or []:
-            if "rotation" in side:
-                rotation = _clockwise(float(side["rotation"]))
-        tags = s.get("tags", {}) or {}
-        if not rotation and _float(tags.get("rotate")):  # pre-5.0 muxers: clockwise tag
-            rotation = int(round(float(tags["rotate"]) / 90.0)) * 90 % 360
-        nb = s.get("nb_frames")
-        streams.append(
-            _Stream(
-                kind=str(s.get("codec_type", "")),
-                codec=s.get("codec_name"),
-                width=s.get("width"),
-                height=s.get("height"),
-                fps=_ratio(s.get("avg_frame_rate")) or _ratio(s.get("r_frame_rate")),
-                num_frames=int(nb) if str(nb).isdigit() else None,
-                duration=_float(s.get("duration")),
-                rotation=rotation,
-                attached_pic=bool((s.get("disposition") or {}).get("attached_pic")),
-            )
-        )
-    return streams, _float(info["format"].get("duration"))
-
-
-_STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+\S*?: (\w+): (.*)$")
-_DURATION_RE = re.compile(r"^\s*Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)")
-_SIZE_RE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
-_RATE_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
-_ROTATION_RE = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
-_ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?\d+)")
-
-
-def _parse_ffmpeg_info(stderr: str) -> tuple[list[_Stream], float | None] | None:
-    """Parse ``ffmpeg -i`` stderr; None when there is no ``Input #0`` block."""
-    lines = stderr.splitlines()
-    try:
-        start = next(i for i, ln in enumerate(lines) if ln.startswith("Input #0"))
-    except StopIteration:
-        return None
-    duration: float | None = None
-    streams: list[_Stream] = []
-    for ln in lines[start + 1 :]:
-        if not ln.startswith(" "):  # end of the Input #0 block
-            break
-        if m := _DURATION_RE.match(ln):
-            if m.group(1) is not None:
-                duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-            continue
-        if m := _STREAM_RE.match(ln):
-            kind, rest = m.group(1).lower(), m.group(2)
-            st = _Stream(kind=kind, codec=rest.split()[0].rstrip(",") if rest else None)
-            if kind == "video":
-                if size := _SIZE_RE.search(rest):
-                    st.width, st.height = int(size.group(1)), int(size.group(2))
-                rates = {u: float(v) * (1000 if k else 1) for v, k, u in _RATE_RE.findall(rest)}
-                st.fps = _snap_fps(rates.get("fps") or rates.get("tbr"))
-                st.attached_pic = "(attached pic)" in rest
-            streams.append(st)
-            continue
-        if streams and (m := _ROTATION_RE.search(ln)):  # side data of the last stream
-            streams[-1].rotation = _clockwise(float(m.group(1)))
-        elif streams and not streams[-1].rotation and (m := _ROTATE_TAG_RE.match(ln)):
-            streams[-1].rotation = int(round(int(m.group(1)) / 90.0)) * 90 % 360
-    return streams, duration
-
-
-def _probe_ffmpeg(path: Path, exe: str, timeout_s: float) -> tuple[list[_Stream], float | None]:
-    # With no output file ffmpeg prints the input description and exits 1: normal.
-    res = run_captured(
-        [exe, "-hide_banner", "-nostdin", "-i", str(path.absolute())], str(path), timeout_s
-    )
-    parsed = _parse_ffmpeg_info(res.stderr)
-    if parsed is None:
-        raise DecodeError(str(path), _open_reason(res.stderr, "ffmpeg"), tail_lines(res.stderr))
-    return parsed
-
+log = logging.getLogger(__name__)
 
 _CORRUPT_RE = re.compile(r"partial file|Invalid NAL|error while decoding|corrupt", re.I)
-_FRAME_RE = re.compile(r"frame=\s*(\d+)")
-_TIME_RE = re.compile(r"time=\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
-
-
-def _count_frames(path: Path, timeout_s: float) -> tuple[int | None, float | None]:
-    """(frames, seconds) of the first video stream by stream-copying it to the null
-    muxer: reads the whole file but decodes nothing."""
-    cmd = [find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path.absolute())]
-    cmd += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
-    res = run_captured(cmd, str(path), timeout_s)
-    frames = _FRAME_RE.findall(res.stderr)
-    times = _TIME_RE.findall(res.stderr)
-    n = int(frames[-1]) if frames else None
-    t = int(times[-1][0]) * 3600 + int(times[-1][1]) * 60 + float(times[-1][2]) if times else None
-    return n, t
-
-
-def probe(
-    uri: str | os.PathLike[str],
-    *,
-    ffprobe: str | None | _Auto = AUTO,
-    timeout_s: float = PROBE_TIMEOUT_S,
-    video_id: str | None = None,
-) -> VideoSource:
-    """Describe a local video file.
-
-    ``ffprobe``: AUTO finds it (``$VIDEOMEM_FFPROBE``, then PATH); None forces the
-    ffmpeg-only path; a string names the binary. ``video_id``: the file's
-    :func:`content_video_id` when the caller has it already (saves reading it twice).
-    Raises DecodeError with a readable reason (missing, empty, unreadable, no video
-    stream, zero duration, …).
-    """
-    path, size = _check_file(uri)
-    exe = find_ffprobe() if isinstance(ffprobe, _Auto) else ffprobe
-    if exe is not None:
-        streams, fmt_duration = _probe_ffprobe(path, exe, timeout_s)
-        probed_with = "ffprobe"
-    else:
-        streams, fmt_duration = _probe_ffmpeg(path, find_ffmpeg(), timeout_s)
-        probed_with = "ffmpeg"
-
-    if not streams:
-        if not fmt_duration:
-            raise DecodeError(str(uri), "zero-duration file: it holds no streams and no frames")
-        raise DecodeError(str(uri), "no streams found in the file")
-    videos = [s for s in streams if s.kind == "video" and not s.attached_pic]
-    if not videos:
-        kinds = sorted(
-            {s.kind for s in streams}
-            | ({"cover art"} if any(s.attached_pic for s in streams) else set())
-        )
-        raise DecodeError(str(uri), f"no video stream (the file only has: {', '.join(kinds)})")
-    v = videos[0]
-    duration = v.duration if v.duration is not None else fmt_duration
-    num_frames = v.num_frames
-    if duration is None or (num_frames is None and duration <= 0):
-        # Unknown length (raw streams, some containers): count packets without decoding.
-        counted, seconds = _count_frames(path, timeout_s)
-        num_frames = counted if counted is not None else num_frames
-        if counted and v.fps:
-            duration = counted / v.fps
-        elif seconds is not None:
-            duration = seconds
-    if num_frames == 0 or (duration is not None and duration <= 0):
-        raise DecodeError(str(uri), "zero-duration video: its video stream holds no frames")
-    if v.width is None or v.height is None:
-        raise DecodeError(str(uri), "the video stream has no frame size (unsupported codec?)")
-    return VideoSource(
-        video_id=video_id if video_id is not None else content_video_id(path),
-        uri=str(path),
-        size_bytes=size,
-        has_video=True,
-        duration_s=duration,
-        fps=v.fps,
-        num_frames=num_frames,
-        width=int(v.width),
-        height=int(v.height),
-        codec=v.codec,
-        rotation=v.rotation,
-        probed_with=probed_with,
-    )
-
 
 # --------------------------------------------------------------------------- decode
 
@@ -423,10 +130,28 @@ def probe(
 class _Plan:
     start: float  # window start, seconds
     span: float | None  # window length, seconds (None: to the end, unknown)
-    step: float  # seconds between samples
+    step: float  # seconds between samples (keyframes: least gap kept, 0 = all)
     offset: float  # first sample at start + offset
     num_frames: int | None  # exact frame count (num_frames mode)
     out_hw: tuple[int, int]  # (H, W) of every output frame
+    keyframes: bool = False  # keyframe mode: timestamps come from the stream
+
+    @property
+    def first_t(self) -> float:
+        return self.start + self.offset
+
+
+@dataclass(frozen=True)
+class _Part:
+    """What one ffmpeg process produces: the whole plan, or one time range of it."""
+
+    first_tick: int  # index (in the whole plan) of its first output tick
+    seek: float  # -ss value, seconds (0: none)
+    accurate: bool  # drop frames before ``seek`` (ffmpeg's accurate seek), or start
+    # at the keyframe at or before it (segments: the frame on screen is always kept)
+    frames: int | None  # output frame limit (None: until the window ends)
+    last: bool  # holds the end of the window (num_frames mode pads the end there)
+    threads: int | None = None  # decoder threads (None: ffmpeg's default, all cores)
 
 
 def _plan(config: DecodeConfig, source: VideoSource) -> _Plan:
@@ -446,6 +171,9 @@ def _plan(config: DecodeConfig, source: VideoSource) -> _Plan:
         out_hw = source.display_size
     else:
         raise DecodeError(uri, "frame size unknown: probe found no width/height")
+    if config.sample == "keyframes":
+        step = 1.0 / config.fps if config.fps else 0.0
+        return _Plan(start, span, step, 0.0, None, out_hw, keyframes=True)
     if config.num_frames is not None:
         if span is None:
             raise DecodeError(
@@ -458,10 +186,18 @@ def _plan(config: DecodeConfig, source: VideoSource) -> _Plan:
     return _Plan(start, span, 1.0 / config.fps, 0.0, None, out_hw)
 
 
+def _whole(plan: _Plan) -> _Part:
+    """The part of a single ffmpeg decoding the whole window."""
+    if plan.keyframes:  # keyframes before the window are not wanted: seek exactly
+        return _Part(0, _us(plan.start), True, None, True)
+    seek = _us(max(0.0, plan.start - SEEK_MARGIN_S))
+    return _Part(0, seek, True, plan.num_frames, True)
+
+
 def sample_timestamps(config: DecodeConfig, source: VideoSource) -> np.ndarray | None:
     """The timestamps decode() will produce, float64 [N], when known in advance
-    (num_frames mode); None in fps mode, where the count depends on where the stream
-    really ends."""
+    (num_frames mode); None in fps and keyframe modes, where they depend on the
+    stream."""
     plan = _plan(config, source)
     if plan.num_frames is None:
         return None
@@ -472,6 +208,11 @@ def _fmt(x: float) -> str:
     return f"{x:.9g}"
 
 
+def _us(x: float) -> float:
+    """``x`` rounded to the microsecond, as ffmpeg reads the ``%.6f`` we pass it."""
+    return round(x, 6)
+
+
 def build_command(
     uri: str | os.PathLike[str],
     config: DecodeConfig,
@@ -480,62 +221,90 @@ def build_command(
     output: str = "pipe:",
     ffmpeg_exe: str | None = None,
 ) -> list[str]:
-    """The ffmpeg argv for decode(): rawvideo rgb24 of the sampled, rotated, resized
-    frames to ``output`` (``pipe:`` = stdout). Public so benchmarks can run the very
-    same command without Python reading it."""
+    """The ffmpeg argv for decode() with one process: rawvideo rgb24 of the sampled,
+    rotated, resized frames to ``output`` (``pipe:`` = stdout). Public so benchmarks can
+    run the very same command without Python reading it."""
     plan = _plan(config, source)
+    return _command(uri, config, source, plan, _whole(plan), output, ffmpeg_exe)
+
+
+def _command(
+    uri: str | os.PathLike[str],
+    config: DecodeConfig,
+    source: VideoSource,
+    plan: _Plan,
+    part: _Part,
+    output: str = "pipe:",
+    ffmpeg_exe: str | None = None,
+    cuda: bool = False,
+) -> list[str]:
     in_args: dict[str, Any] = {"noautorotate": None}
-    # Seek a little before the window: ffmpeg's accurate seek drops every frame that
-    # starts before the seek point, including the one still on screen at ``start``.
-    seek = max(0.0, plan.start - SEEK_MARGIN_S)
-    if seek > 0:
-        in_args["ss"] = _fmt(seek)
+    if cuda:
+        # NVDEC decodes into GPU memory; frames stay there through sampling and
+        # scaling, and only the small output frames are downloaded.
+        in_args["hwaccel"] = "cuda"
+        in_args["hwaccel_output_format"] = "cuda"
+    if plan.keyframes:
+        in_args["skip_frame"] = "nokey"  # the decoder skips every other frame
+    if part.threads is not None:
+        in_args["threads"] = part.threads
+    if part.seek > 0:
+        # Accurate seek (the default) drops every frame that starts before the seek
+        # point, so a whole-window decode seeks SEEK_MARGIN_S early to keep the frame
+        # still on screen at ``start``; a segment starts at the keyframe at or before
+        # its seek point instead and keeps everything from there.
+        in_args["ss"] = f"{part.seek:.6f}"
+        if not part.accurate:
+            in_args["noaccurate_seek"] = None
+    window_end = None
     if config.end_s is not None and plan.span is not None:
-        in_args["t"] = _fmt(plan.start - seek + plan.span)
+        window_end = _us(plan.start + plan.span - part.seek)  # seconds after the seek
+        # Without accurate seek, -t counts from the first frame, which comes before the
+        # seek point: read a little longer and cut at the window's end with ``trim``.
+        extra = 0.0 if part.accurate else SEEK_MARGIN_S
+        in_args["t"] = f"{window_end + extra:.6f}"
     stream = ffmpeg_python.input(str(Path(uri).absolute()), **in_args)["v:0"]
+    # Microsecond timebase first: shifts below are exact, and showinfo's integer pts
+    # are microseconds whatever the container's timebase.
+    stream = stream.filter("settb", "AVTB")
+    if window_end is not None and not part.accurate:
+        stream = stream.filter("trim", end=_fmt(window_end))
 
-    # Microsecond timebase first, so the shift below is exact whatever the container's
-    # timebase. The shift puts the window start at 0, adds ON_SCREEN_TOLERANCE_S (a
-    # frame starting within it after a tick counts as on screen then, absorbing
-    # timestamp and rate rounding) and, in num_frames mode, half a slice so the fps
-    # filter's integer ticks land on the slice centres.
-    shift = (plan.start - seek) + ON_SCREEN_TOLERANCE_S + plan.offset
-    stream = stream.filter("settb", "AVTB").filter("setpts", f"PTS-{_fmt(shift)}/TB")
-    rate = _fmt(1.0 / plan.step)
-    # round=up: tick k takes the last frame with pts <= k/rate (the one on screen then);
-    # start_time=0: tick 0 is the window start even if the first frame comes later.
-    stream = stream.filter("fps", fps=rate, round="up", start_time=0)
-    if plan.num_frames is not None:
-        # If the stream ends before the declared duration, the last frame stays on screen.
-        stream = stream.filter("tpad", stop=-1, stop_mode="clone")
+    if plan.keyframes:
+        # The key flag, not only -skip_frame: decoders that ignore skip_frame still
+        # decode every frame. Thinning keeps a keyframe when it is at least one
+        # sampling step after the last one kept (1 ms slack for rounded timestamps).
+        keep = "eq(key,1)"
+        if window_end is not None:
+            # -t alone does not stop ffmpeg at the window's end when it skips frames
+            keep += f"*lt(t,{_fmt(window_end)})"
+        if plan.step > 0:
+            gap = _fmt(max(0.0, plan.step - ON_SCREEN_TOLERANCE_S))
+            keep += f"*(isnan(prev_selected_t)+gte(t-prev_selected_t,{gap}))"
+        stream = stream.filter("select", keep)
+    else:
+        # Put this part's first tick at 0, plus ON_SCREEN_TOLERANCE_S (a frame starting
+        # within it after a tick counts as on screen then, absorbing timestamp and
+        # rate rounding); in num_frames mode ticks sit half a slice after the slices'
+        # starts (plan.offset).
+        tick0 = plan.first_t + part.first_tick * plan.step
+        shift = tick0 - part.seek + ON_SCREEN_TOLERANCE_S
+        stream = stream.filter("setpts", f"PTS-{_fmt(shift)}/TB")
+        rate = _fmt(1.0 / plan.step)
+        # round=up: tick k takes the last frame with pts <= k/rate (the one on screen
+        # then); start_time=0: tick 0 is the part's first tick even if the first frame
+        # comes later (earlier frames, at negative pts, are only on screen before it).
+        stream = stream.filter("fps", fps=rate, round="up", start_time=0)
+        if plan.num_frames is not None and part.last:
+            # If the stream ends before the declared duration, the last frame stays on
+            # screen.
+            stream = stream.filter("tpad", stop=-1, stop_mode="clone")
 
-    # Rotate after sampling: only sampled frames pay for it.
-    rotation = source.rotation % 360
-    if rotation == 90:
-        stream = stream.filter("transpose", "clock")
-    elif rotation == 270:
-        stream = stream.filter("transpose", "cclock")
-    elif rotation == 180:
-        stream = stream.filter("hflip").filter("vflip")
-
-    if config.size is not None:
-        h, w = plan.out_hw
-        target = f"{w}/{h}"
-        if config.aspect == "stretch":
-            sw, sh = str(w), str(h)
-        elif config.aspect == "pad":  # fit inside, keep display aspect ratio (dar)
-            sw = f"if(gt(dar,{target}),{w},max(1,min({w},round({h}*dar))))"
-            sh = f"if(gt(dar,{target}),max(1,min({h},round({w}/dar))),{h})"
-        else:  # crop: fill, then cut the centre
-            sw = f"if(gt(dar,{target}),max({w},round({h}*dar)),{w})"
-            sh = f"if(gt(dar,{target}),{h},max({h},round({w}/dar)))"
-        stream = stream.filter("scale", w=sw, h=sh, flags="bicubic")
-        stream = stream.filter("format", "rgb24")
-        if config.aspect == "pad":
-            stream = stream.filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color="black")
-        elif config.aspect == "crop":
-            stream = stream.filter("crop", w, h)
-        stream = stream.filter("setsar", 1)
+    stream = _shape(stream, config, plan, source.rotation % 360, cuda)
+    if plan.keyframes:
+        # Last, so it logs exactly the frames written, after all the scaling (its
+        # checksums then cost little): their pts, in microseconds from the seek point.
+        stream = stream.filter("showinfo")
 
     out_args: dict[str, Any] = {
         "format": "rawvideo",
@@ -543,18 +312,92 @@ def build_command(
         "fps_mode": "passthrough",  # the fps filter already made the frames we want
         "avioflags": "direct",  # one write() per frame, not one per 32 KiB buffer
     }
-    if plan.num_frames is not None:
-        out_args["frames:v"] = plan.num_frames
+    if part.frames is not None:
+        out_args["frames:v"] = part.frames
     out = ffmpeg_python.output(stream, output, **out_args)
     # ffmpeg-python appends global args after the output, where ffmpeg may ignore them.
     argv = out.compile(cmd=ffmpeg_exe or find_ffmpeg(), overwrite_output=output != "pipe:")
-    return [argv[0], "-hide_banner", "-nostdin", "-loglevel", LOGLEVEL, *argv[1:]]
+    loglevel = CAPTURE_LOGLEVEL if plan.keyframes else LOGLEVEL
+    return [argv[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel, *argv[1:]]
+
+
+def _fit(w: int, h: int, aspect: str) -> tuple[str, str]:
+    """scale's w/h expressions putting a picture of display aspect ``dar`` into w x h."""
+    target = f"{w}/{h}"
+    if aspect == "stretch":
+        return str(w), str(h)
+    if aspect == "pad":  # fit inside, keep display aspect ratio (dar)
+        return (
+            f"if(gt(dar,{target}),{w},max(1,min({w},round({h}*dar))))",
+            f"if(gt(dar,{target}),max(1,min({h},round({w}/dar))),{h})",
+        )
+    # crop: fill, then cut the centre
+    return (
+        f"if(gt(dar,{target}),max({w},round({h}*dar)),{w})",
+        f"if(gt(dar,{target}),{h},max({h},round({w}/dar)))",
+    )
+
+
+def _rotate(stream: Any, rotation: int) -> Any:
+    if rotation == 90:
+        return stream.filter("transpose", "clock")
+    if rotation == 270:
+        return stream.filter("transpose", "cclock")
+    if rotation == 180:
+        return stream.filter("hflip").filter("vflip")
+    return stream
+
+
+def _shape(stream: Any, config: DecodeConfig, plan: _Plan, rotation: int, cuda: bool) -> Any:
+    """Rotate, scale to ``config.size`` with the aspect policy, convert to rgb24.
+
+    CPU: rotate after sampling (only sampled frames pay), then scale. CUDA: scale on the
+    GPU first (``scale_cuda``; for a quarter turn into the transposed box, with the
+    unrotated aspect ratio, which is the same fit), download the small frames, then
+    rotate on the CPU (older ffmpeg builds have no transpose_cuda).
+    """
+    h, w = plan.out_hw
+    if cuda:
+        if config.size is not None:
+            bw, bh = (h, w) if rotation in (90, 270) else (w, h)
+            sw, sh = _fit(bw, bh, config.aspect)
+        else:
+            sw, sh = "iw", "ih"
+        stream = stream.filter(
+            "scale_cuda", w=sw, h=sh, interp_algo="bicubic", format="yuv420p", passthrough=0
+        )
+        stream = stream.filter("hwdownload").filter("format", "yuv420p")
+        stream = _rotate(stream, rotation)
+    else:
+        stream = _rotate(stream, rotation)
+        if config.size is not None:
+            sw, sh = _fit(w, h, config.aspect)
+            stream = stream.filter("scale", w=sw, h=sh, flags="bicubic")
+    if config.size is not None:
+        stream = stream.filter("format", "rgb24")
+        if config.aspect == "pad":
+            stream = stream.filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color="black")
+        elif config.aspect == "crop":
+            stream = stream.filter("crop", w, h)
+        stream = stream.filter("setsar", 1)
+    return stream
+
+
+@dataclass
+class DecodeInfo:
+    """What one decode() did, filled in while it runs: for the video's row and logs."""
+
+    device: str = "cpu"  # where the frames were decoded: "cpu" or "cuda"
+    fallback: str | None = None  # why the requested device was not (fully) used
+    parts: int = 1  # ffmpeg processes that decoded time ranges of the video
 
 
 def decode(
     uri: str | os.PathLike[str],
     config: DecodeConfig,
     source: VideoSource | None = None,
+    *,
+    info: DecodeInfo | None = None,
 ) -> Iterator[FrameBatch]:
     """Stream a video as batches of sampled frames.
 
@@ -562,7 +405,10 @@ def decode(
     config.size or the rotated native size), timestamps float64 [B] seconds,
     frame_index int64 [B]. Probes first when ``source`` is None. Probing and
     command-building errors raise here; ffmpeg runs (and its errors raise) only while
-    the result is iterated. Raises DecodeError.
+    the result is iterated. Long videos in exact mode are decoded by several ffmpeg
+    processes at once (``config.segments``), with the same output. With
+    ``config.device="cuda"``, a codec NVDEC cannot decode, or an NVDEC failure, falls
+    back to the CPU; ``info`` records it. Raises DecodeError.
     """
     if source is None:
         source = probe(uri)
@@ -570,22 +416,111 @@ def decode(
         raise DecodeError(str(uri), "file not found")
     if not source.has_video:
         raise DecodeError(str(uri), "no video stream")
+    info = info if info is not None else DecodeInfo()
     plan = _plan(config, source)
-    cmd = build_command(uri, config, source)
-    return _stream(cmd, str(uri), plan, config, source)
+    if config.device == "cuda":
+        if source.codec in NVDEC_CODECS:
+            return _checked(_decode_cuda(str(uri), config, source, plan, info), str(uri), plan)
+        info.fallback = f"NVDEC cannot decode {source.codec or 'this codec'}: decoded on the CPU"
+        log.warning("%s: %s", uri, info.fallback)
+    if not plan.keyframes:
+        parts, inflight = plan_parts(uri, config, source, plan)
+        if len(parts) > 1:
+            info.parts = len(parts)
+            return _segmented(str(uri), config, source, plan, parts, inflight)
+    cmd = _command(uri, config, source, plan, _whole(plan))
+    return _checked(_read(cmd, str(uri), plan, _whole(plan), config, source), str(uri), plan)
 
 
-def _stream(
-    cmd: list[str], uri: str, plan: _Plan, config: DecodeConfig, source: VideoSource
+def _decode_cuda(
+    uri: str, config: DecodeConfig, source: VideoSource, plan: _Plan, info: DecodeInfo
 ) -> Iterator[FrameBatch]:
+    """Decode on NVDEC; if ffmpeg fails there (no GPU, no CUDA build, an unsupported
+    profile, a failure mid-video), go on on the CPU from where it stopped."""
+    whole = _whole(plan)
+    produced = 0
+    last_t = 0.0
+    try:
+        cmd = _command(uri, config, source, plan, whole, cuda=True)
+        for batch in _read(cmd, uri, plan, whole, config, source):
+            produced += len(batch)
+            last_t = float(batch.timestamps[-1])
+            info.device = "cuda"
+            yield batch
+        info.device = "cuda"
+        return
+    except DecodeError as err:
+        detail = tail_lines(err.stderr_tail, 1)
+        why = err.reason + (f" ({detail})" if detail else "")
+    if produced == 0:
+        info.fallback = f"NVDEC decode failed, decoded on the CPU: {why}"
+        rest = whole
+    else:
+        info.fallback = f"NVDEC failed after {last_t:.3f} s, the rest decoded on the CPU: {why}"
+        if plan.keyframes:  # the next keyframe that thinning would keep
+            nxt = last_t + max(plan.step - ON_SCREEN_TOLERANCE_S, 1e-6)
+            rest = _Part(0, _us(nxt), True, None, True)
+        else:
+            tick = plan.first_t + produced * plan.step
+            left = None if plan.num_frames is None else plan.num_frames - produced
+            rest = _Part(produced, _us(max(0.0, tick - SEEK_MARGIN_S)), True, left, True)
+    log.warning("%s: %s", uri, info.fallback)
+    info.device = "cpu"
+    if rest.frames == 0:
+        return
+    cmd = _command(uri, config, source, plan, rest)
+    yield from _read(cmd, uri, plan, rest, config, source)
+
+
+def _checked(batches: Iterator[FrameBatch], uri: str, plan: _Plan) -> Iterator[FrameBatch]:
+    """``batches``, raising DecodeError at the end when there were none."""
+    produced = 0
+    for batch in batches:
+        produced += len(batch)
+        yield batch
+    if produced == 0:
+        if plan.keyframes:
+            raise DecodeError(
+                uri,
+                "no keyframe was decoded: the stream has none the decoder can use"
+                + (" in the time window" if plan.start > 0 or plan.span is not None else "")
+                + " (decode it with sample='exact')",
+            )
+        raise DecodeError(uri, "ffmpeg decoded no frames from this video")
+
+
+_PTS_RE = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]*\] (?:\[\w+\] )?n:\s*\d+ pts:\s*(\S+)")
+
+
+def _frame_index(t: np.ndarray, source: VideoSource) -> np.ndarray:
+    if not source.fps:
+        return np.full(len(t), -1, dtype=np.int64)
+    idx = np.floor((t + ON_SCREEN_TOLERANCE_S) * source.fps + 1e-9).astype(np.int64)
+    if source.num_frames:
+        np.clip(idx, 0, source.num_frames - 1, out=idx)
+    return idx
+
+
+def _read(
+    cmd: list[str],
+    uri: str,
+    plan: _Plan,
+    part: _Part,
+    config: DecodeConfig,
+    source: VideoSource,
+    stop: threading.Event | None = None,
+) -> Iterator[FrameBatch]:
+    """Run one ffmpeg and yield its frames in batches; raises DecodeError when ffmpeg
+    fails. ``stop``: checked between batches; when set, ffmpeg is killed and the
+    generator ends."""
     h, w = plan.out_hw
     frame_bytes = h * w * 3
-    first_t = plan.start + plan.offset
-    fps = source.fps
-    last_index = source.num_frames - 1 if source.num_frames else None
     produced = 0
-    with FFmpegPipe(cmd, uri, config.timeout_s) as pipe:
-        while True:
+    seek_us = round(part.seek * 1e6)
+    with FFmpegPipe(
+        cmd, uri, config.timeout_s, capture=_PTS_RE if plan.keyframes else None
+    ) as pipe:
+        while stop is None or not stop.is_set():
             batch = np.empty((config.batch_size, h, w, 3), dtype=np.uint8)
             got = pipe.readinto(batch.data.cast("B"))
             n, partial = divmod(got, frame_bytes)
@@ -597,26 +532,123 @@ def _stream(
                     pipe.stderr_tail(),
                 )
             if n:
-                t = first_t + (produced + np.arange(n, dtype=np.float64)) * plan.step
-                if fps:
-                    idx = np.floor((t + ON_SCREEN_TOLERANCE_S) * fps + 1e-9).astype(np.int64)
-                    if last_index is not None:
-                        np.clip(idx, 0, last_index, out=idx)
+                if plan.keyframes:
+                    t = _keyframe_times(pipe.captured(n), seek_us, uri)
                 else:
-                    idx = np.full(n, -1, dtype=np.int64)
+                    ticks = part.first_tick + produced + np.arange(n, dtype=np.float64)
+                    t = plan.first_t + ticks * plan.step
                 produced += n
                 yield FrameBatch(
-                    frames=batch[:n] if n < len(batch) else batch, timestamps=t, frame_index=idx
+                    frames=batch[:n] if n < len(batch) else batch,
+                    timestamps=t,
+                    frame_index=_frame_index(t, source),
                 )
             if got < len(batch) * frame_bytes:
                 break  # stdout ended
+        else:
+            return  # stopped: ``with`` kills ffmpeg
         rc = pipe.wait()
         if rc != 0:
             tail = pipe.stderr_tail()
             hint = "; the file looks truncated or corrupt" if _CORRUPT_RE.search(tail) else ""
             raise DecodeError(uri, f"ffmpeg failed while decoding (exit code {rc}){hint}", tail)
-        if produced == 0:
-            raise DecodeError(uri, "ffmpeg decoded no frames from this video", pipe.stderr_tail())
+
+
+def _keyframe_times(pts: list[str], seek_us: int, uri: str) -> np.ndarray:
+    """showinfo's pts (microseconds after the seek point) -> seconds in the video."""
+    try:
+        us = np.array([int(p) for p in pts], dtype=np.int64)
+    except ValueError:
+        raise DecodeError(uri, f"a keyframe has no timestamp (showinfo pts: {pts})") from None
+    return (us + seek_us).astype(np.float64) / 1e6
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def plan_parts(
+    uri: str | os.PathLike[str], config: DecodeConfig, source: VideoSource, plan: _Plan
+) -> tuple[list[_Part], int]:
+    """How an exact-mode decode splits into ffmpeg processes (one part: serial).
+
+    Parts begin just after keyframes found by a packet scan, so each one's ffmpeg
+    starts decoding right there; its seek keeps every frame from the keyframe at or
+    before its start (``-noaccurate_seek``), so the frame on screen at its first tick
+    is always among them, however long ago it started. That is what makes the frames
+    identical to one ffmpeg's, and why only containers with a seek index are split.
+    Returns the parts and how many run at once.
+    """
+    if plan.keyframes or plan.span is None:
+        return [_whole(plan)], 1
+    k = config.segments if config.segments is not None else auto_segments(plan.span)
+    if k <= 1:
+        return [_whole(plan)], 1
+    scan = scan_keyframes(uri, timeout_s=max(config.timeout_s, plan.span / 20))
+    if scan is None or not scan.seekable:
+        return [_whole(plan)], 1
+    # A part waiting for the consumer holds at most SEGMENT_QUEUE_BATCHES batches before
+    # it stalls: parts about that long keep every process busy with bounded memory.
+    fits = SEGMENT_QUEUE_BATCHES * config.batch_size * plan.step
+    length = min(plan.span / k, max(fits, MIN_PART_S))
+    end = plan.start + plan.span
+    bounds = split_points(scan.keyframes, plan.start, end, length, SEGMENT_AFTER_KEYFRAME_S)
+    total = plan.num_frames
+    pairs: list[tuple[int, float]] = []  # (first tick, seek) of parts 2..n
+    for b in bounds:
+        # first tick at which a frame starting at or after b may be on screen
+        a = math.ceil((b - ON_SCREEN_TOLERANCE_S - plan.first_t) / plan.step - 1e-9)
+        if a > (pairs[-1][0] if pairs else 0) and (total is None or a < total):
+            pairs.append((a, _us(b)))
+    if not pairs:
+        return [_whole(plan)], 1
+    inflight = min(k, len(pairs) + 1)
+    threads = max(1, available_cpus() // inflight)
+    parts = [replace(_whole(plan), frames=pairs[0][0], last=False, threads=threads)]
+    for i, (a, seek) in enumerate(pairs):
+        nxt = pairs[i + 1][0] if i + 1 < len(pairs) else None
+        frames = nxt - a if nxt is not None else (None if total is None else total - a)
+        parts.append(_Part(a, seek, False, frames, nxt is None, threads))
+    return parts, inflight
+
+
+def _segmented(
+    uri: str,
+    config: DecodeConfig,
+    source: VideoSource,
+    plan: _Plan,
+    parts: list[_Part],
+    inflight: int,
+) -> Iterator[FrameBatch]:
+    """The parts' frames, in order, as if one ffmpeg had decoded the window."""
+
+    def task(part: _Part) -> Callable[[threading.Event], Iterator[FrameBatch]]:
+        cmd = _command(uri, config, source, plan, part)
+        return lambda stop: _read(cmd, uri, plan, part, config, source, stop)
+
+    produced = 0
+    last: FrameBatch | None = None
+    tasks = [task(p) for p in parts]
+    with OrderedParallel(tasks, inflight, SEGMENT_QUEUE_BATCHES) as runner:
+        for part, batches in zip(parts, runner, strict=True):
+            got = 0
+            for batch in batches:
+                got += len(batch)
+                last = batch
+                yield batch
+            produced += got
+            if not part.last and part.frames is not None and got < part.frames:
+                break  # the stream ended inside this part: later parts have no frames
+    if plan.num_frames is not None and last is not None and produced < plan.num_frames:
+        # One ffmpeg would repeat its last frame (tpad) up to num_frames: so do we.
+        frame = last.frames[-1]
+        while produced < plan.num_frames:
+            n = min(config.batch_size, plan.num_frames - produced)
+            t = plan.first_t + (produced + np.arange(n, dtype=np.float64)) * plan.step
+            frames = np.broadcast_to(frame, (n, *frame.shape)).copy()
+            yield FrameBatch(frames=frames, timestamps=t, frame_index=_frame_index(t, source))
+            produced += n
+    if produced == 0:
+        raise DecodeError(uri, "ffmpeg decoded no frames from this video")
 
 
 # --------------------------------------------------------------------------- report

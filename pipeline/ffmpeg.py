@@ -2,10 +2,10 @@
 
 Design decisions:
 
-* ``ffmpeg`` is the system one on ``PATH`` when present, else the static binary that the
-  ``imageio-ffmpeg`` wheel ships (so ``pip install videomem`` alone can decode).
-  ``VIDEOMEM_FFMPEG`` overrides both. ``ffprobe`` is optional: the imageio binary
-  comes without one, and ``pipeline.decode.probe`` then works from ffmpeg alone.
+* ``ffmpeg`` is the faster of the system one on ``PATH`` and the static binary that the
+  ``imageio-ffmpeg`` wheel ships (so ``pip install videomem`` alone can decode); see
+  ``pipeline.ffmpeg_choice``. ``VIDEOMEM_FFMPEG`` overrides both. ``ffprobe`` is optional: the imageio binary
+  comes without one, and ``pipeline.probe.probe`` then works from ffmpeg alone.
   ``VIDEOMEM_FFPROBE=none`` forces that ffmpeg-only path (tests cover both).
 * :class:`FFmpegPipe` owns one streaming child: stdout is read in exact-size chunks,
   stderr is drained by a daemon thread into a bounded deque (ffmpeg blocks forever if
@@ -13,6 +13,10 @@ Design decisions:
   the child (a hung input, e.g. a FIFO nobody writes), and ``close()`` — always reached
   through ``with`` — kills and reaps it, so no zombie or orphan survives an early stop
   or an error.
+* Per-frame facts ffmpeg only logs (the true timestamps of keyframes, from the
+  ``showinfo`` filter) come through stderr too: with ``capture`` the command runs at
+  ``-loglevel level+info``, lines matching the pattern go to a queue in order, and the
+  tail kept for errors holds only the warning/error lines (their level tag removed).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import collections
 import io
 import os
+import queue
+import re
 import select
 import shutil
 import subprocess
@@ -46,25 +52,12 @@ AUTO: Final = _Auto()
 
 
 def find_ffmpeg() -> str:
-    """Path of the ffmpeg binary: ``$VIDEOMEM_FFMPEG``, else ``ffmpeg`` on PATH, else the
-    imageio-ffmpeg binary. Raises DecodeError when there is none."""
-    env = os.environ.get("VIDEOMEM_FFMPEG")
-    if env:
-        exe = shutil.which(env)
-        if exe is None:
-            raise DecodeError("ffmpeg", f"VIDEOMEM_FFMPEG={env!r} is not an executable")
-        return exe
-    exe = shutil.which("ffmpeg")
-    if exe is not None:
-        return exe
-    try:
-        import imageio_ffmpeg
+    """Path of the ffmpeg binary: ``$VIDEOMEM_FFMPEG``, else the faster of ``ffmpeg`` on
+    PATH and the imageio-ffmpeg binary (``pipeline.ffmpeg_choice``). Raises DecodeError
+    when there is none."""
+    from videomem.pipeline.ffmpeg_choice import choose_ffmpeg
 
-        return str(imageio_ffmpeg.get_ffmpeg_exe())
-    except (ImportError, RuntimeError) as err:
-        raise DecodeError(
-            "ffmpeg", f"no ffmpeg found on PATH and imageio-ffmpeg has none ({err})"
-        ) from None
+    return choose_ffmpeg().path
 
 
 def find_ffprobe() -> str | None:
@@ -117,16 +110,35 @@ def tail_lines(text: str, n: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(lines[-n:])
 
 
+#: the log level ``FFmpegPipe(capture=...)`` needs: info (showinfo logs there), each
+#: line tagged with its level so that errors can be told from the captured lines
+CAPTURE_LOGLEVEL: Final = "level+info"
+#: ``[ctx @ 0x...] [level] message`` or ``[level] message`` (-loglevel level+...)
+_LEVEL_RE = re.compile(r"^(\[[^\]]* @ [^\]]*\] )?\[(\w+)\] ?(.*)$")
+_QUIET_LEVELS: Final = frozenset({"info", "verbose", "debug", "trace"})
+
+
 class FFmpegPipe:
     """One ffmpeg child whose stdout is read in exact chunks.
 
     Use as a context manager; ``close()`` kills and reaps the child whatever happened.
+    ``capture``: a pattern with one group; for each stderr line that matches, the group
+    is queued (read it with :meth:`captured`). The command must then run at
+    ``-loglevel`` :data:`CAPTURE_LOGLEVEL`.
     """
 
-    def __init__(self, cmd: Sequence[str], uri: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        uri: str,
+        timeout_s: float,
+        capture: re.Pattern[str] | None = None,
+    ) -> None:
         self.uri = uri
         self.timeout_s = timeout_s
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._capture = capture
+        self._captured: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         try:
             self.proc = subprocess.Popen(
                 list(cmd),
@@ -152,8 +164,40 @@ class FFmpegPipe:
 
     def _drain_stderr(self, stream: object) -> None:
         # Runs until ffmpeg closes stderr (exit or kill); keeps only the last lines.
-        for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
-            self._stderr.append(raw.decode(errors="replace").rstrip())
+        try:
+            for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+                line = raw.decode(errors="replace").rstrip()
+                if self._capture is None:
+                    self._stderr.append(line)
+                    continue
+                if m := self._capture.search(line):
+                    self._captured.put(m.group(1))
+                elif (lv := _LEVEL_RE.match(line)) is None:
+                    self._stderr.append(line)
+                elif lv.group(2) not in _QUIET_LEVELS:
+                    self._stderr.append((lv.group(1) or "") + lv.group(3))
+        finally:
+            self._captured.put(None)  # end of stderr: nothing more will come
+
+    def captured(self, n: int) -> list[str]:
+        """The next ``n`` captured values, in order. ffmpeg logs a frame's line before
+        it writes the frame, so after reading n frames their n lines are on their way;
+        raises DecodeError if stderr ends (or stays silent ``timeout_s``) before."""
+        out: list[str] = []
+        while len(out) < n:
+            try:
+                value = self._captured.get(timeout=self.timeout_s)
+            except queue.Empty:
+                value = None
+            if value is None:
+                self._captured.put(None)  # keep the end marker for later calls
+                raise DecodeError(
+                    self.uri,
+                    f"ffmpeg wrote a frame without logging its timestamp ({len(out)} of {n})",
+                    self.stderr_tail(),
+                )
+            out.append(value)
+        return out
 
     def stderr_tail(self) -> str:
         self._drain.join(timeout=2.0)  # let the last lines arrive after exit

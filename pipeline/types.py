@@ -42,6 +42,9 @@ class _Config:
 
     #: fields that do not change what is produced (speed knobs), left out of the hash
     _NOT_HASHED: ClassVar[tuple[str, ...]] = ()
+    #: fields added after stores existed, hashed only when they differ from this value,
+    #: so the keys of memories indexed before the field existed stay valid
+    _HASHED_UNLESS: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
@@ -59,17 +62,25 @@ class _Config:
         return cls(**values)
 
     def hashed_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in self._NOT_HASHED}
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in self._NOT_HASHED
+            and not (k in self._HASHED_UNLESS and v == self._HASHED_UNLESS[k])
+        }
 
 
 AspectPolicy = Literal["pad", "crop", "stretch"]
+SampleMode = Literal["exact", "keyframes"]
+DecodeDevice = Literal["cpu", "cuda"]
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeConfig(_Config):
     """How frames are sampled and shaped by ffmpeg."""
 
-    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("batch_size", "timeout_s")
+    _NOT_HASHED: ClassVar[tuple[str, ...]] = ("batch_size", "timeout_s", "segments", "device")
+    _HASHED_UNLESS: ClassVar[dict[str, Any]] = {"sample": "exact"}
 
     # Frames per second to sample. 1 fps is MovieChat's long-video setting: adjacent
     # frames are similar enough to merge, and a 3-hour video is ~10K frames.
@@ -91,9 +102,27 @@ class DecodeConfig(_Config):
     batch_size: int = 16
     # Kill ffmpeg if it produces no frame bytes for this many seconds (hung input).
     timeout_s: float = 60.0
+    # "exact": frames on a fixed time grid (``fps`` or ``num_frames``). "keyframes": only
+    # the stream's keyframes, at their own timestamps, thinned to at most ``fps`` per
+    # second (``fps=None``: every keyframe). Decodes one frame per GOP instead of all of
+    # them (several times faster), and keyframes often sit on scene cuts.
+    sample: SampleMode = "exact"
+    # ffmpeg processes decoding time ranges of one video at once (exact mode), for long
+    # videos on many cores; None picks from the cores and the video's length (1 for
+    # short videos). The frames are identical, so it is not hashed.
+    segments: int | None = None
+    # Where ffmpeg decodes: "cpu", or "cuda" (NVDEC with scaling on the GPU, for hosts
+    # whose CPUs cannot keep up); a codec NVDEC cannot decode falls back to the CPU.
+    # Not hashed, like the encoder's device (GPU scaling differs only by rounding).
+    device: DecodeDevice = "cpu"
 
     def __post_init__(self) -> None:
-        if self.num_frames is None and (self.fps is None or not self.fps > 0):
+        if self.sample not in ("exact", "keyframes"):
+            raise ConfigError(f"DecodeConfig: unknown sample mode {self.sample!r}")
+        if self.sample == "keyframes" and self.num_frames is not None:
+            raise ConfigError("DecodeConfig: num_frames cannot be used with sample='keyframes'")
+        fps_ok = self.fps is None if self.sample == "keyframes" else False
+        if self.num_frames is None and not (fps_ok or (self.fps is not None and self.fps > 0)):
             raise ConfigError("DecodeConfig: fps must be > 0 (or set num_frames)")
         if self.num_frames is not None and self.num_frames < 1:
             raise ConfigError("DecodeConfig: num_frames must be >= 1")
@@ -109,6 +138,10 @@ class DecodeConfig(_Config):
             raise ConfigError("DecodeConfig: batch_size must be >= 1")
         if not self.timeout_s > 0:
             raise ConfigError("DecodeConfig: timeout_s must be > 0")
+        if self.segments is not None and self.segments < 1:
+            raise ConfigError("DecodeConfig: segments must be >= 1 (or None for automatic)")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"DecodeConfig: unknown decode device {self.device!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,11 +188,14 @@ class MemoryConfig(_Config):
     # that erases short scenes); "moviechat": MovieChat's short-term window merged to
     # merge_to slots per flush; "mbc": MA-LMM memory-bank compression per token position.
     method: MemoryMethod = "adaptive"
-    # adaptive only: merge adjacent slots at least this similar (metric units; cosine
-    # here) even under budget. 0.9: on the benchmark (bench/memory.py, real
-    # MobileNetV2 and synthetic scenes) it keeps every scene at L >= #scenes with
-    # purity 1 while storing a fraction of the frames; None = merge only past budget.
-    threshold: float | None = 0.9
+    # adaptive only: merge adjacent slots at least this similar even under budget
+    # (near-duplicates carry nothing new); in the metric's units, None = merge only
+    # past the budget. 0.85 (cosine): on bench/memory.py's real clips (MobileNetV2)
+    # every clip keeps clean slots, the slot count follows content not sampling rate
+    # (9, 9, 11 slots at 1, 2, 4 fps; 0.9 gives 13, 17, 20), and it stays well above
+    # the similarity across cuts (<= 0.59). Encoders with other feature statistics
+    # may want their own value (the benchmark prints the table to choose it).
+    threshold: float | None = 0.85
     # Short-term FIFO capacity in frames (MovieChat default 18; moviechat only).
     short_term_len: int = 18
     # Frames the short-term buffer is merged down to before moving to long-term
@@ -281,7 +317,7 @@ def index_config_hash(decode: DecodeConfig, memory: MemoryConfig) -> str:
 class VideoSource:
     """A video file and what probing it found.
 
-    ``video_id`` is derived from the content (see ``pipeline.decode.content_video_id``),
+    ``video_id`` is derived from the content (see ``pipeline.files.content_video_id``),
     never from the path: the same file copied or moved keeps its memories.
     ``width``/``height`` are the coded size; ``display_size`` applies ``rotation``.
     """

@@ -17,8 +17,10 @@ Design decisions (checked facts in DESIGN.md, "QA stage"):
 * Stored float16 tokens are cast to the model's dtype; the dtype that answered is
   reported with every answer.
 * Prefix reuse: the prefix (system prompt + video) is prefilled once into a
-  ``DynamicCache``; each question continues from a deep copy of it. Features are never
-  passed with a warm cache, and the attention mask always covers the prefix.
+  ``DynamicCache``; each question continues from it and the cache is cropped back to the
+  prefix afterwards (deep-copied instead for caches that cannot be cropped exactly).
+  Features are never passed with a warm cache, and the attention mask always covers
+  the prefix.
 * Batching: left padding plus an attention mask; ``generate`` derives positions from it.
 """
 
@@ -176,7 +178,7 @@ class QAModel:
         kind = self.layout.modality
         if kind is None:
             return {}
-        block = features[None]
+        block: Any = features[None]
         if self.model_type == "llava":
             block = (features,)  # llava concatenates a tuple of per-image rows
         elif self.model_type == "llava_next_video":
@@ -271,18 +273,26 @@ class QAModel:
     def generate_cached(
         self, cache: Any, prompt: Prompt, settings: GenerationSettings
     ) -> list[int]:
-        """Answer one prompt whose prefix is in ``cache`` (left untouched: a copy grows)."""
+        """Answer one prompt whose prefix is in ``cache``; the cache holds exactly the
+        prefix again afterwards. ``generate`` grows the cache it is given: a cache of
+        plain full-attention layers is cropped back after each question (no copy);
+        any other kind (sliding-window layers drop old states) is deep-copied first."""
         q = torch.tensor([prompt.ids[prompt.prefix_len :]], device=self.device)
         mask = torch.ones((1, len(prompt.ids)), dtype=torch.long, device=self.device)
+        crop = all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
+        work = cache if crop else copy.deepcopy(cache)
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
-        with torch.inference_mode():
-            out = self._lm.generate(
-                input_ids=q,
-                attention_mask=mask,
-                cache=copy.deepcopy(cache),
-                **self._gen_kwargs(settings),
-            )
+        try:
+            with torch.inference_mode():
+                out = self._lm.generate(
+                    input_ids=q, attention_mask=mask, cache=work, **self._gen_kwargs(settings)
+                )
+        finally:
+            if crop:
+                grown = cache.get_seq_length() - prompt.prefix_len
+                if grown > 0:
+                    cache.crop(-grown)
         return self._trim(out[:, q.shape[1] :])[0]
 
     def logits(self, prompt: Prompt, features: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,9 @@ def _sample_step(video: object) -> float:
 def decode_before(video: object, encoder: object, t: float, after: float) -> Visual:
     """Decode and encode the short-term frames just before ``t`` and the frame at ``t``
     (at the stored sampling step, none at or before ``after``). Raises on a bad file."""
-    from videomem.pipeline.decode import content_video_id, decode, probe
+    from videomem.pipeline.decode import decode
+    from videomem.pipeline.files import content_video_id
+    from videomem.pipeline.probe import probe
 
     uri, video_id = video.uri, video.video_id  # type: ignore[attr-defined]
     try:

@@ -299,3 +299,29 @@ def test_presets_and_the_new_default() -> None:
     assert (mbc.method, mbc.long_term_len, mbc.keep_recent) == ("mbc", 256, 18)
     # a new config round-trips through its JSON
     assert MemoryConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_a_memory_stored_with_the_old_default_loads_and_consolidates(tmp_path) -> None:
+    """A store row whose config JSON is the old default (no threshold field) loads
+    through the real store, and the QA-time consolidation works on it."""
+    from videomem.memory.schema import VideoCommit, VideoRecord
+    from videomem.memory.store import Store
+
+    mem = stored_like(MemoryConfig.preset("moviechat"), t=100, seed=6)
+    rec = VideoRecord(
+        video_id="vid",
+        encoder_fingerprint="enc",
+        config_hash=OLD_HASHES["moviechat"],
+        status="indexed",
+        uri="/videos/old.mp4",
+        config_json=json.dumps({"memory": json.loads(OLD_DEFAULT_JSON)}),
+        frames_sampled=100,
+    )
+    with Store(tmp_path / "store", writer=True) as store:
+        store.commit([VideoCommit(rec, mem)])
+        got = store.load_memory("vid")
+    assert got.memory_config == MemoryConfig.preset("moviechat")
+    assert torch.equal(got.tokens, mem.tokens) and len(got) == len(mem) == 12
+    small = consolidate_memory(got, 4)
+    assert len(small) == 4 and int(small.sizes.sum()) == 100
+    assert torch.equal(small.start_s[1:], small.end_s[:-1])

@@ -95,6 +95,9 @@ def test_show_text_json_and_plot(indexed, env, tmp_path: Path) -> None:
 
     text = invoke(env, "show", a["video_id"], "--store", str(store)).stdout
     assert f"{len(slots)} slots" in text and "start_s" in text
+    # the cost of the memory: per video (ls --json) and per minute of video
+    assert a["stored_bytes"] > 0 and a["bytes_per_minute"] > a["stored_bytes"]  # a 4 s video
+    assert "KiB per minute of video" in text
 
     pytest.importorskip("matplotlib")
     png = tmp_path / "slots.png"

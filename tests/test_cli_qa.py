@@ -143,3 +143,43 @@ def test_caption_then_show(indexed) -> None:  # type: ignore[no-untyped-def]
     js = json.loads(invoke(env, "show", ids["a.mp4"], "--store", str(store), "--json").stdout)
     kinds = [c["kind"] for c in js["captions"]]
     assert kinds[0] == "global" and set(kinds[1:]) == {"dense"}
+
+
+@pytest.mark.slow  # Ray start-up and two actors loading torch
+def test_qa_on_ray_workers_matches_local(indexed, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    ray = pytest.importorskip("ray")
+    from videomem.jobs.qa_job import QAJob, run_qa
+    from videomem.qa import GenerationSettings
+
+    env, store, ids, *_ = indexed
+    for k, v in env.items():  # `--model tiny` resolves in the actors too
+        monkeypatch.setenv(k, v)
+    q = tmp_path / "q.jsonl"
+    q.write_text(
+        "\n".join(
+            json.dumps({"video": ids[v], "question": text, "question_id": f"{v}-{i}"})
+            for v in ("a.mp4", "b.mp4")
+            for i, text in enumerate(["what is this ?", "describe the frame"])
+        )
+    )
+    settings = GenerationSettings(max_new_tokens=5, system_prompt="ray")
+    local = run_qa(QAJob(str(q), str(store), settings, device="cpu", executor="local"))
+    with Store(store) as st:
+        want = {
+            r["question_id"]: r["answer"]
+            for r in st.read_qa_rows("answers", "settings LIKE '%ray%'")
+        }
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False)
+    try:
+        remote = run_qa(
+            QAJob(str(q), str(store), settings, device="cpu", executor="ray", workers=2, force=True)
+        )
+    finally:
+        ray.shutdown()
+    assert local.answered == remote.answered == 4 and remote.failed == 0
+    with Store(store) as st:
+        got = {
+            r["question_id"]: r["answer"]
+            for r in st.read_qa_rows("answers", "settings LIKE '%ray%'")
+        }
+    assert got == want and len(got) == 4

@@ -16,18 +16,11 @@ import numpy as np
 import pytest
 from videomem.pipeline import decode as decode_module
 from videomem.pipeline import ffmpeg as ffmpeg_module
-from videomem.pipeline.decode import (
-    VIDEO_EXTENSIONS,
-    check_video,
-    content_video_id,
-    decode,
-    find_ffmpeg,
-    iter_video_files,
-    probe,
-    sample_timestamps,
-)
+from videomem.pipeline.decode import check_video, decode, sample_timestamps
 from videomem.pipeline.errors import DecodeError, VideomemError
-from videomem.pipeline.ffmpeg import find_ffprobe
+from videomem.pipeline.ffmpeg import find_ffmpeg, find_ffprobe
+from videomem.pipeline.files import VIDEO_EXTENSIONS, content_video_id, iter_video_files
+from videomem.pipeline.probe import probe
 from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
 from tests.videos import (
@@ -574,7 +567,8 @@ def long_video(vdir: Path) -> SyntheticVideo:
 def test_long_video_bounded_memory(long_video: SyntheticVideo) -> None:
     src = probe(long_video.path)
     assert src.num_frames in (10_500, None)  # None: ffmpeg-only probe
-    cfg = DecodeConfig(fps=25.0, batch_size=64)
+    # one ffmpeg (segment-parallel decode has its own bound: tests/test_segments.py)
+    cfg = DecodeConfig(fps=25.0, batch_size=64, segments=1)
     batch_bytes = cfg.batch_size * 24 * 32 * 3
     count = 0
     last_t = -1.0

@@ -306,6 +306,30 @@ def test_tiny_checkpoint_built_by_several_processes_at_once(tmp_path: Path) -> N
     assert isinstance(load_encoder(outs[0], device="cpu"), FrameEncoder)
 
 
+def test_tiny_checkpoint_cache_is_keyed_by_builder_source_and_transformers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a changed builder or a transformers upgrade must build afresh, not reuse
+    import transformers
+    from videomem.encoders import tiny
+
+    first = tiny.tiny_checkpoint("llava", tmp_path)
+    assert tiny.tiny_checkpoint("llava", tmp_path) == first
+    assert first.name == "llava"  # fingerprints name a checkpoint by its folder
+    monkeypatch.setattr(transformers, "__version__", transformers.__version__ + ".post9")
+    upgraded = tiny.tiny_checkpoint("llava", tmp_path)
+    assert upgraded != first and (upgraded / "config.json").is_file()
+    monkeypatch.undo()
+    key = tiny.tiny_cache_key("llava")
+    real_read = Path.read_bytes
+    monkeypatch.setattr(
+        Path,
+        "read_bytes",
+        lambda self: real_read(self) + (b"# edited" if self.name == "tiny.py" else b""),
+    )
+    assert tiny.tiny_cache_key("llava") != key  # an edited builder module
+
+
 HUB_SCRIPT = """
 import sys
 from videomem.encoders.registry import load_encoder
@@ -364,27 +388,3 @@ def test_unreachable_hub_fails_at_once_without_retries(tmp_path: Path, offline: 
     assert "Retrying" not in out.stderr
     # the hub client alone would connect six times (five retries) per file
     assert len(connections) == 0 if offline else 1 <= len(connections) <= 2
-
-
-def test_tiny_checkpoint_cache_is_keyed_by_builder_source_and_transformers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a changed builder or a transformers upgrade must build afresh, not reuse
-    import transformers
-    from videomem.encoders import tiny
-
-    first = tiny.tiny_checkpoint("llava", tmp_path)
-    assert tiny.tiny_checkpoint("llava", tmp_path) == first
-    assert first.name == "llava"  # fingerprints name a checkpoint by its folder
-    monkeypatch.setattr(transformers, "__version__", transformers.__version__ + ".post9")
-    upgraded = tiny.tiny_checkpoint("llava", tmp_path)
-    assert upgraded != first and (upgraded / "config.json").is_file()
-    monkeypatch.undo()
-    key = tiny.tiny_cache_key("llava")
-    real_read = Path.read_bytes
-    monkeypatch.setattr(
-        Path,
-        "read_bytes",
-        lambda self: real_read(self) + (b"# edited" if self.name == "tiny.py" else b""),
-    )
-    assert tiny.tiny_cache_key("llava") != key  # an edited builder module

@@ -364,17 +364,17 @@ class WatchesLookahead:
 def test_next_video_is_probed_and_decoded_while_the_current_one_encodes(
     tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import videomem.pipeline.decode as decode_mod
+    import videomem.pipeline.probe as probe_mod
 
     videos = [make_pattern(tmp_path / f"v{i}.mp4", seconds=4, rate=5) for i in range(3)]
     probed: list[str] = []
-    real_probe = decode_mod.probe
+    real_probe = probe_mod.probe
 
     def recording_probe(uri, *args, **kwargs):
         probed.append(str(uri))
         return real_probe(uri, *args, **kwargs)
 
-    monkeypatch.setattr(decode_mod, "probe", recording_probe)
+    monkeypatch.setattr(probe_mod, "probe", recording_probe)
     ex = LocalExecutor(IndexStepSpec(EncoderConfig(str(tiny_dir), device="cpu", batch_size=4)))
     info = ex.start()
     watcher = WatchesLookahead(ex._step.encoder, probed, str(videos[1]))  # type: ignore[union-attr]

@@ -165,7 +165,7 @@ def test_captions_global_and_dense_segments(cache_dir: Path) -> None:
 def two_videos(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):  # type: ignore[no-untyped-def]
     """Two videos equal up to 4 s, different after; indexed with the tiny LLaVA."""
     from videomem.jobs.index_step import index_video
-    from videomem.pipeline.decode import content_video_id
+    from videomem.pipeline.files import content_video_id
     from videomem.qa import VideoContext
 
     from tests.videos import make_scenes
@@ -285,3 +285,20 @@ def test_only_the_encoding_checkpoint_may_answer(cache_dir: Path) -> None:
     other = tiny_checkpoint("llava_next_video", cache_dir)
     with pytest.raises(QAError, match="not the encoder that made the memory"):
         load_for_record(rec, model=str(other), device="cpu")
+
+
+def test_the_prefix_cache_holds_exactly_the_prefix_after_each_question(cache_dir: Path) -> None:
+    from videomem.qa import GenerationSettings
+    from videomem.qa.visual import global_visual
+
+    _, enc, qa = _loaded("llava", cache_dir)
+    view = global_visual(_memory(enc))
+    prompts = [qa.prompts.build(q, view.spans, enc.tokens_per_frame) for q in QUESTIONS[:3]]
+    feats = qa.visual_features(view.tokens)
+    cache = qa.prefill(prompts[0], feats)
+    n = prompts[0].prefix_len
+    assert cache.get_seq_length() == n
+    settings = GenerationSettings(max_new_tokens=6)
+    first = [qa.generate_cached(cache, p, settings) for p in prompts]
+    assert cache.get_seq_length() == n
+    assert [qa.generate_cached(cache, p, settings) for p in prompts] == first

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from videomem.memory.schema import VideoCommit as IndexOutcome
-from videomem.memory.store import Store, VideoRecord
+from videomem.memory.store import Store, VideoCommit, VideoRecord
 from videomem.memory.tables import ANSWERS_SCHEMA, CAPTIONS_SCHEMA
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MemoryConfig, VideoMemory
@@ -58,7 +57,7 @@ def test_captions_are_read_for_the_current_memory_only(tmp_path: Path) -> None:
     )
     rec = VideoRecord("v1", "fp", "cfg", "indexed", "/x.mp4", model="m")
     with Store(tmp_path / "s", writer=True) as st:
-        (old,) = st.commit([IndexOutcome(rec, mem)])
+        (old,) = st.commit([VideoCommit(rec, mem)])
 
         def cap(run_id: str, kind: str, start: float, text: str) -> dict:
             return dict(
@@ -84,6 +83,6 @@ def test_captions_are_read_for_the_current_memory_only(tmp_path: Path) -> None:
         )
         assert [c["text"] for c in st.captions("v1")] == ["g", "d0", "d1"]
         assert set(CAPTIONS_SCHEMA.names) <= set(st.captions("v1")[0])
-        (new,) = st.commit([IndexOutcome(rec, mem)])  # re-indexed: a new memory
+        (new,) = st.commit([VideoCommit(rec, mem)])  # re-indexed: a new memory
         assert new.run_id != old.run_id
         assert st.captions("v1") == []  # captions of the replaced memory are not shown

@@ -24,7 +24,8 @@ from videomem.encoders.mobilenet import MobileNetEncoder
 from videomem.memory.builder import MemoryBuilder
 from videomem.memory.merge import adjacent_similarity
 from videomem.memory.quality import scene_recall, slot_purity, uniform_spans
-from videomem.pipeline.decode import decode, probe
+from videomem.pipeline.decode import decode
+from videomem.pipeline.probe import probe
 from videomem.pipeline.types import DecodeConfig, FrameTokens, MemoryConfig, VideoMemory
 
 from tests.videos import ConcatVideo, make_concat

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +285,33 @@ def test_reader_never_sees_a_mix_while_a_writer_replaces(tmp_path: Path) -> None
     assert not errors, errors
     assert seen == set(versions), "the reader never saw both versions"
     assert len(commits) >= 4, "the writer did not keep replacing the memory"
+
+
+def test_stored_bytes_are_recorded_per_video_and_minute(store: Store) -> None:
+    mem = make_memory(slots=5)
+    store.commit([VideoCommit(replace(record(), duration_s=30.0), mem)])
+    rec = store.latest("vid1")
+    n_recent = 0 if mem.recent_tokens is None else len(mem.recent_tokens)
+    token_bytes = (len(mem) + n_recent) * N * D * 2
+    emb_bytes = len(mem) * E * 4
+    assert rec.stored_bytes == token_bytes + emb_bytes
+    assert rec.bytes_per_minute == pytest.approx(rec.stored_bytes * 2)
+    assert rec.to_dict()["bytes_per_minute"] == rec.bytes_per_minute
+
+
+def test_a_store_written_before_stored_bytes_still_opens(tmp_path: Path) -> None:
+    import lancedb
+
+    path = tmp_path / "old"
+    with Store(path, writer=True) as w:
+        w.commit([VideoCommit(record(), make_memory(slots=3))])
+    # what a store written by the previous version looks like: no stored_bytes column
+    lancedb.connect(str(path)).open_table("videos").drop_columns(["stored_bytes"])
+    with Store(path) as reader:  # readers open it as it is
+        assert reader.latest("vid1").stored_bytes is None
+        assert len(reader.load_memory("vid1")) == 3
+    with Store(path, writer=True) as w:  # a writer adds the column
+        assert w.latest("vid1").stored_bytes is None
+        w.commit([VideoCommit(record("vid2"), make_memory("vid2", slots=2))])
+        assert w.latest("vid2").stored_bytes > 0
+        assert len(w.load_memory("vid1")) == 3

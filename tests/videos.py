@@ -97,10 +97,11 @@ def _hex(color: str) -> str:
     return f"0x{r:02X}{g:02X}{b:02X}"
 
 
-def _encode_args(width: int, height: int, fast: bool = True) -> list[str]:
+def _encode_args(width: int, height: int, fast: bool = True, gop: int | None = None) -> list[str]:
     # libx264 4:2:0 needs even sizes; odd sizes use 4:4:4 (still H.264, still decodable)
     pix = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    return ["-c:v", "libx264", "-preset", "ultrafast" if fast else "medium", "-pix_fmt", pix]
+    args = ["-c:v", "libx264", "-preset", "ultrafast" if fast else "medium", "-pix_fmt", pix]
+    return args + (["-g", str(gop)] if gop else [])  # gop: a keyframe every gop frames
 
 
 def _scene_inputs(
@@ -152,16 +153,15 @@ def make_scenes(
     height: int = 48,
     fps: float = 25.0,
     exe: str | None = None,
+    gop: int | None = None,
 ) -> SyntheticVideo:
     """Solid colour scenes with cuts at the cumulative durations (rounded to whole
     frames); a scene given as (top_colour, seconds, bottom_colour) is split
-    horizontally."""
+    horizontally. ``gop``: a keyframe every ``gop`` frames (default: x264's)."""
     path = Path(path)
     inputs, graph, parts = _scene_inputs(scenes, width, height, fps)
-    run_ffmpeg(
-        [*inputs, "-filter_complex", graph, "-map", "[v]", *_encode_args(width, height), str(path)],
-        exe,
-    )
+    enc = _encode_args(width, height, gop=gop)
+    run_ffmpeg([*inputs, "-filter_complex", graph, "-map", "[v]", *enc, str(path)], exe)
     duration = parts[-1].end
     return SyntheticVideo(path, width, height, fps, duration, parts, 0, round(duration * fps))
 
@@ -190,12 +190,14 @@ def make_rotated(
     width: int = 64,
     height: int = 32,
     fps: float = 25.0,
+    gop: int | None = None,
 ) -> SyntheticVideo:
     """Top-red/bottom-blue then top-green/bottom-yellow, tagged with a display rotation
     of ``rotation`` degrees clockwise (coded pixels are not rotated)."""
     path = Path(path)
     plain = path.with_name(path.stem + ".unrotated.mp4")
-    base = make_scenes(plain, (("red", 1.0, "blue"), ("green", 1.0, "yellow")), width, height, fps)
+    scenes = (("red", 1.0, "blue"), ("green", 1.0, "yellow"))
+    base = make_scenes(plain, scenes, width, height, fps, gop=gop)
     # The display matrix angle is counter-clockwise: a clockwise turn is its negative.
     exe = imageio_ffmpeg_exe()
     try:
@@ -220,7 +222,9 @@ def make_rotated(
     )
 
 
-def make_vfr(path: str | os.PathLike[str], width: int = 64, height: int = 48) -> SyntheticVideo:
+def make_vfr(
+    path: str | os.PathLike[str], width: int = 64, height: int = 48, gop: int | None = None
+) -> SyntheticVideo:
     """Variable frame rate: red 2 s at 5 fps, green 2 s at 25 fps, blue 2 s at 10 fps
     (10 + 50 + 20 = 80 frames), timestamps kept as they are (-fps_mode vfr)."""
     path = Path(path)
@@ -231,7 +235,7 @@ def make_vfr(path: str | os.PathLike[str], width: int = 64, height: int = 48) ->
     graph = "[0:v][1:v][2:v]concat=n=3:v=1:a=0,settb=1/1000[v]"
     run_ffmpeg(
         [*args, "-filter_complex", graph, "-map", "[v]", "-fps_mode", "vfr", "-video_track_timescale", "1000",
-         *_encode_args(width, height), str(path)]
+         *_encode_args(width, height, gop=gop), str(path)]
     )  # fmt: skip
     scenes = tuple(Scene(c, 2.0 * i, 2.0 * i + 2.0) for i, (c, _) in enumerate(segments))
     return SyntheticVideo(path, width, height, 25.0, 6.0, scenes, 0, 80)
@@ -383,7 +387,7 @@ def make_concat(
     whole ``quantum``-second lengths (so cuts fall exactly on a sampling grid of
     ``1 / quantum`` fps when ``fps * quantum`` is whole). Clip lengths come from
     probing the sources."""
-    from videomem.pipeline.decode import probe
+    from videomem.pipeline.probe import probe
 
     if abs(fps * quantum - round(fps * quantum)) > 1e-9:
         raise ValueError(f"fps * quantum must be whole frames, got {fps} * {quantum}")
