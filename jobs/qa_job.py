@@ -282,6 +282,69 @@ def resolve_video(store: Any, value: str) -> str:
     return str(store.resolve_video_id(value))
 
 
+def indexed_records(store: Any, videos: Sequence[str], summary: Any) -> list[Any]:
+    """The indexed records of ``videos`` (ids, prefixes or paths; empty = every indexed
+    video), once each; an unknown or unindexed one counts in ``summary`` (``videos``,
+    ``failed``, ``failures``) as a failure."""
+    if not videos:
+        ids = sorted({r.video_id for r in store.list_videos("indexed")})
+    else:
+        ids = []
+        for v in videos:
+            try:
+                ids.append(resolve_video(store, v))
+            except VideomemError as e:
+                summary.videos += 1
+                summary.failed += 1
+                summary.failures.append(f"{v}: {e}")
+    records = []
+    for vid in dict.fromkeys(ids):
+        rec = store.latest(vid)
+        if rec.status != "indexed":
+            summary.videos += 1
+            summary.failed += 1
+            summary.failures.append(f"{vid}: not indexed ({rec.error})")
+            continue
+        records.append(rec)
+    return records
+
+
+def check_out(out: str | None) -> None:
+    """Fail before any work when ``--out`` names a format the job cannot write."""
+    if out and Path(out).suffix.lower() not in (".parquet", ".jsonl", ".ndjson"):
+        raise ConfigError(f"{out}: --out must end in .parquet or .jsonl")
+
+
+def add_answers(store: Any, summary: QASummary, rows: list[dict[str, Any]]) -> None:
+    """Commit answer rows (the single writer) and tally them into ``summary``."""
+    store.add_qa_rows("answers", rows)
+    for r in rows:
+        if r["status"] == "answered":
+            summary.answered += 1
+        else:
+            summary.failed += 1
+            if len(summary.failures) < 20:
+                summary.failures.append(f"{r['video_id']}: {r['error']}")
+
+
+def write_answers_out(store: Any, job: QAJob, keys: list[tuple[str, str]]) -> None:
+    """``job.out``: the stored answers to this job's questions under its settings (and
+    model, when it names one)."""
+    from videomem.memory.tables import ANSWERS_SCHEMA
+
+    if not job.out:
+        return
+    wanted = set(keys)
+    h = job.settings.hash()
+    mine = [
+        r
+        for r in store.read_qa_rows("answers", f"settings_hash = '{h}'")
+        if (r["question_id"], r["video_id"]) in wanted
+        and (job.model is None or r["model"] == job.model)
+    ]
+    write_rows_file(mine, job.out, ANSWERS_SCHEMA)
+
+
 def _plan(
     rows: Sequence[QuestionRow], store: Any, job: QAJob
 ) -> tuple[list[QAItem], list[dict[str, Any]], int, list[tuple[str, str]]]:
@@ -352,18 +415,14 @@ def run_qa(job: QAJob) -> QASummary:
     """Run a bulk QA job (see the module docstring). Raises VideomemError for job-level
     problems (unreadable question file, store locked, bad settings)."""
     from videomem.memory.store import Store
-    from videomem.memory.tables import ANSWERS_SCHEMA
 
     t0 = time.perf_counter()
-    if job.out and Path(job.out).suffix.lower() not in (".parquet", ".jsonl", ".ndjson"):
-        raise ConfigError(f"{job.out}: --out must end in .parquet or .jsonl")
+    check_out(job.out)
     rows = read_questions(job.questions)
     summary = QASummary(rows=len(rows))
     with Store(job.store, writer=True) as store:
         items, failed, summary.skipped, keys = _plan(rows, store, job)
-        store.add_qa_rows("answers", failed)
-        summary.failed += len(failed)
-        summary.failures += [f"{r['video_id']}: {r['error']}" for r in failed[:20]]
+        add_answers(store, summary, failed)
         if items:
             spec = QAStepSpec(
                 store=job.store,
@@ -385,26 +444,10 @@ def run_qa(job: QAJob) -> QASummary:
             try:
                 for outcomes in ex.run(items):
                     for out in outcomes:
-                        store.add_qa_rows("answers", out)  # the single writer
-                        for r in out:
-                            if r["status"] == "answered":
-                                summary.answered += 1
-                            else:
-                                summary.failed += 1
-                                if len(summary.failures) < 20:
-                                    summary.failures.append(f"{r['video_id']}: {r['error']}")
+                        add_answers(store, summary, out)
             finally:
                 ex.close()
-        if job.out:
-            wanted = set(keys)
-            h = job.settings.hash()
-            mine = [
-                r
-                for r in store.read_qa_rows("answers", f"settings_hash = '{h}'")
-                if (r["question_id"], r["video_id"]) in wanted
-                and (job.model is None or r["model"] == job.model)
-            ]
-            write_rows_file(mine, job.out, ANSWERS_SCHEMA)
+        write_answers_out(store, job, keys)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -449,25 +492,10 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
 
     summary = CaptionSummary()
     with Store(job.store, writer=True) as store:
-        if job.videos:
-            ids = []
-            for v in job.videos:
-                try:
-                    ids.append(resolve_video(store, v))
-                except VideomemError as e:
-                    summary.videos += 1
-                    summary.failed += 1
-                    summary.failures.append(f"{v}: {e}")
-        else:
-            ids = sorted({r.video_id for r in store.list_videos("indexed")})
         items = []
-        for vid in dict.fromkeys(ids):
+        for rec in indexed_records(store, job.videos, summary):
             summary.videos += 1
-            rec = store.latest(vid)
-            if rec.status != "indexed":
-                summary.failed += 1
-                summary.failures.append(f"{vid}: not indexed ({rec.error})")
-                continue
+            vid = rec.video_id
             item = QAItem(rec, caption=True, dense_every=job.dense_every)
             model = job.model or rec.model
             settings_json = caption_settings(job.settings, item)

@@ -195,29 +195,9 @@ class TagSummary:
 
 
 def _records(store: Any, job: TagJob, summary: TagSummary) -> list[VideoRecord]:
-    from videomem.jobs.qa_job import resolve_video
+    from videomem.jobs.qa_job import indexed_records
 
-    if not job.videos:
-        ids = sorted({r.video_id for r in store.list_videos("indexed")})
-    else:
-        ids = []
-        for v in job.videos:
-            try:
-                ids.append(resolve_video(store, v))
-            except VideomemError as e:
-                summary.videos += 1
-                summary.failed += 1
-                summary.failures.append(f"{v}: {e}")
-    records = []
-    for vid in dict.fromkeys(ids):
-        rec = store.latest(vid)
-        if rec.status != "indexed":
-            summary.videos += 1
-            summary.failed += 1
-            summary.failures.append(f"{vid}: not indexed ({rec.error})")
-            continue
-        records.append(rec)
-    return records
+    return indexed_records(store, job.videos, summary)
 
 
 def _already_tagged(store: Any, rec: VideoRecord, settings: set[str]) -> bool:

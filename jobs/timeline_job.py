@@ -17,7 +17,6 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from videomem.jobs.executor import ProgressFn, make_executor
@@ -28,12 +27,15 @@ from videomem.jobs.qa_job import (
     QAJob,
     QASummary,
     _plan,
+    add_answers,
     answer_row,
+    check_out,
+    indexed_records,
     resolve_video,
-    write_rows_file,
+    write_answers_out,
 )
 from videomem.jobs.questions import read_questions
-from videomem.pipeline.errors import ConfigError, VideomemError
+from videomem.pipeline.errors import VideomemError
 from videomem.qa.model import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -162,19 +164,15 @@ def run_timeline_qa(job: QAJob, llm: str, progress: ProgressFn | None = None) ->
     """``videomem qa QUESTIONS --llm MODEL``: like :func:`videomem.jobs.qa_job.run_qa`,
     answered from the timeline by ``llm`` (answers keyed with ``model=llm``)."""
     from videomem.memory.store import Store
-    from videomem.memory.tables import ANSWERS_SCHEMA
 
     t0 = time.perf_counter()
-    if job.out and Path(job.out).suffix.lower() not in (".parquet", ".jsonl", ".ndjson"):
-        raise ConfigError(f"{job.out}: --out must end in .parquet or .jsonl")
+    check_out(job.out)
     job = replace(job, model=llm)
     rows = read_questions(job.questions)
     summary = QASummary(rows=len(rows))
     with Store(job.store, writer=True) as store:
         items, failed, summary.skipped, keys = _plan(rows, store, job)
-        store.add_qa_rows("answers", failed)
-        summary.failed += len(failed)
-        summary.failures += [f"{r['video_id']}: {r['error']}" for r in failed[:20]]
+        add_answers(store, summary, failed)
         if items:
             ex = _executor(llm, job.device, job.dtype, job)
             ex.start()
@@ -182,25 +180,10 @@ def run_timeline_qa(job: QAJob, llm: str, progress: ProgressFn | None = None) ->
                 task = TimelineTask(job.store, job.settings)
                 for batch in ex.run(items, task, progress):
                     for out in batch:
-                        store.add_qa_rows("answers", out)  # the single writer
-                        for r in out:
-                            if r["status"] == "answered":
-                                summary.answered += 1
-                            else:
-                                summary.failed += 1
-                                if len(summary.failures) < 20:
-                                    summary.failures.append(f"{r['video_id']}: {r['error']}")
+                        add_answers(store, summary, out)
             finally:
                 ex.close()
-        if job.out:
-            wanted = set(keys)
-            h = job.settings.hash()
-            mine = [
-                r
-                for r in store.read_qa_rows("answers", f"settings_hash = '{h}'")
-                if (r["question_id"], r["video_id"]) in wanted and r["model"] == llm
-            ]
-            write_rows_file(mine, job.out, ANSWERS_SCHEMA)
+        write_answers_out(store, job, keys)  # job.model is llm
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -213,24 +196,10 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
     summary = CaptionSummary()
     settings_json = caption_settings(job.settings)
     with Store(job.store, writer=True) as store:
-        ids: list[str] = []
-        for v in job.videos:
-            try:
-                ids.append(resolve_video(store, v))
-            except VideomemError as e:
-                summary.videos += 1
-                summary.failed += 1
-                summary.failures.append(f"{v}: {e}")
-        if not job.videos:
-            ids = sorted({r.video_id for r in store.list_videos("indexed")})
         items = []
-        for vid in dict.fromkeys(ids):
+        for rec in indexed_records(store, job.videos, summary):
             summary.videos += 1
-            rec = store.latest(vid)
-            if rec.status != "indexed":
-                summary.failed += 1
-                summary.failures.append(f"{vid}: not indexed ({rec.error})")
-                continue
+            vid = rec.video_id
             done = any(
                 c["kind"] == "global" and c["model"] == llm and c["settings"] == settings_json
                 for c in store.captions(vid)
