@@ -8,7 +8,7 @@ command does is importable and testable without the CLI.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -47,9 +47,24 @@ def version() -> None:
 # --------------------------------------------------------------------------- index / ls / show
 
 
+_STORE = typer.Option("videomem-store", help="Store directory or LanceDB URI.")
+
+
 def _fail_usage(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(2)
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    """A bulk job's summary: JSON, or its text line and up to 20 failures."""
+    import json
+
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        typer.echo(summary.text())
+        for f in summary.failures[:20]:
+            typer.echo(f"  failed: {f.splitlines()[0]}")
 
 
 def _parse_options(items: list[str], what: str = "encoder option") -> dict[str, object]:
@@ -99,7 +114,7 @@ def _open_store(store: str, storage_option: list[str]) -> Store:
 @app.command()
 def index(
     paths: list[Path] = typer.Argument(None, help="Video files and/or folders (walked)."),
-    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    store: str = _STORE,
     from_list: Path | None = typer.Option(
         None, "--from-list", help="A text file naming one video path per line."
     ),
@@ -262,7 +277,7 @@ def index(
 
 @app.command("ls")
 def ls_(
-    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    store: str = _STORE,
     storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
     status: str | None = typer.Option(None, help="Only 'indexed' or 'failed'."),
     model: str | None = typer.Option(None, help="Only videos indexed with this --model."),
@@ -311,7 +326,7 @@ def ls_(
 @app.command()
 def show(
     video_id: str = typer.Argument(..., help="Video id (a unique prefix is enough)."),
-    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    store: str = _STORE,
     storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     plot: Path | None = typer.Option(None, help="Draw the slots along the timeline to this PNG."),
@@ -394,7 +409,7 @@ def _token_encoding(rec: VideoRecord) -> str:
 @app.command()
 def export(
     out_dir: Path = typer.Argument(..., help="Folder for one <table>.parquet per table."),
-    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    store: str = _STORE,
     tokens: bool = typer.Option(
         True, "--tokens/--no-tokens", help="Include the memories' token bytes (most of a store)."
     ),
@@ -414,7 +429,7 @@ def export(
 
 @app.command()
 def repair(
-    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    store: str = _STORE,
     storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list the damaged files."),
 ) -> None:

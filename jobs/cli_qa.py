@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import typer
-from videomem.jobs.cli import _fail_usage, app
+from videomem.jobs.cli import _STORE, _fail_usage, _print_summary, app
 
-_STORE = typer.Option("videomem-store", help="Store directory or LanceDB URI.")
 _MODEL = typer.Option(
     None,
     help="Checkpoint that answers (default: the one that indexed the video; another "
@@ -187,12 +186,7 @@ def qa_(
             summary = run_qa(job)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
-    if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
-    else:
-        typer.echo(summary.text())
-        for f in summary.failures:
-            typer.echo(f"  failed: {f.splitlines()[0]}")
+    _print_summary(summary, as_json)
     if summary.rows and summary.failed == summary.rows:
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import typer
-from videomem.jobs.cli import _fail_usage, app
+from videomem.jobs.cli import _STORE, _fail_usage, app
 
 
 def _fmt_time(s: float) -> str:
@@ -20,7 +20,7 @@ def _fmt_time(s: float) -> str:
 @app.command()
 def search(
     query: str = typer.Argument("", help="What to look for (words or a description)."),
-    store: str = typer.Option("videomem-store", help="Store directory or LanceDB URI."),
+    store: str = _STORE,
     video: str | None = typer.Option(None, help="Only this video (id or unique prefix)."),
     k: int = typer.Option(10, "--k", "-k", help="How many moments to return."),
     source: str = typer.Option(

@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 import typer
-from videomem.jobs.cli import _fail_usage, app
-
-_STORE = typer.Option("videomem-store", help="Store directory or LanceDB URI.")
+from videomem.jobs.cli import _STORE, _fail_usage, _print_summary, app
 
 models_app = typer.Typer(
     help="Named models videomem prepares into its cache.", no_args_is_help=True
@@ -58,12 +56,7 @@ def tag(
         summary = run_tag(job)
     except VideomemError as e:
         raise _fail_usage(str(e)) from None
-    if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
-    else:
-        typer.echo(summary.text())
-        for f in summary.failures[:20]:
-            typer.echo(f"  failed: {f.splitlines()[0]}")
+    _print_summary(summary, as_json)
     if summary.videos and summary.failed == summary.videos:
         raise typer.Exit(1)
 
