@@ -486,6 +486,20 @@ class CaptionSummary:
         )
 
 
+def add_captions(store: Any, summary: CaptionSummary, rows: list[dict[str, Any]]) -> None:
+    """One video's caption rows: a video that failed as a whole (only failed rows, no
+    caption kind) counts as a failure; otherwise its good rows are committed."""
+    bad = [r for r in rows if r.get("status") == "failed"]
+    if bad and len(bad) == len(rows) and "kind" not in rows[0]:
+        summary.failed += 1
+        summary.failures.append(f"{rows[0]['video_id']}: {bad[0]['error']}")
+        return
+    good = [r for r in rows if r.get("status") != "failed"]
+    store.add_qa_rows("captions", good)
+    summary.captioned += 1
+    summary.captions += len(good)
+
+
 def run_caption(job: CaptionJob) -> CaptionSummary:
     """Caption videos into the ``captions`` table (global + dense per segment)."""
     from videomem.memory.store import Store
@@ -528,15 +542,7 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
             try:
                 for outcomes in ex.run(items):
                     for rows in outcomes:
-                        bad = [r for r in rows if r.get("status") == "failed"]
-                        if bad and len(bad) == len(rows) and "kind" not in rows[0]:
-                            summary.failed += 1
-                            summary.failures.append(f"{rows[0]['video_id']}: {bad[0]['error']}")
-                            continue
-                        good = [r for r in rows if r.get("status") != "failed"]
-                        store.add_qa_rows("captions", good)
-                        summary.captioned += 1
-                        summary.captions += len(good)
+                        add_captions(store, summary, rows)
             finally:
                 ex.close()
             if summary.captions:

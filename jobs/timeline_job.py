@@ -28,6 +28,7 @@ from videomem.jobs.qa_job import (
     QASummary,
     _plan,
     add_answers,
+    add_captions,
     answer_row,
     check_out,
     indexed_records,
@@ -214,13 +215,7 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
             try:
                 for batch in ex.run(items, TimelineTask(job.store, job.settings)):
                     for rows in batch:
-                        if rows and rows[0].get("status") == "failed":
-                            summary.failed += 1
-                            summary.failures.append(f"{rows[0]['video_id']}: {rows[0]['error']}")
-                            continue
-                        store.add_qa_rows("captions", rows)
-                        summary.captioned += 1
-                        summary.captions += len(rows)
+                        add_captions(store, summary, rows)  # a failed video: one failed row
             finally:
                 ex.close()
             if summary.captions:
