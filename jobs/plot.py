@@ -13,15 +13,8 @@ from videomem.pipeline.errors import ConfigError
 def plot_slots(record: VideoRecord, slots: Sequence[dict[str, Any]], out: str | Path) -> Path:
     """Draw one bar per memory slot along the video's timeline (width = the span it
     covers, height and colour = frames merged into it) and save it to ``out``."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: never needs a display
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError(
-            "--plot needs matplotlib: pip install 'videomem[plot]' (or matplotlib)"
-        ) from None
+    plt = _pyplot()
+    import matplotlib
     from matplotlib import cm, colors
 
     sizes = [int(s["size"]) for s in slots] or [1]
