@@ -167,18 +167,24 @@ def ensure_ann(table: Any, ann_min_rows: int = ANN_MIN_ROWS, index_type: str = "
     distances)."""
     has = any(idx.columns == ["vector"] for idx in table.list_indices())
     n = table.count_rows()
-    if has or n < ann_min_rows:
-        return has
+    if has:
+        if any(i.num_unindexed_rows for i in table.list_indices() if i.columns == ["vector"]):
+            table.optimize()  # fold rows added since the build into the index
+        return True
+    if n < ann_min_rows:
+        return False
     dim = table.schema.field("vector").type.list_size
     sub = next(s for s in (dim // 8, dim // 4, dim // 2, dim, 1) if s and dim % s == 0)
-    pq = {"num_sub_vectors": sub} if index_type.endswith("PQ") else {}
-    table.create_index(
-        metric="cosine",
-        vector_column_name="vector",
-        index_type=index_type,
-        num_partitions=max(1, int(np.sqrt(n))),
-        **pq,
-    )
+    from lancedb.index import HnswSq, IvfPq
+
+    parts = max(1, int(np.sqrt(n)))
+    if index_type == "IVF_PQ":
+        config: Any = IvfPq(distance_type="cosine", num_partitions=parts, num_sub_vectors=sub)
+    elif index_type == "IVF_HNSW_SQ":
+        config = HnswSq(distance_type="cosine", num_partitions=parts)
+    else:
+        raise StoreError(f"unknown vector index type {index_type!r}; IVF_PQ or IVF_HNSW_SQ")
+    table.create_index("vector", config=config)
     return True
 
 

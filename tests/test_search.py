@@ -319,3 +319,32 @@ def test_cli_nothing_searchable(tmp_path: Path) -> None:
     assert "no memory was made by an encoder with a text tower" in r.stderr
     assert "mobilenet_v2" in r.stderr and "no captions or tags" in r.stderr
     assert "Traceback" not in r.output
+
+
+def test_ann_index_is_built_at_the_threshold_and_keeps_up(tmp_path: Path) -> None:
+    """Below ``ann_min_rows`` no index (exhaustive); at it an IVF-PQ index; rows added
+    later are folded in by the next refresh; an exact vector is still found first."""
+    import lancedb
+    import pyarrow as pa
+    from videomem.memory.search import visual_hits
+    from videomem.memory.search_index import ensure_ann
+
+    v = np.random.default_rng(0).standard_normal((700, 16)).astype(np.float32)
+
+    def rows(lo: int, hi: int) -> pa.Table:
+        return pa.table({
+            "run_id": [f"r{i}" for i in range(lo, hi)], "slot": np.arange(lo, hi, dtype=np.int32),
+            "video_id": ["v"] * (hi - lo), "encoder_fingerprint": ["f"] * (hi - lo),
+            "start_s": np.zeros(hi - lo), "end_s": np.ones(hi - lo),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v[lo:hi].ravel()), 16),
+        })  # fmt: skip
+
+    table = lancedb.connect(tmp_path).create_table("t", rows(0, 600))
+    assert not ensure_ann(table, ann_min_rows=601) and table.list_indices() == []
+    assert ensure_ann(table, ann_min_rows=600)
+    table.add(rows(600, 700))
+    assert ensure_ann(table, ann_min_rows=600)
+    (idx,) = [i for i in table.list_indices() if i.columns == ["vector"]]
+    assert (idx.num_indexed_rows, idx.num_unindexed_rows) == (700, 0)
+    for i in (5, 650):
+        assert visual_hits(table, v[i], 3, None)[0]["slot"] == i
