@@ -427,6 +427,25 @@ def _ray_cause(e: BaseException) -> str:
     return text.splitlines()[-1] if text else type(e).__name__
 
 
+def run_to_end(
+    executor: Executor,
+    items: Iterable[Any],
+    handle: Callable[[Any], None],
+    context: Any = None,
+    progress: ProgressFn | None = None,
+) -> Any:
+    """Start ``executor``, hand every outcome to ``handle`` (the driver's commit) as it
+    arrives, and always close it. Returns the steps' ``info()``."""
+    info = executor.start()
+    try:
+        for batch in executor.run(items, context, progress):
+            for outcome in batch:
+                handle(outcome)
+    finally:
+        executor.close()
+    return info
+
+
 def make_executor(
     spec: StepSpec,
     executor: ExecutorName = "auto",

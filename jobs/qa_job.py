@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor
+from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor, run_to_end
 from videomem.jobs.questions import QuestionRow, question_id, read_questions
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.qa.model import GenerationSettings
@@ -440,13 +440,7 @@ def run_qa(job: QAJob) -> QASummary:
                 job.ray_address,
                 wants_gpu=job.device != "cpu",
             )
-            ex.start()
-            try:
-                for outcomes in ex.run(items):
-                    for out in outcomes:
-                        add_answers(store, summary, out)
-            finally:
-                ex.close()
+            run_to_end(ex, items, lambda rows: add_answers(store, summary, rows))
         write_answers_out(store, job, keys)
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -538,13 +532,7 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
                 job.ray_address,
                 wants_gpu=job.device != "cpu",
             )
-            ex.start()
-            try:
-                for outcomes in ex.run(items):
-                    for rows in outcomes:
-                        add_captions(store, summary, rows)
-            finally:
-                ex.close()
+            run_to_end(ex, items, lambda rows: add_captions(store, summary, rows))
             if summary.captions:
                 from videomem.jobs.search_refresh import refresh_after_write
 

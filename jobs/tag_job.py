@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor
+from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor, run_to_end
 from videomem.memory.schema import VideoRecord
 from videomem.pipeline.errors import ConfigError, VideomemError
 
@@ -233,21 +233,19 @@ def run_tag(job: TagJob, progress: ProgressFn | None = None) -> TagSummary:
         ex = make_executor(
             TagStepSpec(), job.executor, job.workers, job.ray_address, wants_gpu=wants_gpu
         )
-        ex.start()
-        try:
-            for batch in ex.run(records, task, progress):
-                for out in batch:
-                    summary.videos += 1
-                    if out.error is not None:
-                        summary.failed += 1
-                        if len(summary.failures) < 100:
-                            summary.failures.append(f"{out.record.video_id}: {out.error}")
-                        continue
-                    store.add_qa_rows("captions", out.rows)  # the single writer
-                    summary.tagged += 1
-                    summary.slots += len(out.rows)
-        finally:
-            ex.close()
+
+        def commit(out: Any) -> None:
+            summary.videos += 1
+            if out.error is not None:
+                summary.failed += 1
+                if len(summary.failures) < 100:
+                    summary.failures.append(f"{out.record.video_id}: {out.error}")
+                return
+            store.add_qa_rows("captions", out.rows)  # the single writer
+            summary.tagged += 1
+            summary.slots += len(out.rows)
+
+        run_to_end(ex, records, commit, task, progress)
         if summary.tagged:
             from videomem.jobs.search_refresh import refresh_after_write
 

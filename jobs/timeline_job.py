@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
-from videomem.jobs.executor import ProgressFn, make_executor
+from videomem.jobs.executor import ProgressFn, make_executor, run_to_end
 from videomem.jobs.qa_job import (
     CaptionJob,
     CaptionSummary,
@@ -175,15 +175,13 @@ def run_timeline_qa(job: QAJob, llm: str, progress: ProgressFn | None = None) ->
         items, failed, summary.skipped, keys = _plan(rows, store, job)
         add_answers(store, summary, failed)
         if items:
-            ex = _executor(llm, job.device, job.dtype, job)
-            ex.start()
-            try:
-                task = TimelineTask(job.store, job.settings)
-                for batch in ex.run(items, task, progress):
-                    for out in batch:
-                        add_answers(store, summary, out)
-            finally:
-                ex.close()
+            run_to_end(
+                _executor(llm, job.device, job.dtype, job),
+                items,
+                lambda rows: add_answers(store, summary, rows),
+                TimelineTask(job.store, job.settings),
+                progress,
+            )
         write_answers_out(store, job, keys)  # job.model is llm
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -210,14 +208,13 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
                 continue
             items.append(QAItem(rec, caption=True))
         if items:
-            ex = _executor(llm, job.device, job.dtype, job)
-            ex.start()
-            try:
-                for batch in ex.run(items, TimelineTask(job.store, job.settings)):
-                    for rows in batch:
-                        add_captions(store, summary, rows)  # a failed video: one failed row
-            finally:
-                ex.close()
+            run_to_end(
+                _executor(llm, job.device, job.dtype, job),
+                items,
+                # a failed video: one failed row
+                lambda rows: add_captions(store, summary, rows),
+                TimelineTask(job.store, job.settings),
+            )
             if summary.captions:
                 from videomem.jobs.search_refresh import refresh_after_write
 
