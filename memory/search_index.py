@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from videomem.memory.schema import MEMORIES, VIDEOS, in_filter
-from videomem.memory.tables import CAPTIONS
+from videomem.memory.tables import CAPTIONS, CAPTIONS_SCHEMA
 from videomem.pipeline.errors import StoreError
 
 CAPTION_INDEX = "caption_index"
@@ -54,17 +54,21 @@ _BATCH = 4096
 #: text -> float32 [T, E], unit rows (``SentenceEncoder.encode_text``)
 Embed = Callable[[Sequence[str]], torch.Tensor]
 
+#: the caption columns the index keeps, typed as in the captions table itself
 _CAPTION_KEY_FIELDS = [
-    pa.field("video_id", pa.string(), nullable=False),
-    pa.field("encoder_fingerprint", pa.string(), nullable=False),
-    pa.field("config_hash", pa.string(), nullable=False),
-    pa.field("run_id", pa.string(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("start_s", pa.float64(), nullable=False),
-    pa.field("end_s", pa.float64(), nullable=False),
-    pa.field("model", pa.string(), nullable=False),
-    pa.field("settings", pa.string(), nullable=False),
-    pa.field("text", pa.string()),
+    CAPTIONS_SCHEMA.field(name)
+    for name in (
+        "video_id",
+        "encoder_fingerprint",
+        "config_hash",
+        "run_id",
+        "kind",
+        "start_s",
+        "end_s",
+        "model",
+        "settings",
+        "text",
+    )
 ]
 
 
