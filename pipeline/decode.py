@@ -120,8 +120,9 @@ def decode(
         if len(parts) > 1:
             info.parts = len(parts)
             return _segmented(str(uri), config, source, plan, parts, inflight)
-    cmd = part_command(uri, config, source, plan, whole_part(plan))
-    return _checked(_read(cmd, str(uri), plan, whole_part(plan), config, source), str(uri), plan)
+    whole = whole_part(plan, config.cpus)
+    cmd = part_command(uri, config, source, plan, whole)
+    return _checked(_read(cmd, str(uri), plan, whole, config, source), str(uri), plan)
 
 
 def _decode_cuda(
@@ -129,7 +130,7 @@ def _decode_cuda(
 ) -> Iterator[FrameBatch]:
     """Decode on NVDEC; if ffmpeg fails there (no GPU, no CUDA build, an unsupported
     profile, a failure mid-video), go on on the CPU from where it stopped."""
-    whole = whole_part(plan)
+    whole = whole_part(plan, config.cpus)
     produced = 0
     last_t = 0.0
     try:
@@ -151,11 +152,12 @@ def _decode_cuda(
         info.fallback = f"NVDEC failed after {last_t:.3f} s, the rest decoded on the CPU: {why}"
         if plan.keyframes:  # the next keyframe that thinning would keep
             nxt = last_t + max(plan.step - ON_SCREEN_TOLERANCE_S, 1e-6)
-            rest = Part(0, round_us(nxt), True, None, True)
+            rest = Part(0, round_us(nxt), True, None, True, config.cpus)
         else:
             tick = plan.first_t + produced * plan.step
             left = None if plan.num_frames is None else plan.num_frames - produced
-            rest = Part(produced, round_us(max(0.0, tick - SEEK_MARGIN_S)), True, left, True)
+            seek = round_us(max(0.0, tick - SEEK_MARGIN_S))
+            rest = Part(produced, seek, True, left, True, config.cpus)
     log.warning("%s: %s", uri, info.fallback)
     info.device = "cpu"
     if rest.frames == 0:

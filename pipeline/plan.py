@@ -163,12 +163,13 @@ def make_plan(config: DecodeConfig, source: VideoSource) -> Plan:
     return Plan(start, span, 1.0 / config.fps, 0.0, None, out_hw)
 
 
-def whole_part(plan: Plan) -> Part:
-    """The part of a single ffmpeg decoding the whole window."""
+def whole_part(plan: Plan, threads: int | None = None) -> Part:
+    """The part of a single ffmpeg decoding the whole window with ``threads`` decoder
+    threads (a worker's share of the cores, ``DecodeConfig.cpus``; None: all)."""
     if plan.keyframes:  # keyframes before the window are not wanted: seek exactly
-        return Part(0, round_us(plan.start), True, None, True)
+        return Part(0, round_us(plan.start), True, None, True, threads)
     seek = round_us(max(0.0, plan.start - SEEK_MARGIN_S))
-    return Part(0, seek, True, plan.num_frames, True)
+    return Part(0, seek, True, plan.num_frames, True, threads)
 
 
 def sample_timestamps(config: DecodeConfig, source: VideoSource) -> np.ndarray | None:
@@ -202,7 +203,9 @@ def build_command(
     rotated, resized frames to ``output`` (``pipe:`` = stdout). Public so benchmarks can
     run the very same command without Python reading it."""
     plan = make_plan(config, source)
-    return part_command(uri, config, source, plan, whole_part(plan), output, ffmpeg_exe)
+    return part_command(
+        uri, config, source, plan, whole_part(plan, config.cpus), output, ffmpeg_exe
+    )
 
 
 def part_command(
@@ -373,19 +376,22 @@ def plan_parts(
     identical to one ffmpeg's, and why only containers with a seek index are split.
     Returns the parts and how many run at once.
     """
+    # one process decodes with the cores it was given (ffmpeg's default: all of them)
+    one = [whole_part(plan, config.cpus)], 1
     if plan.keyframes or plan.span is None:
-        return [whole_part(plan)], 1
+        return one
     cpus = config.cpus if config.cpus is not None else available_cpus()
     k = config.segments if config.segments is not None else auto_segments(plan.span, cpus)
     if k <= 1:
-        return [whole_part(plan)], 1
+        return one
     scan = scan_keyframes(uri, timeout_s=max(config.timeout_s, plan.span / 20))
     if scan is None or not scan.seekable:
-        return [whole_part(plan)], 1
+        return one
     # A part waiting for the consumer holds at most SEGMENT_QUEUE_BATCHES batches before
     # it stalls: parts about that long keep every process busy with bounded memory.
-    fits = SEGMENT_QUEUE_BATCHES * config.batch_size * plan.step
-    length = min(plan.span / k, max(fits, MIN_PART_S))
+    # A multiple of k parts of equal length keeps all k processes busy to the end.
+    fits = max(SEGMENT_QUEUE_BATCHES * config.batch_size * plan.step, MIN_PART_S)
+    length = plan.span / (k * max(1, math.ceil(plan.span / (k * fits))))
     end = plan.start + plan.span
     bounds = split_points(scan.keyframes, plan.start, end, length, SEGMENT_AFTER_KEYFRAME_S)
     total = plan.num_frames
@@ -396,7 +402,7 @@ def plan_parts(
         if a > (pairs[-1][0] if pairs else 0) and (total is None or a < total):
             pairs.append((a, round_us(b)))
     if not pairs:
-        return [whole_part(plan)], 1
+        return one
     inflight = min(k, len(pairs) + 1)
     threads = max(1, cpus // inflight)
     parts = [replace(whole_part(plan), frames=pairs[0][0], last=False, threads=threads)]

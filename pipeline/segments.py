@@ -26,6 +26,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import re
@@ -160,20 +161,24 @@ def scan_keyframes(
 def split_points(
     keyframes: np.ndarray, start: float, end: float, length: float, after: float
 ) -> list[float]:
-    """Start times of the parts after the first: ``after`` seconds past a keyframe, the
-    first such time at least ``length`` after the previous start, and none within
-    ``length / 2`` of ``end`` (no tiny last part)."""
+    """Start times of the parts after the first: for each point of the grid ``start +
+    i * length``, the first time ``after`` seconds past a keyframe at or after it (and
+    after the previous start), none within ``length / 2`` of ``end`` (no tiny last
+    part). Aiming at the grid rather than at ``length`` past the previous start keeps
+    the parts about equal however the GOPs fall."""
     if not length > 0:
         return []
     out: list[float] = []
     last = start
+    i = 1
     for k in keyframes:
         b = float(k) + after
         if b > end - length / 2:
             break
-        if b >= last + length:
+        if b > last and b >= start + i * length:
             out.append(b)
             last = b
+            i = max(i + 1, math.floor((b - start) / length) + 1)
     return out
 
 

@@ -131,8 +131,10 @@ def test_automatic_segments_follow_the_cores_a_worker_gets(long_video: Path) -> 
         parts, inflight = plan_parts(long_video, cfg, src, make_plan(cfg, src))
         assert inflight == auto_segments(240.0, cpus) == min(cpus, 8)
         assert (len(parts) > 1) == (cpus > 1)
-        # the parts' ffmpeg threads share the same cores
-        assert {p.threads for p in parts} == ({None} if cpus == 1 else {cpus // inflight})
+        # the parts' ffmpeg threads share the same cores; one process takes them all
+        assert {p.threads for p in parts} == {cpus // inflight}
+    cfg = DecodeConfig(fps=1.0, batch_size=4, segments=1)  # no share: ffmpeg decides
+    assert plan_parts(long_video, cfg, src, make_plan(cfg, src))[0][0].threads is None
 
 
 @pytest.mark.slow
@@ -193,6 +195,9 @@ def test_split_points() -> None:
     assert split_points(keys, 0.0, 10.0, 20.0, 0.05) == []
     # 9.55 would leave a last part shorter than length / 2
     assert split_points(keys, 2.0, 10.0, 1.0, 0.05) == [3.05, 7.05, 9.05]
+    # the grid, not the previous start, sets the next target: equal parts despite GOPs
+    even = np.arange(0.0, 100.0, 2.0)
+    assert split_points(even, 0.0, 100.0, 25.0, 0.05) == [26.05, 50.05, 76.05]
     assert auto_segments(10 * MIN_SEGMENT_S, cpus=4) == 4
     assert auto_segments(1.5 * MIN_SEGMENT_S, cpus=4) == 1
 
