@@ -35,7 +35,9 @@ $(VENV)/.installed: pyproject.toml
 install: system-deps $(VENV)/.installed
 
 # ffprobe is optional (videomem probes with ffmpeg alone when it is missing), but the
-# tests of the ffprobe path need it: install Debian's ffmpeg when we can, else go on.
+# tests of the ffprobe path need it, and torchcodec (decoder="torchcodec") loads
+# FFmpeg's shared libraries, which come with it: install Debian's ffmpeg when we can,
+# else go on.
 system-deps:
 	@command -v ffprobe >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

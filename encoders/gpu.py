@@ -112,7 +112,10 @@ class SideStreamUploader:
         self._next = 0
 
     def put(self, x: torch.Tensor, key: tuple[int, int]) -> Upload:
-        """Start copying ``x`` (uint8 CPU [n, H, W, 3]); returns at once."""
+        """Start copying ``x`` (uint8 CPU [n, H, W, 3]); returns at once. Frames already
+        on the device (decoded there) are used as they are."""
+        if x.device.type == "cuda":
+            return Upload(key, x.to(self.device), None)
         k, self._next = self._next, 1 - self._next
         last = self._copied[k]
         if last is not None:

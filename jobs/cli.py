@@ -129,6 +129,11 @@ def index(
         "exact", help="exact (the --fps/--frames grid) or keyframes (at most --fps per second)."
     ),
     decode_device: str = typer.Option("cpu", help="cpu, or cuda (NVDEC; falls back to the CPU)."),
+    decoder: str = typer.Option(
+        "ffmpeg",
+        help="ffmpeg, or torchcodec (in process; with --decode-device cuda the frames stay "
+        "on the GPU). Falls back to ffmpeg where torchcodec cannot run.",
+    ),
     aspect: str = typer.Option(
         "pad", help="Fit other aspect ratios by pad (letterbox), crop (centre) or stretch."
     ),
@@ -202,6 +207,7 @@ def index(
             "end_s": end,
             "sample": sample,
             "device": decode_device,
+            "decoder": decoder,
             "aspect": aspect,
         }
         if frames is not None:

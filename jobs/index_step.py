@@ -382,4 +382,5 @@ def _with_decode(record: VideoRecord, info: DecodeInfo | None) -> VideoRecord:
         decode_fallback=info.fallback,
         decode_parts=info.parts,
         decode_sample=info.sample,
+        decode_decoder=info.decoder,
     )

@@ -39,7 +39,8 @@ def decode_line(rec: VideoRecord) -> str:
     """What decoding did for a stored video, one line: "cuda, 1 ffmpeg, exact sampling
     (fallback: …)"."""
     parts = rec.decode_parts or 1
-    procs = f"{parts} ffmpeg time ranges" if parts > 1 else "1 ffmpeg"
+    decoder = rec.decode_decoder or "ffmpeg"
+    procs = f"{parts} {decoder} time ranges" if parts > 1 else f"1 {decoder}"
     line = f"{rec.decode_device}, {procs}, {rec.decode_sample or 'exact'} sampling"
     return line + (f" (fallback: {rec.decode_fallback})" if rec.decode_fallback else "")
 

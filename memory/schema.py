@@ -43,6 +43,7 @@ decode_device      string, null  where frames were decoded: ``"cpu"`` or ``"cuda
 decode_fallback    string, null  why the requested decode device was not (fully) used
 decode_parts       int32, null   ffmpeg processes that decoded time ranges of the video
 decode_sample      string, null  sampling mode: ``"exact"`` or ``"keyframes"``
+decode_decoder     string, null  what decoded the frames: ``"ffmpeg"`` or ``"torchcodec"``
 ================== ============= ====================================================
 
 ``memories`` — one row per memory slot (and per stored raw recent frame):
@@ -134,6 +135,7 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("decode_fallback", pa.string()),
         pa.field("decode_parts", pa.int32()),
         pa.field("decode_sample", pa.string()),
+        pa.field("decode_decoder", pa.string()),
     ]
 )
 
@@ -151,6 +153,7 @@ ADDED_COLUMNS: dict[str, frozenset[str]] = {
             "decode_fallback",
             "decode_parts",
             "decode_sample",
+            "decode_decoder",
         }
     ),
     "memories": frozenset({"token_dtype", "token_scales", "thumbnail"}),
@@ -226,11 +229,13 @@ class VideoRecord:
     token_rel_rmse: float | None = None
     token_min_cosine: float | None = None
     #: what decoding did (``pipeline.decode.DecodeInfo``): device, why it fell back to
-    #: the CPU, ffmpeg processes (time ranges), sampling mode; None in rows from before
+    #: the CPU, ffmpeg processes (time ranges), sampling mode, decoder; None in rows
+    #: from before
     decode_device: str | None = None
     decode_fallback: str | None = None
     decode_parts: int | None = None
     decode_sample: str | None = None
+    decode_decoder: str | None = None
 
     @property
     def bytes_per_minute(self) -> float | None:

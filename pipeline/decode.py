@@ -22,10 +22,16 @@ Design decisions:
   :func:`~videomem.pipeline.plan.plan_parts` run a few at a time and are read in order
   (``pipeline.segments``). Frames, timestamps and frame indexes are identical to one
   process.
-* **GPU decode** (``device="cuda"``): frames still reach the encoder through host
-  memory (the rawvideo pipe). A codec NVDEC cannot decode goes to the CPU before
-  trying; an ffmpeg failure on the GPU path (no device, an unsupported profile, a
-  failure mid-video) goes on on the CPU from the next frame; ``DecodeInfo`` records it.
+* **GPU decode** (``device="cuda"``) with ffmpeg: NVDEC and ``scale_cuda``, then the
+  small frames come through host memory (the rawvideo pipe). A codec NVDEC cannot
+  decode goes to the CPU before trying; an ffmpeg failure on the GPU path (no device,
+  an unsupported profile, a failure mid-video) goes on on the CPU from the next frame;
+  ``DecodeInfo`` records it.
+* **torchcodec** (``decoder="torchcodec"``, exact mode): frames decoded in process as
+  torch tensors on ``device`` (``pipeline.torch_decode``), so on a GPU they reach the
+  encoder without a host copy; same timestamps as ffmpeg. Where torchcodec cannot run
+  (not installed, no FFmpeg libraries, no CUDA build) decode() falls back to ffmpeg
+  before the first frame and records why.
 * **Not handled**: display-matrix mirroring (only rotation is read, see
   ``pipeline.probe``); a truncated file whose index survived yields the frames before
   the cut when ffmpeg exits 0 (it usually exits non-zero, which raises DecodeError).
@@ -33,6 +39,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -50,6 +57,7 @@ from videomem.pipeline.plan import (
     SEEK_MARGIN_S,
     Part,
     Plan,
+    frame_index,
     make_plan,
     part_command,
     plan_parts,
@@ -58,6 +66,7 @@ from videomem.pipeline.plan import (
 )
 from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import SEGMENT_QUEUE_BATCHES, OrderedParallel
+from videomem.pipeline.torch_decode import TorchcodecUnavailable, decode_torchcodec
 from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
 __all__ = ["NVDEC_CODECS", "DecodeInfo", "check_video", "decode"]
@@ -81,6 +90,11 @@ class DecodeInfo:
     fallback: str | None = None  # why the requested device was not (fully) used
     parts: int = 1  # ffmpeg processes that decoded time ranges of the video
     sample: str = "exact"  # sampling mode: "exact" (a time grid) or "keyframes"
+    decoder: str = "ffmpeg"  # what decoded the frames: "ffmpeg" or "torchcodec"
+
+    def fall_back(self, why: str) -> None:
+        """Record why what was asked for was not (fully) used; reasons accumulate."""
+        self.fallback = why if not self.fallback else f"{self.fallback}; {why}"
 
 
 def decode(
@@ -110,10 +124,19 @@ def decode(
     info = info if info is not None else DecodeInfo()
     info.sample = config.sample
     plan = make_plan(config, source)
+    if config.decoder == "torchcodec" and not plan.keyframes:
+        try:
+            first, rest = _started(decode_torchcodec(uri, config, source, plan))
+        except TorchcodecUnavailable as err:
+            info.fall_back(f"{err}: decoded by ffmpeg")
+            log.warning("%s: %s", uri, info.fallback)
+        else:
+            info.decoder, info.device = "torchcodec", config.device
+            return _checked(itertools.chain(first, rest), str(uri), plan)
     if config.device == "cuda":
         if source.codec in NVDEC_CODECS:
             return _checked(_decode_cuda(str(uri), config, source, plan, info), str(uri), plan)
-        info.fallback = f"NVDEC cannot decode {source.codec or 'this codec'}: decoded on the CPU"
+        info.fall_back(f"NVDEC cannot decode {source.codec or 'this codec'}: decoded on the CPU")
         log.warning("%s: %s", uri, info.fallback)
     if not plan.keyframes:
         parts, inflight = plan_parts(uri, config, source, plan)
@@ -146,10 +169,10 @@ def _decode_cuda(
         detail = tail_lines(err.stderr_tail, 1)
         why = err.reason + (f" ({detail})" if detail else "")
     if produced == 0:
-        info.fallback = f"NVDEC decode failed, decoded on the CPU: {why}"
+        info.fall_back(f"NVDEC decode failed, decoded on the CPU: {why}")
         rest = whole
     else:
-        info.fallback = f"NVDEC failed after {last_t:.3f} s, the rest decoded on the CPU: {why}"
+        info.fall_back(f"NVDEC failed after {last_t:.3f} s, the rest decoded on the CPU: {why}")
         if plan.keyframes:  # the next keyframe that thinning would keep
             nxt = last_t + max(plan.step - ON_SCREEN_TOLERANCE_S, 1e-6)
             rest = Part(0, round_us(nxt), True, None, True, config.cpus)
@@ -164,6 +187,13 @@ def _decode_cuda(
         return
     cmd = part_command(uri, config, source, plan, rest)
     yield from _read(cmd, uri, plan, rest, config, source)
+
+
+def _started(batches: Iterator[FrameBatch]) -> tuple[list[FrameBatch], Iterator[FrameBatch]]:
+    """The first batch taken now (so a decoder that cannot run here says so before
+    decode() returns), and the rest."""
+    first = next(batches, None)
+    return ([] if first is None else [first]), batches
 
 
 def _checked(batches: Iterator[FrameBatch], uri: str, plan: Plan) -> Iterator[FrameBatch]:
@@ -184,15 +214,6 @@ def _checked(batches: Iterator[FrameBatch], uri: str, plan: Plan) -> Iterator[Fr
 
 
 _PTS_RE = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]*\] (?:\[\w+\] )?n:\s*\d+ pts:\s*(\S+)")
-
-
-def _frame_index(t: np.ndarray, source: VideoSource) -> np.ndarray:
-    if not source.fps:
-        return np.full(len(t), -1, dtype=np.int64)
-    idx = np.floor((t + ON_SCREEN_TOLERANCE_S) * source.fps + 1e-9).astype(np.int64)
-    if source.num_frames:
-        np.clip(idx, 0, source.num_frames - 1, out=idx)
-    return idx
 
 
 def _read(
@@ -235,7 +256,7 @@ def _read(
                 yield FrameBatch(
                     frames=batch[:n] if n < len(batch) else batch,
                     timestamps=t,
-                    frame_index=_frame_index(t, source),
+                    frame_index=frame_index(t, source),
                 )
             if got < len(batch) * frame_bytes:
                 break  # stdout ended
@@ -291,7 +312,7 @@ def _segmented(
             n = min(config.batch_size, plan.num_frames - produced)
             t = plan.first_t + (produced + np.arange(n, dtype=np.float64)) * plan.step
             frames = np.broadcast_to(frame, (n, *frame.shape)).copy()
-            yield FrameBatch(frames=frames, timestamps=t, frame_index=_frame_index(t, source))
+            yield FrameBatch(frames=frames, timestamps=t, frame_index=frame_index(t, source))
             produced += n
     if produced == 0:
         raise DecodeError(uri, "ffmpeg decoded no frames from this video")

@@ -79,6 +79,7 @@ __all__ = [
     "Part",
     "Plan",
     "build_command",
+    "frame_index",
     "make_plan",
     "part_command",
     "plan_parts",
@@ -170,6 +171,17 @@ def whole_part(plan: Plan, threads: int | None = None) -> Part:
         return Part(0, round_us(plan.start), True, None, True, threads)
     seek = round_us(max(0.0, plan.start - SEEK_MARGIN_S))
     return Part(0, seek, True, plan.num_frames, True, threads)
+
+
+def frame_index(t: np.ndarray, source: VideoSource) -> np.ndarray:
+    """Index of the source frame at the native rate on screen at each time in ``t``
+    (-1 when the rate is unknown)."""
+    if not source.fps:
+        return np.full(len(t), -1, dtype=np.int64)
+    idx = np.floor((t + ON_SCREEN_TOLERANCE_S) * source.fps + 1e-9).astype(np.int64)
+    if source.num_frames:
+        np.clip(idx, 0, source.num_frames - 1, out=idx)
+    return idx
 
 
 def sample_timestamps(config: DecodeConfig, source: VideoSource) -> np.ndarray | None:

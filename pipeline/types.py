@@ -73,6 +73,7 @@ class _Config:
 AspectPolicy = Literal["pad", "crop", "stretch"]
 SampleMode = Literal["exact", "keyframes"]
 DecodeDevice = Literal["cpu", "cuda"]
+Decoder = Literal["ffmpeg", "torchcodec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class DecodeConfig(_Config):
         "segments",
         "device",
         "cpus",
+        "decoder",
     )
     _HASHED_UNLESS: ClassVar[dict[str, Any]] = {"sample": "exact"}
 
@@ -126,6 +128,11 @@ class DecodeConfig(_Config):
     # so N workers do not each start one ffmpeg per core. None = every core this
     # process may run on. Not hashed: the frames are identical.
     cpus: int | None = None
+    # What decodes exact-mode frames: "ffmpeg" (a process, frames through a pipe) or
+    # "torchcodec" (in process, frames as torch tensors on ``device``: with "cuda" they
+    # reach the encoder without a copy through host memory). Keyframe sampling always
+    # uses ffmpeg. Not hashed: same frames, resizing differs only by rounding.
+    decoder: Decoder = "ffmpeg"
 
     def __post_init__(self) -> None:
         if self.sample not in ("exact", "keyframes"):
@@ -155,6 +162,8 @@ class DecodeConfig(_Config):
             raise ConfigError("DecodeConfig: cpus must be >= 1 (or None for all of them)")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"DecodeConfig: unknown decode device {self.device!r}")
+        if self.decoder not in ("ffmpeg", "torchcodec"):
+            raise ConfigError(f"DecodeConfig: unknown decoder {self.decoder!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,12 +413,13 @@ class VideoSource:
 class FrameBatch:
     """Decoded frames.
 
-    frames:      uint8  [B, H, W, 3]  RGB
+    frames:      uint8  [B, H, W, 3]  RGB: a NumPy array, or a torch tensor where the
+                                      decoder made one (torchcodec; on a GPU there)
     timestamps:  float64 [B]          seconds from the start of the video
     frame_index: int64  [B]           index of the source frame at the native rate
     """
 
-    frames: np.ndarray
+    frames: np.ndarray | torch.Tensor
     timestamps: np.ndarray
     frame_index: np.ndarray
 
