@@ -23,6 +23,10 @@ Further sections (``--section``), each against a baseline measured in the same r
   here) against one ffmpeg on one core (target: speed >= 0.8 * k of it) and against
   one ffmpeg threading over all the cores (ffmpeg's frame threading; what splitting
   adds on top of it).
+* ``decoders``: exact 1 fps at 224x224 by torchcodec (in process, on the CPU here;
+  ``decoder="torchcodec"``) against one ffmpeg process, each with all the cores:
+  the figures behind the default decoder (on a GPU, bench/gpu.py compares the two
+  there).
 * ``ffmpeg``: the system and the bundled ffmpeg decoding the same clip (the
   measurement ``pipeline.ffmpeg_choice`` caches and then uses).
 
@@ -51,7 +55,7 @@ from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import available_cpus
 from videomem.pipeline.types import DecodeConfig, VideoSource
 
-SECTIONS = ("overhead", "keyframes", "segments", "ffmpeg")
+SECTIONS = ("overhead", "keyframes", "segments", "decoders", "ffmpeg")
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
@@ -196,6 +200,25 @@ def segment_case(name: str, path: Path, k: int, repeats: int) -> float:
     return speed / k
 
 
+def decoder_case(name: str, path: Path, repeats: int) -> float:
+    """torchcodec against one ffmpeg, exact 1 fps, 224x224, same timestamps."""
+    src = probe(path)
+    ff = DecodeConfig(fps=1.0, size=(224, 224), segments=1)
+    tc = DecodeConfig(fps=1.0, size=(224, 224), segments=1, decoder="torchcodec")
+    timed(path, ff, src)  # warm the page cache
+    tf, tt = [], []
+    for _ in range(repeats):
+        w, a = timed(path, ff, src)
+        tf.append(w)
+        w, b = timed(path, tc, src)
+        tt.append(w)
+        if not np.array_equal(a, b):
+            raise SystemExit(f"{name}: torchcodec timestamps differ from ffmpeg's")
+    f, t = statistics.median(tf), statistics.median(tt)
+    print(f"{name:<34} {src.duration_s or 0:>7.0f} {len(a):>6} {f:>9.2f} {t:>12.2f} {f / t:>8.2f}x")
+    return f / t
+
+
 def overhead(args: argparse.Namespace, repeats: int) -> None:
     bs = args.batch_size
     print(f"\n== decode() against the bare ffmpeg command (batch_size={bs}, median of {repeats})")
@@ -284,6 +307,20 @@ def main() -> None:
             segment_case(f"synthetic 1280x720 GOP 2 s, {seconds} s", hd, k, repeats)
             if real is not None:
                 segment_case(f"bikes.mp4 looped ({seconds} s)", real, k, repeats)
+
+    if "decoders" in sections:
+        print(f"\n== torchcodec vs one ffmpeg, exact 1 fps, 224x224, median of {repeats}")
+        print(
+            f"{'case':<34} {'video s':>7} {'frames':>6} {'ffmpeg s':>9} {'torchcodec s':>12} "
+            f"{'speed':>9}"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            seconds = 120 if args.quick else 300
+            hd = make_hd_video(Path(tmp) / "hd.mp4", seconds)
+            decoder_case(f"synthetic 1280x720 GOP 2 s, {seconds} s", hd, repeats)
+            if TESTDATA.is_dir():
+                real = loop_clip(TESTDATA / "bikes.mp4", Path(tmp) / "loop.mp4", seconds // 10)
+                decoder_case(f"bikes.mp4 looped ({seconds} s)", real, repeats)
 
     if "ffmpeg" in sections:
         print("\n== system vs bundled ffmpeg: 1280x720 H.264 to 224x224 at 1 fps (best of 3)")
