@@ -144,24 +144,34 @@ def timed(path: Path, cfg: DecodeConfig, src: VideoSource) -> tuple[float, np.nd
     return time.perf_counter() - t0, np.concatenate(ts)
 
 
+def race(
+    path: Path, src: VideoSource, configs: list[DecodeConfig], repeats: int
+) -> tuple[list[float], list[np.ndarray]]:
+    """Each config decoded in turn, ``repeats`` rounds after one warm-up decode (the page
+    cache): the median wall seconds and the timestamps of each."""
+    timed(path, configs[0], src)
+    walls: list[list[float]] = [[] for _ in configs]
+    stamps: list[np.ndarray] = []
+    for _ in range(repeats):
+        stamps = []
+        for i, cfg in enumerate(configs):
+            w, ts = timed(path, cfg, src)
+            walls[i].append(w)
+            stamps.append(ts)
+    return [statistics.median(w) for w in walls], stamps
+
+
 def keyframe_case(name: str, path: Path, repeats: int) -> float:
     src = probe(path)
     exact = DecodeConfig(fps=1.0, size=(224, 224), segments=1)
     keys = DecodeConfig(fps=1.0, size=(224, 224), sample="keyframes")
-    timed(path, keys, src)  # warm the page cache
-    te, tk = [], []
-    for _ in range(repeats):
-        w, grid = timed(path, exact, src)
-        te.append(w)
-        w, kts = timed(path, keys, src)
-        tk.append(w)
+    (e, k), (grid, kts) = race(path, src, [exact, keys], repeats)
     # for every exact tick, the nearest keyframe sample
     pos = np.clip(np.searchsorted(kts, grid), 1, len(kts) - 1) if len(kts) > 1 else None
     if pos is None:
         dist = np.abs(grid - kts[0])
     else:
         dist = np.minimum(np.abs(grid - kts[pos - 1]), np.abs(grid - kts[pos]))
-    e, k = statistics.median(te), statistics.median(tk)
     print(
         f"{name:<34} {src.duration_s or 0:>7.0f} {len(grid):>6} {len(kts):>6} {e:>8.2f} "
         f"{k:>8.2f} {e / k:>7.1f}x {dist.mean():>8.2f} {dist.max():>7.2f}",
@@ -179,18 +189,9 @@ def segment_case(name: str, path: Path, k: int, repeats: int) -> float:
     allc = DecodeConfig(fps=1.0, size=(224, 224), segments=1)
     many = DecodeConfig(fps=1.0, size=(224, 224), segments=k)
     parts, inflight = plan_parts(path, many, src, make_plan(many, src))
-    timed(path, allc, src)  # warm the page cache
-    t1, ta, tk = [], [], []
-    for _ in range(repeats):
-        w, a = timed(path, core1, src)
-        t1.append(w)
-        w, _ = timed(path, allc, src)
-        ta.append(w)
-        w, b = timed(path, many, src)
-        tk.append(w)
-        if not np.array_equal(a, b):
-            raise SystemExit(f"{name}: segment-parallel timestamps differ from one ffmpeg")
-    s1, sa, sk = statistics.median(t1), statistics.median(ta), statistics.median(tk)
+    (s1, sa, sk), (a, _, b) = race(path, src, [core1, allc, many], repeats)
+    if not np.array_equal(a, b):
+        raise SystemExit(f"{name}: segment-parallel timestamps differ from one ffmpeg")
     speed = s1 / sk
     print(
         f"{name:<34} {src.duration_s or 0:>7.0f} {len(parts):>5} {inflight:>3} {s1:>8.2f} "
@@ -205,16 +206,9 @@ def decoder_case(name: str, path: Path, repeats: int) -> float:
     src = probe(path)
     ff = DecodeConfig(fps=1.0, size=(224, 224), segments=1)
     tc = DecodeConfig(fps=1.0, size=(224, 224), segments=1, decoder="torchcodec")
-    timed(path, ff, src)  # warm the page cache
-    tf, tt = [], []
-    for _ in range(repeats):
-        w, a = timed(path, ff, src)
-        tf.append(w)
-        w, b = timed(path, tc, src)
-        tt.append(w)
-        if not np.array_equal(a, b):
-            raise SystemExit(f"{name}: torchcodec timestamps differ from ffmpeg's")
-    f, t = statistics.median(tf), statistics.median(tt)
+    (f, t), (a, b) = race(path, src, [ff, tc], repeats)
+    if not np.array_equal(a, b):
+        raise SystemExit(f"{name}: torchcodec timestamps differ from ffmpeg's")
     print(f"{name:<34} {src.duration_s or 0:>7.0f} {len(a):>6} {f:>9.2f} {t:>12.2f} {f / t:>8.2f}x")
     return f / t
 

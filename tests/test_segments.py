@@ -28,7 +28,7 @@ from videomem.pipeline.segments import (
 from videomem.pipeline.types import DecodeConfig, VideoSource
 
 from tests.test_decode import child_pids, collect
-from tests.videos import make_long, make_rotated, make_scenes, make_vfr, run_ffmpeg
+from tests.videos import make_long, make_scenes, run_ffmpeg, tricky_videos
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,7 @@ def reencode(src: Path, dst: Path, gop: int) -> Path:
 
 @pytest.fixture(scope="module")
 def videos(vdir: Path) -> dict[str, Path]:
-    colours = ["red", "green", "blue", "white", "yellow", "cyan"]
-    lengths = [0.36, 0.52, 0.2, 0.84, 0.12, 0.6]
-    cuts = tuple(zip(colours * 3, lengths * 3, strict=True))
-    return {
-        "cuts": make_scenes(vdir / "cuts.mp4", cuts, gop=9).path,
-        "vfr": make_vfr(vdir / "vfr.mp4", gop=4).path,
-        "rotated": make_rotated(vdir / "rotated.mp4", 270, gop=6).path,
-    }
+    return tricky_videos(vdir)
 
 
 def same_as_serial(

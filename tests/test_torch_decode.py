@@ -18,7 +18,7 @@ from videomem.pipeline.torch_decode import decode_torchcodec, fit_box, shape_fra
 from videomem.pipeline.types import DecodeConfig
 
 from tests.test_index import SMALL_MEMORY
-from tests.videos import make_rotated, make_scenes, make_truncated_faststart, make_vfr
+from tests.videos import make_truncated_faststart, tricky_videos
 
 
 def _torchcodec_loads() -> str | None:
@@ -46,14 +46,8 @@ IDS = ["fps5", "fps25-crop", "n23", "window", "window-vfr-end", "crop-half", "1f
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory, shared_testdata: Path) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("tcdecode")
-    colours = ["red", "green", "blue", "white", "yellow", "cyan"]
-    lengths = [0.36, 0.52, 0.2, 0.84, 0.12, 0.6]
-    cuts = tuple(zip(colours * 3, lengths * 3, strict=True))
     return {
-        "cuts": make_scenes(d / "cuts.mp4", cuts, gop=9).path,
-        "vfr": make_vfr(d / "vfr.mp4", gop=4).path,
-        "rotated": make_rotated(d / "rotated.mp4", 270, gop=6).path,
+        **tricky_videos(tmp_path_factory.mktemp("tcdecode")),
         # a real clip with non-square pixels (176x144, display 4:3)
         "carphone": shared_testdata / "carphone_pristine.mp4",
         "bikes": shared_testdata / "bikes.mp4",

@@ -416,3 +416,18 @@ def make_concat(
          *_encode_args(width, height), str(out)]
     )  # fmt: skip
     return ConcatVideo(out, width, height, float(fps), tuple(parts))
+
+
+def tricky_videos(directory: str | os.PathLike[str]) -> dict[str, Path]:
+    """The videos a decoder gets wrong first: cut-heavy (scenes of 3 to 21 frames, a
+    keyframe every 9), variable frame rate, and rotated 270 degrees by its display
+    matrix (2 s)."""
+    d = Path(directory)
+    colours = ["red", "green", "blue", "white", "yellow", "cyan"]
+    lengths = [0.36, 0.52, 0.2, 0.84, 0.12, 0.6]
+    cuts = tuple(zip(colours * 3, lengths * 3, strict=True))
+    return {
+        "cuts": make_scenes(d / "cuts.mp4", cuts, gop=9).path,
+        "vfr": make_vfr(d / "vfr.mp4", gop=4).path,
+        "rotated": make_rotated(d / "rotated.mp4", 270, gop=6).path,
+    }
