@@ -39,7 +39,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
@@ -124,15 +123,22 @@ def decode(
     info = info if info is not None else DecodeInfo()
     info.sample = config.sample
     plan = make_plan(config, source)
-    if config.decoder == "torchcodec" and not plan.keyframes:
-        try:
-            first, rest = _started(decode_torchcodec(uri, config, source, plan))
-        except TorchcodecUnavailable as err:
-            info.fall_back(f"{err}: decoded by ffmpeg")
-            log.warning("%s: %s", uri, info.fallback)
-        else:
-            info.decoder, info.device = "torchcodec", config.device
-            return _checked(itertools.chain(first, rest), str(uri), plan)
+    # torchcodec on a GPU decodes with NVDEC too: other codecs go to ffmpeg on the CPU
+    on_gpu_ok = config.device != "cuda" or source.codec in NVDEC_CODECS
+    if config.decoder == "torchcodec" and not plan.keyframes and on_gpu_ok:
+        return _checked(_decode_torchcodec(str(uri), config, source, plan, info), str(uri), plan)
+    return _by_ffmpeg(uri, config, source, plan, info)
+
+
+def _by_ffmpeg(
+    uri: str | os.PathLike[str],
+    config: DecodeConfig,
+    source: VideoSource,
+    plan: Plan,
+    info: DecodeInfo,
+) -> Iterator[FrameBatch]:
+    """decode() with ffmpeg: on NVDEC, on time ranges in parallel, or one process."""
+    info.decoder = "ffmpeg"
     if config.device == "cuda":
         if source.codec in NVDEC_CODECS:
             return _checked(_decode_cuda(str(uri), config, source, plan, info), str(uri), plan)
@@ -177,10 +183,7 @@ def _decode_cuda(
             nxt = last_t + max(plan.step - ON_SCREEN_TOLERANCE_S, 1e-6)
             rest = Part(0, round_us(nxt), True, None, True, config.cpus)
         else:
-            tick = plan.first_t + produced * plan.step
-            left = None if plan.num_frames is None else plan.num_frames - produced
-            seek = round_us(max(0.0, tick - SEEK_MARGIN_S))
-            rest = Part(produced, seek, True, left, True, config.cpus)
+            rest = _rest_part(plan, produced, config.cpus)
     log.warning("%s: %s", uri, info.fallback)
     info.device = "cpu"
     if rest.frames == 0:
@@ -189,11 +192,45 @@ def _decode_cuda(
     yield from _read(cmd, uri, plan, rest, config, source)
 
 
-def _started(batches: Iterator[FrameBatch]) -> tuple[list[FrameBatch], Iterator[FrameBatch]]:
-    """The first batch taken now (so a decoder that cannot run here says so before
-    decode() returns), and the rest."""
-    first = next(batches, None)
-    return ([] if first is None else [first]), batches
+def _decode_torchcodec(
+    uri: str, config: DecodeConfig, source: VideoSource, plan: Plan, info: DecodeInfo
+) -> Iterator[FrameBatch]:
+    """Decode with torchcodec; where it cannot run here, ffmpeg decodes the video, and
+    if it fails part way (a GPU decoder error, data it cannot read), ffmpeg goes on
+    from the next tick. Either way ``info`` says so."""
+    produced = 0
+    last_t = 0.0
+    try:
+        for batch in decode_torchcodec(uri, config, source, plan):
+            info.decoder, info.device = "torchcodec", config.device
+            produced += len(batch)
+            last_t = float(batch.timestamps[-1])
+            yield batch
+        return
+    except TorchcodecUnavailable as err:
+        why = str(err)
+    except DecodeError as err:
+        why = err.reason
+    if produced == 0:
+        info.fall_back(f"{why}: decoded by ffmpeg")
+        log.warning("%s: %s", uri, info.fallback)
+        yield from _by_ffmpeg(uri, config, source, plan, info)
+        return
+    info.fall_back(f"torchcodec failed after {last_t:.3f} s, the rest decoded by ffmpeg: {why}")
+    log.warning("%s: %s", uri, info.fallback)
+    info.decoder, info.device = "ffmpeg", "cpu"
+    rest = _rest_part(plan, produced, config.cpus)
+    if rest.frames != 0:
+        yield from _read(
+            part_command(uri, config, source, plan, rest), uri, plan, rest, config, source
+        )
+
+
+def _rest_part(plan: Plan, produced: int, cpus: int | None) -> Part:
+    """The exact-mode part that goes on from tick ``produced`` (all before it done)."""
+    tick = plan.first_t + produced * plan.step
+    left = None if plan.num_frames is None else plan.num_frames - produced
+    return Part(produced, round_us(max(0.0, tick - SEEK_MARGIN_S)), True, left, True, cpus)
 
 
 def _checked(batches: Iterator[FrameBatch], uri: str, plan: Plan) -> Iterator[FrameBatch]:

@@ -18,7 +18,7 @@ from videomem.pipeline.torch_decode import decode_torchcodec, fit_box, shape_fra
 from videomem.pipeline.types import DecodeConfig
 
 from tests.test_index import SMALL_MEMORY
-from tests.videos import make_truncated_faststart, tricky_videos
+from tests.videos import make_pattern, make_truncated_faststart, tricky_videos
 
 
 def _torchcodec_loads() -> str | None:
@@ -202,3 +202,31 @@ def test_torchcodec_on_cuda_keeps_frames_on_the_gpu(videos: dict[str, Path]) -> 
     fa = np.concatenate([b.frames for b in cpu]).astype(np.int16)
     fb = np.concatenate([b.frames.cpu().numpy() for b in gpu]).astype(np.int16)  # type: ignore[union-attr]
     assert np.abs(fa - fb).mean() < 6.0  # NVDEC's colour conversion, torch's resize
+
+
+@needs_torchcodec
+def test_torchcodec_failing_part_way_hands_over_to_ffmpeg(tmp_path: Path) -> None:
+    """Data torchcodec refuses in the middle of the stream (ffmpeg conceals it): ffmpeg
+    goes on from the next tick, so no frame is lost, and the row says where."""
+    good = make_pattern(tmp_path / "good.mp4", seconds=6)
+    data = bytearray(good.read_bytes())
+    start, end = data.find(b"mdat"), data.find(b"moov")
+    assert 0 < start < end  # the index after the data: the damage below is in the frames
+    at, length = start + (end - start) // 2, (end - start) // 10
+    data[at : at + length] = b"\x55" * length
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    cfg = DecodeConfig(fps=5.0, batch_size=4)
+    ffmpeg_only = list(decode(bad, cfg))
+    info = DecodeInfo()
+    mixed = list(decode(bad, replace(cfg, decoder="torchcodec"), info=info))
+    assert info.fallback is not None and "the rest decoded by ffmpeg" in info.fallback
+    assert info.decoder == "ffmpeg" and info.device == "cpu"  # who decoded the end
+    kinds = [type(b.frames) for b in mixed]
+    assert kinds[0] is torch.Tensor and kinds[-1] is np.ndarray  # handed over part way
+    ta = np.concatenate([b.timestamps for b in ffmpeg_only])
+    tb = np.concatenate([b.timestamps for b in mixed])
+    assert np.array_equal(ta, tb)  # every tick, once, in order
+    fa = np.concatenate([np.asarray(b.frames) for b in ffmpeg_only])
+    fb = np.concatenate([np.asarray(b.frames) for b in mixed])
+    assert np.array_equal(fa, fb)  # coded size: the same pixels on both sides of the cut
