@@ -83,6 +83,27 @@ def test_ls(indexed, env) -> None:
     assert len(only) == 1
 
 
+def test_index_with_torchcodec_says_so(videos: Path, env: dict[str, str], tmp_path: Path) -> None:
+    from tests.test_torch_decode import WHY_NOT
+
+    if WHY_NOT is not None:
+        pytest.skip(WHY_NOT)
+    store = tmp_path / "store"
+    args = ["--store", str(store)]
+    r = invoke(env, "index", str(videos / "a.mp4"), *args, "--model", "tiny", "--fps", "2",
+               "--device", "cpu", "--decoder", "torchcodec", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(invoke(env, "ls", *args, "--json").stdout)
+    shown = json.loads(invoke(env, "show", row["video_id"], *args, "--json").stdout)["video"]
+    assert (shown["decode_decoder"], shown["decode_fallback"]) == ("torchcodec", None)
+    assert (
+        "decode   cpu, 1 torchcodec, exact sampling"
+        in invoke(env, "show", row["video_id"], *args).stdout
+    )
+    bad = invoke(env, "index", str(videos / "a.mp4"), *args, "--decoder", "opencv")
+    assert bad.exit_code == 2 and "unknown decoder" in bad.output
+
+
 def test_show_text_json_and_plot(indexed, env, tmp_path: Path) -> None:
     store, _ = indexed
     rows = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
@@ -106,6 +127,7 @@ def test_show_text_json_and_plot(indexed, env, tmp_path: Path) -> None:
     assert (shown["video"]["decode_device"], shown["video"]["decode_parts"]) == ("cpu", 1)
     assert shown["video"]["decode_sample"] == "exact"
     assert "decode   cpu, 1 ffmpeg, exact sampling" in text
+    assert shown["video"]["decode_decoder"] == "ffmpeg"
 
     pytest.importorskip("matplotlib")
     png = tmp_path / "slots.png"
