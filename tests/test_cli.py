@@ -100,7 +100,9 @@ def test_index_with_torchcodec_says_so(videos: Path, env: dict[str, str], tmp_pa
         "decode   cpu, 1 torchcodec, exact sampling"
         in invoke(env, "show", row["video_id"], *args).stdout
     )
-    bad = invoke(env, "index", str(videos / "a.mp4"), *args, "--decoder", "opencv")
+    bad = invoke(
+        env, "index", str(videos / "a.mp4"), *args, "--model", "tiny", "--decoder", "opencv"
+    )
     assert bad.exit_code == 2 and "unknown decoder" in bad.output
 
 
