@@ -6,7 +6,7 @@ SigLIP-base-sized encoder (random weights: speed does not depend on them):
 * decode only: CPU one ffmpeg, CPU segment-parallel, CPU keyframes, NVDEC (``cuda``);
 * encode: ``encoder.encode`` (upload, normalise, forward, copy back) against the bare
   model forward on pixels already on the GPU, same dtype (target >= 0.95);
-* end to end: ``pipeline.index.index_video`` with CPU and with NVDEC decode, wall time
+* end to end: ``jobs.index_step.index_video`` with CPU and with NVDEC decode, wall time
   and per stage; decode/encode overlap = the share of the shorter stage hidden under
   the longer one (target >= 0.9); MovieChat reports ~3 min for a 1000 s video on an
   A100, the target here is under 3 s on an H100/H200.
@@ -117,10 +117,10 @@ def main() -> None:
 
     def sync() -> None:
         if dev == "cuda":
-            sync()
+            torch.cuda.synchronize()
 
     from videomem.pipeline.ffmpeg_choice import ffmpeg_info
-    from videomem.pipeline.index import index_video
+    from videomem.jobs.index_step import index_video
     from videomem.pipeline.types import DecodeConfig, MemoryConfig
 
     rows: list[Row] = [("what", "figure", "target", "")]
