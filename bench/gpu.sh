@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU check of videomem in one go, for whenever a GPU machine is at hand:
 #   1. the tests marked `gpu` (pytest -m gpu on the files that use the mark), at most 3 min;
-#   2. bench/gpu.py: decode (CPU, segments, keyframes, NVDEC), encode against the bare
-#      forward, end to end on a 1000 s 1280x720 video, in the time left (GPU_BUDGET_S,
-#      480 s in all); cut short, it still prints the table of what it measured.
+#   2. bench/gpu.py on a 1000 s 1280x720 video: encode against the bare forward, end to
+#      end (NVDEC and CPU decode), decode alone (CPU, segments, keyframes, NVDEC), in the
+#      time left (GPU_BUDGET_S, 480 s in all); cut short, it prints the table of what it
+#      measured until then.
 # Without CUDA it prints "no CUDA, skipped" and exits 0 (tests/test_gpu_script.py checks
 # that on CPU).
 #
@@ -13,8 +14,9 @@
 # and its ffmpeg binary unpacked there. The interpreter: $PYTHON, else .venv/bin/python
 # when its torch sees CUDA, else python3.
 #
-# On a lent GPU machine (Python 3.12, torch with CUDA, no registry), from a fresh checkout:
-#   here:  bash bench/gpu_wheels.sh                     # once; about 46 MiB in .whl/
+# On a lent GPU machine (Python 3.12, torch with CUDA, no registry):
+#   here, in the checkout that the device tool sends:
+#          bash bench/gpu_wheels.sh                     # once (3 min); about 46 MiB in .whl/
 #   there: the device tool's run, carry [".whl"], timeout_s 540, command
 #          set -o pipefail; bash bench/gpu.sh 2>&1 | tee $OUT/gpu.log
 #
