@@ -38,7 +38,8 @@ def native(blip2_dir: Path) -> torch.nn.Module:
 def processor(blip2_dir: Path):  # noqa: ANN201 (transformers processor)
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(blip2_dir)
+    # the PIL image processor, with torchvision installed or not (videomem reads its constants)
+    return AutoProcessor.from_pretrained(blip2_dir, backend="pil")
 
 
 def frames(n: int, seed: int = 0) -> np.ndarray:

@@ -56,13 +56,13 @@ def load(tiny_dirs: dict[str, Path], family: str, **options: object) -> Contrast
 def test_preprocessing_matches_the_checkpoints_own_processor(
     family: str, tiny_dirs: dict[str, Path]
 ) -> None:
-    """Without torchvision, AutoImageProcessor falls back to the PIL processor; frames
-    already at input_size pass its resize/crop unchanged, so only rescale+normalise
-    remain, which we do on the whole batch in torch."""
+    """The checkpoint's PIL processor (the one videomem reads its constants from, with
+    torchvision installed or not); frames already at input_size pass its resize/crop
+    unchanged, so only rescale+normalise remain, which we do on the whole batch in torch."""
     from transformers import AutoImageProcessor
 
-    proc = AutoImageProcessor.from_pretrained(tiny_dirs[family])
-    assert type(proc).__name__.endswith("Pil")  # what this environment really runs
+    proc = AutoImageProcessor.from_pretrained(tiny_dirs[family], backend="pil")
+    assert type(proc).__name__.endswith("Pil")
     enc = load(tiny_dirs, family)
     x = frames(4)
     ref = proc(images=list(x), return_tensors="pt")["pixel_values"]

@@ -25,8 +25,44 @@ def load_bench_gpu():  # noqa: ANN201
     return module
 
 
-def test_script_parses() -> None:
-    subprocess.run(["bash", "-n", str(REPO / "bench" / "gpu.sh")], check=True)
+def test_scripts_parse() -> None:
+    for script in ("gpu.sh", "gpu_wheels.sh"):
+        subprocess.run(["bash", "-n", str(REPO / "bench" / script)], check=True)
+
+
+def test_script_runs_every_test_marked_gpu() -> None:
+    """gpu.sh collects only the test files that use the mark (a module importing a
+    development-only package cannot stop the GPU run): they must be exactly the files
+    that hold tests marked gpu."""
+    listed = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu.sh"), "--list-tests"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gpu", "--collect-only", "-q",
+         "-p", "no:cacheprovider", "tests/"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    marked = {line.split("::")[0] for line in collected if "::" in line}
+    assert marked, "no test marked gpu was collected"
+    assert set(listed) == marked
+
+
+def test_setup_makes_videomem_importable_from_the_tree() -> None:
+    """Without an install of videomem (a lent GPU machine): the setup puts the tree's
+    folders on PYTHONPATH as the package and removes its temporary folder afterwards."""
+    res = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu.sh"), "--setup-only"],
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(Path.home())},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    where = [ln for ln in res.stdout.splitlines() if ln.startswith("videomem.pipeline from ")]
+    assert len(where) == 1, res.stdout
+    path = Path(where[0].removeprefix("videomem.pipeline from "))
+    assert path.parent.name == "videomem" and path.parent.parent.name == "src"
+    assert path.parents[2].name.startswith("videomem-gpu.")
+    assert not path.parents[2].exists(), "the temporary folder was left behind"
 
 
 @NO_CUDA
