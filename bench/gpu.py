@@ -3,7 +3,8 @@
 On one GPU, for a long 1280x720 30 fps H.264 video (default 1000 s) at 1 fps through a
 SigLIP-base-sized encoder (random weights: speed does not depend on them):
 
-* decode only: CPU one ffmpeg, CPU segment-parallel, CPU keyframes, NVDEC (``cuda``);
+* decode only: CPU one ffmpeg, CPU segment-parallel, CPU keyframes, NVDEC (``cuda``),
+  torchcodec on the GPU (frames stay there; where a CUDA build of it is installed);
 * encode: ``encoder.encode`` (upload, normalise, forward, copy back) against the bare
   model forward on pixels already on the GPU, same dtype (target >= 0.95);
 * end to end: ``jobs.index_step.index_video`` with CPU and with NVDEC decode, wall time
@@ -101,6 +102,19 @@ def timed_decode(path: Path, cfg: Any) -> tuple[float, int, Any]:
     t0 = time.perf_counter()
     n = sum(len(b) for b in decode(path, cfg, info=info))
     return time.perf_counter() - t0, n, info
+
+
+def torchcodec_on_gpu(video: Path) -> bool:
+    """Whether torchcodec can decode ``video`` on the GPU here (a CUDA build of it and
+    FFmpeg's libraries)."""
+    from videomem.pipeline.torch_decode import open_decoder
+
+    try:
+        open_decoder(str(video), "cuda", None).get_frame_played_at(seconds=0.0)
+    except Exception as err:  # TorchcodecUnavailable, or a decoder error on the GPU
+        print(f"torchcodec on the GPU: {err}", flush=True)
+        return False
+    return True
 
 
 class Stopped(Exception):
@@ -201,19 +215,26 @@ def measure(rows: list[Row], seconds: int, batch_size: int, dev: str) -> None:
                      f"{n / ours:.0f} frames/s; bare forward {n / bare:.0f}; ratio {bare / ours:.2f}",
                      ">= 0.95", verdict(bare / ours >= 0.95)))  # fmt: skip
 
-        for device in ("cuda", "cpu"):
-            cfg = DecodeConfig(fps=1.0, size=size, batch_size=bs, device=device)
+        runs = [("cuda", "ffmpeg"), ("cpu", "ffmpeg")]
+        if dev == "cuda" and torchcodec_on_gpu(video):
+            runs.insert(1, ("cuda", "torchcodec"))  # GPU frames to the encoder, no host copy
+        else:
+            rows.append(("torchcodec on the GPU", "cannot run here (no CUDA build of it, "
+                         "or no FFmpeg libraries): not measured", "", "-"))  # fmt: skip
+        for device, decoder in runs:
+            cfg = DecodeConfig(fps=1.0, size=size, batch_size=bs, device=device, decoder=decoder)
             t0 = time.perf_counter()
             done = index_video(str(video), enc, cfg, MemoryConfig())
             wall = time.perf_counter() - t0
             s = done.stats
             ov = overlap(s.decode_s, s.encode_s, s.total_s - s.probe_s - s.consolidate_s)
-            rows.append((f"end to end, decode on {device}",
+            label = f"{device}" if decoder == "ffmpeg" else f"{device}, {decoder}"
+            rows.append((f"end to end, decode on {label}",
                          f"{wall:.2f} s ({s.frames} frames): probe {s.probe_s:.2f}, decode "
                          f"{s.decode_s:.2f}, encode {s.encode_s:.2f}, consolidate {s.consolidate_s:.2f}",
                          "< 3 s (H100/H200)", verdict(wall < 3.0)))  # fmt: skip
             rows.append(
-                (f"  decode/encode overlap ({device})", f"{ov:.2f}", ">= 0.9", verdict(ov >= 0.9))
+                (f"  decode/encode overlap ({label})", f"{ov:.2f}", ">= 0.9", verdict(ov >= 0.9))
             )
             print(rows[-2], flush=True)
 
@@ -224,10 +245,13 @@ def measure(rows: list[Row], seconds: int, batch_size: int, dev: str) -> None:
                 fps=1.0, size=size, batch_size=bs, sample="keyframes"
             ),
             "decode NVDEC (cuda)": DecodeConfig(fps=1.0, size=size, batch_size=bs, device="cuda"),
+            "decode torchcodec (cuda)": DecodeConfig(
+                fps=1.0, size=size, batch_size=bs, device="cuda", decoder="torchcodec"
+            ),
         }
         for what, cfg in cases.items():
             wall, n, info = timed_decode(video, cfg)
-            note = f"{info.device}, {info.parts} part(s)"
+            note = f"{info.decoder} on {info.device}, {info.parts} part(s)"
             if info.fallback:
                 note += f"; {info.fallback[:70]}"
             rows.append((what, f"{wall:.2f} s, {n / wall:.0f} frames/s ({note})", "", ""))
