@@ -30,8 +30,8 @@ Design decisions:
 * **torchcodec** (``decoder="torchcodec"``, exact mode): frames decoded in process as
   torch tensors on ``device`` (``pipeline.torch_decode``), so on a GPU they reach the
   encoder without a host copy; same timestamps as ffmpeg. Where torchcodec cannot run
-  (not installed, no FFmpeg libraries, no CUDA build) decode() falls back to ffmpeg
-  before the first frame and records why.
+  (not installed, no FFmpeg libraries, no CUDA build) ffmpeg decodes the video; where
+  it fails part way, ffmpeg goes on from the next tick; ``DecodeInfo`` records why.
 * **Not handled**: display-matrix mirroring (only rotation is read, see
   ``pipeline.probe``); a truncated file whose index survived yields the frames before
   the cut when ffmpeg exits 0 (it usually exits non-zero, which raises DecodeError).
@@ -150,8 +150,7 @@ def _by_ffmpeg(
             info.parts = len(parts)
             return _segmented(str(uri), config, source, plan, parts, inflight)
     whole = whole_part(plan, config.cpus)
-    cmd = part_command(uri, config, source, plan, whole)
-    return _checked(_read(cmd, str(uri), plan, whole, config, source), str(uri), plan)
+    return _checked(_read(str(uri), plan, whole, config, source), str(uri), plan)
 
 
 def _decode_cuda(
@@ -163,8 +162,7 @@ def _decode_cuda(
     produced = 0
     last_t = 0.0
     try:
-        cmd = part_command(uri, config, source, plan, whole, cuda=True)
-        for batch in _read(cmd, uri, plan, whole, config, source):
+        for batch in _read(uri, plan, whole, config, source, cuda=True):
             produced += len(batch)
             last_t = float(batch.timestamps[-1])
             info.device = "cuda"
@@ -186,10 +184,8 @@ def _decode_cuda(
             rest = _rest_part(plan, produced, config.cpus)
     log.warning("%s: %s", uri, info.fallback)
     info.device = "cpu"
-    if rest.frames == 0:
-        return
-    cmd = part_command(uri, config, source, plan, rest)
-    yield from _read(cmd, uri, plan, rest, config, source)
+    if rest.frames != 0:
+        yield from _read(uri, plan, rest, config, source)
 
 
 def _decode_torchcodec(
@@ -221,9 +217,7 @@ def _decode_torchcodec(
     info.decoder, info.device = "ffmpeg", "cpu"
     rest = _rest_part(plan, produced, config.cpus)
     if rest.frames != 0:
-        yield from _read(
-            part_command(uri, config, source, plan, rest), uri, plan, rest, config, source
-        )
+        yield from _read(uri, plan, rest, config, source)
 
 
 def _rest_part(plan: Plan, produced: int, cpus: int | None) -> Part:
@@ -254,17 +248,19 @@ _PTS_RE = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]*\] (?:\[\w+\] )?n:\s*\d+ pt
 
 
 def _read(
-    cmd: list[str],
     uri: str,
     plan: Plan,
     part: Part,
     config: DecodeConfig,
     source: VideoSource,
     stop: threading.Event | None = None,
+    *,
+    cuda: bool = False,
 ) -> Iterator[FrameBatch]:
-    """Run one ffmpeg and yield its frames in batches; raises DecodeError when ffmpeg
-    fails. ``stop``: checked between batches; when set, ffmpeg is killed and the
-    generator ends."""
+    """Run the ffmpeg of ``part`` (on NVDEC with ``cuda``) and yield its frames in
+    batches; raises DecodeError when ffmpeg fails. ``stop``: checked between batches;
+    when set, ffmpeg is killed and the generator ends."""
+    cmd = part_command(uri, config, source, plan, part, cuda=cuda)
     h, w = plan.out_hw
     frame_bytes = h * w * 3
     produced = 0
@@ -326,8 +322,7 @@ def _segmented(
     """The parts' frames, in order, as if one ffmpeg had decoded the window."""
 
     def task(part: Part) -> Callable[[threading.Event], Iterator[FrameBatch]]:
-        cmd = part_command(uri, config, source, plan, part)
-        return lambda stop: _read(cmd, uri, plan, part, config, source, stop)
+        return lambda stop: _read(uri, plan, part, config, source, stop)
 
     produced = 0
     last: FrameBatch | None = None

@@ -11,14 +11,17 @@ Design decisions:
 * **Same timestamps as ffmpeg**: the ticks are the :class:`~videomem.pipeline.plan.Plan`'s
   (``first_t + k * step``), and ``get_frames_played_at(t + ON_SCREEN_TOLERANCE_S)``
   is the frame on screen at tick ``t``, as ffmpeg's ``fps`` filter (``round=up``)
-  picks it. In fps mode the ticks stop before the window's end, or where the stream
-  ends (the end of its last frame) when that comes first; in num_frames mode a tick
-  past the end of the stream repeats the last frame, as ffmpeg's ``tpad`` does.
+  picks it. In fps mode the ticks stop at the end of the last frame that starts before
+  the window's end (``-t`` keeps that frame, the fps filter shows it to its end), or
+  at the end of the stream; in num_frames mode a tick past the end of the stream
+  repeats the last frame, as ffmpeg's ``tpad`` does.
 * **Same geometry, torch's pixels**: rotation (``rot90``), a resize into the box that
   ffmpeg's ``scale`` expressions compute (``plan._fit``), then centred pad or crop;
   the resize is torch's bicubic with antialiasing, so pixel values differ from
   ffmpeg's swscale by interpolation rounding (tested within a bound), not in content.
-  Sample aspect ratio is taken as square (the probe does not report it).
+  The display aspect ratio uses torchcodec's pixel aspect ratio (the probe does not
+  report it); newer torchcodec rotates by the display matrix itself, which the
+  frames' shape (or its ``rotation`` metadata) tells.
 * **Bounded memory**: frames are decoded ``batch_size`` ticks at a time, so at most one
   batch is held at the native resolution.
 * **Exact mode only**: keyframe sampling stays with ffmpeg (``-skip_frame nokey``).
