@@ -20,12 +20,18 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor, run_to_end
+from videomem.jobs.executor import (
+    Executor,
+    ExecutorName,
+    ProgressFn,
+    make_executor,
+    run_to_end,
+)
 from videomem.jobs.questions import QuestionRow, question_id, read_questions
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.qa.model import GenerationSettings
@@ -414,6 +420,33 @@ def write_rows_file(rows: list[dict[str, Any]], out: str, schema: Any) -> Path:
 def run_qa(job: QAJob) -> QASummary:
     """Run a bulk QA job (see the module docstring). Raises VideomemError for job-level
     problems (unreadable question file, store locked, bad settings)."""
+    spec = QAStepSpec(
+        store=job.store,
+        settings=job.settings,
+        model=job.model,
+        device=job.device,
+        dtype=job.dtype,
+        reuse_prefix=job.reuse_prefix,
+        batch_size=job.batch_size,
+    )
+    return answer_questions(
+        job,
+        lambda: make_executor(
+            spec, job.executor, job.workers, job.ray_address, wants_gpu=job.device != "cpu"
+        ),
+    )
+
+
+def answer_questions(
+    job: QAJob,
+    executor: Callable[[], Executor],
+    context: Any = None,
+    progress: ProgressFn | None = None,
+) -> QASummary:
+    """What every bulk QA job does around its steps: read and plan the questions,
+    record those that cannot be asked, answer the rest on ``executor()`` (made only
+    when there is something to answer; ``context`` goes to its steps), commit the
+    answers as they come, write ``job.out``."""
     from videomem.memory.store import Store
 
     t0 = time.perf_counter()
@@ -424,23 +457,9 @@ def run_qa(job: QAJob) -> QASummary:
         items, failed, summary.skipped, keys = _plan(rows, store, job)
         add_answers(store, summary, failed)
         if items:
-            spec = QAStepSpec(
-                store=job.store,
-                settings=job.settings,
-                model=job.model,
-                device=job.device,
-                dtype=job.dtype,
-                reuse_prefix=job.reuse_prefix,
-                batch_size=job.batch_size,
+            run_to_end(
+                executor(), items, lambda rows: add_answers(store, summary, rows), context, progress
             )
-            ex = make_executor(
-                spec,
-                job.executor,
-                job.workers,
-                job.ray_address,
-                wants_gpu=job.device != "cpu",
-            )
-            run_to_end(ex, items, lambda rows: add_answers(store, summary, rows))
         write_answers_out(store, job, keys)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import time
 import traceback
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,16 +25,12 @@ from videomem.jobs.qa_job import (
     QAItem,
     QAJob,
     QASummary,
-    _plan,
-    add_answers,
     add_captions,
+    answer_questions,
     answer_row,
-    check_out,
     indexed_records,
     resolve_video,
-    write_answers_out,
 )
-from videomem.jobs.questions import read_questions
 from videomem.pipeline.errors import VideomemError
 from videomem.qa.model import GenerationSettings
 
@@ -164,27 +159,13 @@ def _executor(llm: str, device: str | None, dtype: str | None, job: Any) -> Any:
 def run_timeline_qa(job: QAJob, llm: str, progress: ProgressFn | None = None) -> QASummary:
     """``videomem qa QUESTIONS --llm MODEL``: like :func:`videomem.jobs.qa_job.run_qa`,
     answered from the timeline by ``llm`` (answers keyed with ``model=llm``)."""
-    from videomem.memory.store import Store
-
-    t0 = time.perf_counter()
-    check_out(job.out)
-    job = replace(job, model=llm)
-    rows = read_questions(job.questions)
-    summary = QASummary(rows=len(rows))
-    with Store(job.store, writer=True) as store:
-        items, failed, summary.skipped, keys = _plan(rows, store, job)
-        add_answers(store, summary, failed)
-        if items:
-            run_to_end(
-                _executor(llm, job.device, job.dtype, job),
-                items,
-                lambda rows: add_answers(store, summary, rows),
-                TimelineTask(job.store, job.settings),
-                progress,
-            )
-        write_answers_out(store, job, keys)  # job.model is llm
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    job = replace(job, model=llm)  # answers are keyed, and written out, with model=llm
+    return answer_questions(
+        job,
+        lambda: _executor(llm, job.device, job.dtype, job),
+        TimelineTask(job.store, job.settings),
+        progress,
+    )
 
 
 def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
