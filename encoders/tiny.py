@@ -322,16 +322,21 @@ _CHAT_WORDS = ["USER", "ASSISTANT", "User", "Assistant", "system", "Frame", "fro
 # + "ASSISTANT:"), LLaVA-OneVision (Qwen2's <|im_start|> turns), SmolVLM / Idefics3
 # ("User:<image>...<end_of_utterance>\nAssistant:"). BLIP-2 checkpoints ship none.
 
-_VICUNA_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+#: both templates below put a message's images, then its videos, before its text
+_MEDIA_FIRST = (
     "{# Render all images first #}"
     "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
     "{{ '<image>\n' }}{% endfor %}"
     "{# Render all video then #}"
     "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
     "{{ '<video>\n' }}{% endfor %}"
-    "{# Render all text next #}"
+)
+
+_VICUNA_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    + _MEDIA_FIRST
+    + "{# Render all text next #}"
     "{% if message['role'] != 'assistant' %}"
     "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
     "{{ content['text'] + ' ' }}{% endfor %}"
@@ -345,14 +350,7 @@ _VICUNA_TEMPLATE = (
 
 _QWEN2_VL_TEMPLATE = (
     "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{# Render all images first #}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
-    "{{ '<image>\n' }}{% endfor %}"
-    "{# Render all video then #}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
-    "{{ '<video>\n' }}{% endfor %}"
-    "{# Render all text next #}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}" + _MEDIA_FIRST + "{# Render all text next #}"
     "{% if message['role'] != 'assistant' %}"
     "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
     "{{ content['text'] }}{% endfor %}"
