@@ -20,6 +20,7 @@ from videomem.memory.store import Store
 from videomem.pipeline.errors import StoreError
 
 from tests.ray_cluster import LocalRayCluster
+from tests.test_store import whole_videos
 from tests.videos import make_pattern
 
 pytestmark = pytest.mark.slow  # a head node start (~15 s) and model loads in actors
@@ -50,16 +51,6 @@ def index_cmd(videos: Path, uri: str, s3, tiny: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def whole(store: Store) -> list[str]:
-    """The visible videos; each one whole (as many slots as its row says)."""
-    ok = []
-    for r in store.list_videos("indexed"):
-        mem = store.load_memory(r.video_id)
-        assert len(mem) == r.slots and int(mem.sizes.sum()) == r.frames_sampled
-        ok.append(r.video_id)
-    return ok
-
-
 def test_index_job_through_ray_job_submit(cluster, s3, tiny: Path, tmp_path: Path) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -73,7 +64,7 @@ def test_index_job_through_ray_job_submit(cluster, s3, tiny: Path, tmp_path: Pat
     with Store(uri, storage_options=s3.options()) as store:
         rows = store.list_videos()
         assert len(rows) == 3 and all(r.status == "indexed" for r in rows)
-        assert len(whole(store)) == 3
+        assert len(whole_videos(store)) == 3
         assert all(r.config["encoder"]["device"] == "cpu" for r in rows)
 
 
@@ -119,7 +110,7 @@ def test_killed_driver_then_resubmitted_job_recovers(
         assert status in (JobStatus.PENDING, JobStatus.RUNNING), client.get_job_logs(job_id)
         try:
             with Store(uri, storage_options=s3.options()) as reader:
-                seen |= set(whole(reader))
+                seen |= set(whole_videos(reader))
         except StoreError as e:  # the job has not created the store yet
             if "no videomem store" not in str(e):
                 raise
@@ -131,7 +122,7 @@ def test_killed_driver_then_resubmitted_job_recovers(
         assert time.monotonic() < deadline, client.get_job_status(job_id)
         time.sleep(0.5)
     with Store(uri, storage_options=s3.options()) as reader:
-        killed_state = whole(reader)
+        killed_state = whole_videos(reader)
     assert 1 <= len(killed_state) < n, "the job finished before it could be killed"
 
     r = cluster.submit(*cmd, "--json")
@@ -139,7 +130,7 @@ def test_killed_driver_then_resubmitted_job_recovers(
     with Store(uri, storage_options=s3.options()) as store:
         rows = store.list_videos()
         assert len(rows) == n and all(r.status == "indexed" for r in rows)
-        assert len(whole(store)) == n
+        assert len(whole_videos(store)) == n
         assert store.count_rows() == {
             "videos": n,
             "memories": sum(r.slots + r.recent for r in rows),

@@ -25,7 +25,7 @@ from videomem.memory.store import Store
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
-from tests.test_store import bits, make_memory, record
+from tests.test_store import bits, make_memory, record, whole_videos
 from tests.videos import make_pattern
 
 # --------------------------------------------------------------------------- full disk
@@ -88,13 +88,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_checkpoint("llava", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
-def whole(store: Store) -> list[str]:
-    for r in store.list_videos("indexed"):
-        mem = store.load_memory(r.video_id)
-        assert len(mem) == r.slots and int(mem.sizes.sum()) == r.frames_sampled
-    return [r.video_id for r in store.list_videos("indexed")]
-
-
 @pytest.mark.slow  # one CLI run in a child process (model load)
 def test_full_disk_fails_the_job_clearly_and_the_next_run_recovers(
     small_disk: SmallDisk, tiny: Path, tmp_path: Path
@@ -130,14 +123,14 @@ def test_full_disk_fails_the_job_clearly_and_the_next_run_recovers(
         full.stderr,
     )
     with Store(small_disk.store) as store:  # what was committed is intact
-        assert len(whole(store)) == 2
+        assert len(whole_videos(store)) == 2
 
     small_disk.free()
     again = run_index(job([videos]))
     assert (again.indexed, again.skipped, again.failed) == (2, 2, 0), again.to_dict()
     with Store(small_disk.store) as store:
         rows = store.list_videos()
-        assert len(whole(store)) == 4 and len(rows) == 4
+        assert len(whole_videos(store)) == 4 and len(rows) == 4
         assert store.count_rows() == {
             "videos": 4,
             "memories": sum(r.slots + r.recent for r in rows),

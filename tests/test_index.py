@@ -35,6 +35,7 @@ from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import cpu_share
 from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
+from tests.test_store import whole_videos
 from tests.videos import (
     make_broken,
     make_long,
@@ -488,16 +489,6 @@ def test_next_video_is_probed_and_decoded_while_the_current_one_encodes(
 # --------------------------------------------------------------------------- crashes
 
 
-def _consistent(store: Store) -> list[str]:
-    """Every visible video is whole: as many slots as its row says, none missing."""
-    ok = []
-    for r in store.list_videos("indexed"):
-        mem = store.load_memory(r.video_id)
-        assert len(mem) == r.slots and int(mem.sizes.sum()) == r.frames_sampled
-        ok.append(r.video_id)
-    return ok
-
-
 @pytest.mark.slow  # two subprocess runs with a model load each (~15 s)
 def test_sigkill_midway_then_rerun_completes(
     tmp_path: Path, tiny_dir: Path, store_at: StoreAt
@@ -518,7 +509,7 @@ def test_sigkill_midway_then_rerun_completes(
         while time.time() < deadline and proc.poll() is None:
             try:
                 with store_at.open() as reader:
-                    seen |= set(_consistent(reader))  # a reader mid-run: never partial
+                    seen |= set(whole_videos(reader))  # a reader mid-run: never partial
             except Exception as e:  # store not created yet
                 if "no videomem store" not in str(e):
                     raise
@@ -531,7 +522,7 @@ def test_sigkill_midway_then_rerun_completes(
         proc.kill()
         proc.communicate()
     with store_at.open() as reader:
-        killed_state = _consistent(reader)
+        killed_state = whole_videos(reader)
         assert 1 <= len(killed_state) < 6
 
     rerun = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
@@ -539,7 +530,7 @@ def test_sigkill_midway_then_rerun_completes(
     with store_at.open() as store:
         rows = store.list_videos()
         assert len(rows) == 6 and all(r.status == "indexed" for r in rows)
-        assert len(_consistent(store)) == 6
+        assert len(whole_videos(store)) == 6
         # no duplicates and no orphans: every memory row belongs to a visible video
         assert store.count_rows() == {
             "videos": 6,

@@ -113,6 +113,17 @@ def store(backend: Backend) -> Store:
         yield s
 
 
+def whole_videos(store: Store) -> list[str]:
+    """The visible indexed videos, each checked whole: as many slots as its row says,
+    covering every frame it sampled (what a reader must see, whatever a writer did)."""
+    ok = []
+    for r in store.list_videos("indexed"):
+        mem = store.load_memory(r.video_id)
+        assert len(mem) == r.slots and int(mem.sizes.sum()) == r.frames_sampled
+        ok.append(r.video_id)
+    return ok
+
+
 def bits(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous().view(torch.int16)
 
