@@ -121,6 +121,22 @@ def stored_token_kind(encoder_fingerprint: str) -> str:
     return "projected" if "tokens=projected" in encoder_fingerprint.split(":") else "qformer"
 
 
+def generation_kwargs(settings: GenerationSettings, pad_id: int | None) -> dict[str, Any]:
+    """``generate()``'s keyword arguments for ``settings``: sampling parameters only
+    when sampling, and cleared otherwise (a checkpoint's sampling defaults must not
+    leak into greedy decoding)."""
+    kw: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "do_sample": settings.do_sample,
+        "pad_token_id": pad_id,
+    }
+    if settings.do_sample:
+        kw.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kw.update(temperature=None, top_p=None, top_k=None)
+    return kw
+
+
 class QAModel:
     """A loaded VLM plus its prompt builder. Thread-compatible, not thread-safe."""
 
@@ -210,16 +226,7 @@ class QAModel:
     # ------------------------------------------------------------------ generation
 
     def _gen_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "max_new_tokens": settings.max_new_tokens,
-            "do_sample": settings.do_sample,
-            "pad_token_id": self.pad_id,
-        }
-        if settings.do_sample:
-            kw.update(temperature=settings.temperature, top_p=settings.top_p)
-        else:  # a checkpoint's sampling defaults must not leak into greedy decoding
-            kw.update(temperature=None, top_p=None, top_k=None)
-        return kw
+        return generation_kwargs(settings, self.pad_id)
 
     def _trim(self, new: torch.Tensor) -> list[list[int]]:
         """Generated ids per row, up to (not including) the first end-of-sequence."""

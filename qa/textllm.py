@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import torch
 from videomem.pipeline.errors import VideomemError
 from videomem.qa.answer import Answer, Question
-from videomem.qa.model import GenerationSettings, QAError
+from videomem.qa.model import GenerationSettings, QAError, generation_kwargs
 from videomem.qa.timeline import SYSTEM, Line, build_prompt, lines_from_captions
 
 #: tokens kept free for the answer beyond max_new_tokens (template end tokens)
@@ -124,17 +124,9 @@ class TextLLM:
     def reply(self, messages: list[dict[str, str]], settings: GenerationSettings) -> Reply:
         t0 = time.perf_counter()
         ids = self._ids(messages).to(self.device)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": settings.max_new_tokens,
-            "do_sample": settings.do_sample,
-            "pad_token_id": self.pad,
-        }
-        if settings.do_sample:
-            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
-        else:  # a checkpoint's sampling defaults must not leak into greedy decoding
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs = generation_kwargs(settings, self.pad)
+        if settings.do_sample and settings.seed is not None:
+            torch.manual_seed(settings.seed)
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         new = out[0, ids.shape[1] :]
