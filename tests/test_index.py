@@ -504,26 +504,28 @@ def test_sigkill_midway_then_rerun_completes(
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen: set[str] = set()
-    try:
+    try:  # look only while the job is stopped (SIGSTOP): what is seen is what it left
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGSTOP)
             try:
                 with store_at.open() as reader:
-                    seen |= set(whole_videos(reader))  # a reader mid-run: never partial
+                    seen = set(whole_videos(reader))  # a reader mid-run: never partial
             except Exception as e:  # store not created yet
                 if "no videomem store" not in str(e):
                     raise
             if seen:
                 break
-            time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.2)  # the job's slice: too short to commit every video
         assert proc.poll() is None, "the job finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.communicate()
     with store_at.open() as reader:
-        killed_state = whole_videos(reader)
-        assert 1 <= len(killed_state) < 6
+        killed_state = set(whole_videos(reader))
+        assert killed_state == seen and 1 <= len(seen) < 6
 
     rerun = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
