@@ -105,6 +105,9 @@ _STORAGE_OPTION_HELP = (
 )
 
 
+_STORAGE = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP)
+
+
 def _open_store(store: str, storage_option: list[str]) -> Store:
     from videomem.memory.store import Store
 
@@ -169,7 +172,7 @@ def index(
     executor: str = typer.Option("auto", help="auto, local or ray."),
     workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
-    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    storage_option: list[str] = _STORAGE,
     lease_ttl: float = typer.Option(
         30.0, help="Object stores: seconds after which a killed job's writer lease expires."
     ),
@@ -284,7 +287,7 @@ def index(
 @app.command("ls")
 def ls_(
     store: str = _STORE,
-    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    storage_option: list[str] = _STORAGE,
     status: str | None = typer.Option(None, help="Only 'indexed' or 'failed'."),
     model: str | None = typer.Option(None, help="Only videos indexed with this --model."),
     limit: int = typer.Option(100, help="Videos per page (0: all)."),
@@ -333,7 +336,7 @@ def ls_(
 def show(
     video_id: str = typer.Argument(..., help="Video id (a unique prefix is enough)."),
     store: str = _STORE,
-    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    storage_option: list[str] = _STORAGE,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     plot: Path | None = typer.Option(None, help="Draw the slots along the timeline to this PNG."),
 ) -> None:
@@ -419,7 +422,7 @@ def export(
     tokens: bool = typer.Option(
         True, "--tokens/--no-tokens", help="Include the memories' token bytes (most of a store)."
     ),
-    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    storage_option: list[str] = _STORAGE,
 ) -> None:
     """Export every table (videos, memories, captions, answers) as plain Parquet."""
     from videomem.pipeline.errors import VideomemError
@@ -436,7 +439,7 @@ def export(
 @app.command()
 def repair(
     store: str = _STORE,
-    storage_option: list[str] = typer.Option([], "--storage-option", help=_STORAGE_OPTION_HELP),
+    storage_option: list[str] = _STORAGE,
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list the damaged files."),
 ) -> None:
     """Find damaged data files; drop them and mark the videos they held for re-indexing."""

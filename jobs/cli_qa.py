@@ -8,7 +8,14 @@ import json
 from pathlib import Path
 
 import typer
-from videomem.jobs.cli import _STORE, _fail_usage, _print_summary, app
+from videomem.jobs.cli import (
+    _STORAGE,
+    _STORE,
+    _fail_usage,
+    _print_summary,
+    _storage_options,
+    app,
+)
 
 _MODEL = typer.Option(
     None,
@@ -78,6 +85,7 @@ def ask(
     device: str | None = _DEVICE,
     dtype: str | None = _DTYPE,
     llm: str | None = _LLM,
+    storage_option: list[str] = _STORAGE,
 ) -> None:
     """Answer one question about a stored video from its memory."""
     from videomem.jobs.qa_job import answer_row, resolve_video
@@ -89,13 +97,14 @@ def ask(
         settings = _settings(
             max_new_tokens, temperature, top_p, seed, system_prompt, prompt_style, max_context
         )
+        options = _storage_options(storage_option)
         if llm is not None:
             from videomem.jobs.timeline_job import ask_timeline
 
-            row, a = ask_timeline(store, video, question, at, llm, settings, device, dtype)
+            row, a = ask_timeline(store, video, question, at, llm, settings, device, dtype, options)
             _print_answer(row, a, as_json)
             return
-        with Store(store) as st:
+        with Store(store, storage_options=options) as st:
             vid = resolve_video(st, video)
             rec = st.latest(vid)
             session = load_for_record(rec, model, device, dtype)
@@ -155,6 +164,7 @@ def qa_(
     ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     llm: str | None = _LLM,
+    storage_option: list[str] = _STORAGE,
 ) -> None:
     """Answer a file of questions into the store's answers table (resumable)."""
     from videomem.jobs.qa_job import QAJob, run_qa
@@ -177,6 +187,7 @@ def qa_(
             executor=executor,  # type: ignore[arg-type]
             workers=workers,
             ray_address=ray_address,
+            storage_options=_storage_options(storage_option),
         )
         if llm is not None:
             from videomem.jobs.timeline_job import run_timeline_qa
@@ -216,6 +227,7 @@ def caption(
     workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
     llm: str | None = _LLM,
+    storage_option: list[str] = _STORAGE,
 ) -> None:
     """Write global and dense captions of videos into the store's captions table
     (with --llm: a global caption written from the text timeline)."""
@@ -252,6 +264,7 @@ def caption(
                 executor=executor,  # type: ignore[arg-type]
                 workers=workers,
                 ray_address=ray_address,
+                storage_options=_storage_options(storage_option),
             )
         )
     except VideomemError as e:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import typer
-from videomem.jobs.cli import _STORE, _fail_usage, app
+from videomem.jobs.cli import _STORAGE, _STORE, _fail_usage, _storage_options, app
 
 
 def _fmt_time(s: float) -> str:
@@ -36,6 +36,7 @@ def search(
         None, help="Draw the results as a contact sheet of slot thumbnails to this PNG."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    storage_option: list[str] = _STORAGE,
 ) -> None:
     """Search moments across the store: ranked (video, time span) hits for a query."""
     import os
@@ -51,15 +52,16 @@ def search(
     if not query.strip() and not refresh:
         raise _fail_usage("empty query: say what to look for")
     try:
+        options = _storage_options(storage_option)
         if refresh:
             from videomem.jobs.search_refresh import refresh as refresh_index
 
-            with Store(store, writer=True) as st:
+            with Store(store, writer=True, storage_options=options) as st:
                 report = refresh_index(st)
             typer.echo(report.text(), err=as_json)
             if not query.strip():
                 return
-        with Store(store) as st:
+        with Store(store, storage_options=options) as st:
             result = run_search(
                 st,
                 query,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import typer
-from videomem.jobs.cli import _STORE, _fail_usage, _print_summary, app
+from videomem.jobs.cli import _STORAGE, _STORE, _fail_usage, _print_summary, _storage_options, app
 
 models_app = typer.Typer(
     help="Named models videomem prepares into its cache.", no_args_is_help=True
@@ -30,6 +30,7 @@ def tag(
     executor: str = typer.Option("auto", help="auto, local or ray."),
     workers: int = typer.Option(1, help="Parallel workers (Ray actors)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (or RAY_ADDRESS)."),
+    storage_option: list[str] = _STORAGE,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Tag every slot of stored memories (top-k labels) into the captions table.
@@ -52,6 +53,7 @@ def tag(
             executor=executor,  # type: ignore[arg-type]
             workers=workers,
             ray_address=ray_address,
+            storage_options=_storage_options(storage_option),
         )
         summary = run_tag(job)
     except VideomemError as e:
@@ -109,6 +111,7 @@ def eval_(
     force: bool = typer.Option(False, "--force", help="Answer again what the store has."),
     device: str | None = typer.Option(None, help="cuda, cpu, cuda:1 … (default: CUDA if present)."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16, float16 (default by device)."),
+    storage_option: list[str] = _STORAGE,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Answer a bench's global and breakpoint questions from stored memories and score
@@ -132,6 +135,7 @@ def eval_(
             device=device,
             dtype=dtype,
             force=force,
+            storage_options=_storage_options(storage_option),
         )
         result = run_eval(job, log=lambda m: typer.echo(m, err=True))
     except VideomemError as e:

@@ -49,6 +49,8 @@ class EvalJob:
     device: str | None = None
     dtype: str | None = None
     force: bool = False
+    #: LanceDB storage options of an object-store URI (``--storage-option``)
+    storage_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,12 +79,12 @@ def read_bench(path: str | Path) -> list[BenchItem]:
     return bench_items(entries)
 
 
-def _video_ids(store: str, items: list[BenchItem]) -> dict[str, str]:
+def _video_ids(job: EvalJob, items: list[BenchItem]) -> dict[str, str]:
     """Bench video names -> stored ids: MovieChat names a file (``1.mp4``), matched to
     the stored videos' file names; anything else is left to the QA job to resolve."""
     from videomem.memory.store import Store
 
-    with Store(store) as st:
+    with Store(job.store, storage_options=job.storage_options) as st:
         by_name: dict[str, set[str]] = {}
         for r in st.list_videos("indexed"):
             by_name.setdefault(Path(r.uri).name, set()).add(r.video_id)
@@ -110,7 +112,7 @@ def run_eval(job: EvalJob, log: Any = None) -> EvalResult:
     items = read_bench(job.bench)
     if not items:
         raise BenchError(f"{job.bench}: no questions")
-    ids = _video_ids(job.store, items)
+    ids = _video_ids(job, items)
     paths = {"questions": out / "questions.jsonl", "answers": out / "answers.jsonl"}
     _write_jsonl(
         paths["questions"],
@@ -133,6 +135,7 @@ def run_eval(job: EvalJob, log: Any = None) -> EvalResult:
         device=job.device,
         dtype=job.dtype,
         force=job.force,
+        storage_options=job.storage_options,
     )
     if job.llm is not None:
         from videomem.jobs.timeline_job import run_timeline_qa

@@ -58,6 +58,7 @@ class QAStepSpec:
 
     store: str
     settings: GenerationSettings
+    storage_options: dict[str, str] = field(default_factory=dict)
     model: str | None = None  # None: each video's stored model
     device: str | None = None
     dtype: str | None = None
@@ -81,7 +82,7 @@ class QAStep:
         from videomem.memory.store import Store
 
         self.spec = spec
-        self.store = Store(spec.store)
+        self.store = Store(spec.store, storage_options=spec.storage_options)
         self._sessions: dict[tuple[str, str], Any] = {}
         self._failures: dict[tuple[str, str], str] = {}
 
@@ -253,6 +254,8 @@ class QAJob:
     executor: ExecutorName = "auto"
     workers: int = 1
     ray_address: str | None = None
+    #: LanceDB storage options of an object-store URI (``--storage-option``)
+    storage_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -423,6 +426,7 @@ def run_qa(job: QAJob) -> QASummary:
     spec = QAStepSpec(
         store=job.store,
         settings=job.settings,
+        storage_options=job.storage_options,
         model=job.model,
         device=job.device,
         dtype=job.dtype,
@@ -453,7 +457,7 @@ def answer_questions(
     check_out(job.out)
     rows = read_questions(job.questions)
     summary = QASummary(rows=len(rows))
-    with Store(job.store, writer=True) as store:
+    with Store(job.store, writer=True, storage_options=job.storage_options) as store:
         items, failed, summary.skipped, keys = _plan(rows, store, job)
         add_answers(store, summary, failed)
         if items:
@@ -481,6 +485,8 @@ class CaptionJob:
     executor: ExecutorName = "auto"
     workers: int = 1
     ray_address: str | None = None
+    #: LanceDB storage options of an object-store URI (``--storage-option``)
+    storage_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -518,7 +524,7 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
     from videomem.memory.store import Store
 
     summary = CaptionSummary()
-    with Store(job.store, writer=True) as store:
+    with Store(job.store, writer=True, storage_options=job.storage_options) as store:
         items = []
         for rec in indexed_records(store, job.videos, summary):
             summary.videos += 1
@@ -539,6 +545,7 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
             spec = QAStepSpec(
                 store=job.store,
                 settings=job.settings,
+                storage_options=job.storage_options,
                 model=job.model,
                 device=job.device,
                 dtype=job.dtype,

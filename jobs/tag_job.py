@@ -40,6 +40,7 @@ class TagTask:
     #: zero-shot labels (CLIP/SigLIP); None = the shipped default list
     vocabulary: tuple[str, ...] | None = None
     device: str | None = None
+    storage_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,12 +94,12 @@ class TagStep:
             self._taggers[key] = make_tagger(encoder, task.vocabulary, task.k)
         return self._taggers[key]
 
-    def store(self, uri: str) -> Any:
+    def store(self, task: TagTask) -> Any:
         from videomem.memory.store import Store
 
-        if uri not in self._stores:
-            self._stores[uri] = Store(uri)
-        return self._stores[uri]
+        if task.store not in self._stores:
+            self._stores[task.store] = Store(task.store, storage_options=task.storage_options)
+        return self._stores[task.store]
 
     def run(self, rec: VideoRecord, task: TagTask, progress: ProgressFn | None) -> TagOutcome:
         try:
@@ -116,7 +117,7 @@ class TagStep:
         from videomem.qa.tags import settings_json, tags_text
 
         tagger = self.tagger(rec, task)
-        memory = self.store(task.store).load_memory(
+        memory = self.store(task).load_memory(
             rec.video_id, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
         )
         settings = settings_json(tagger)
@@ -167,6 +168,8 @@ class TagJob:
     executor: ExecutorName = "auto"
     workers: int = 1
     ray_address: str | None = None
+    #: LanceDB storage options of an object-store URI (``--storage-option``)
+    storage_options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -216,9 +219,15 @@ def run_tag(job: TagJob, progress: ProgressFn | None = None) -> TagSummary:
 
     t0 = time.perf_counter()
     vocabulary = tuple(read_vocabulary(job.vocabulary)) if job.vocabulary else None
-    task = TagTask(store=job.store, k=job.k, vocabulary=vocabulary, device=job.device)
+    task = TagTask(
+        store=job.store,
+        k=job.k,
+        vocabulary=vocabulary,
+        device=job.device,
+        storage_options=job.storage_options,
+    )
     summary = TagSummary()
-    with Store(job.store, writer=True) as store:
+    with Store(job.store, writer=True, storage_options=job.storage_options) as store:
         records = _records(store, job, summary)
         if not job.force:
             settings = possible_settings(job.k, vocabulary)

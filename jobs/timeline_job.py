@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import logging
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from videomem.jobs.executor import ProgressFn, make_executor, run_to_end
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 class TimelineTask:
     store: str
     settings: GenerationSettings
+    storage_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,12 @@ class TimelineStep:
     def info(self) -> dict[str, Any]:
         return {"llm": self.spec.llm, "dtype": self.llm.dtype}
 
-    def _captions(self, store: str, video_id: str) -> list[dict[str, Any]]:
+    def _captions(self, task: TimelineTask, video_id: str) -> list[dict[str, Any]]:
         from videomem.memory.store import Store
 
-        if store not in self._stores:
-            self._stores[store] = Store(store)
-        rows: list[dict[str, Any]] = self._stores[store].captions(video_id)
+        if task.store not in self._stores:
+            self._stores[task.store] = Store(task.store, storage_options=task.storage_options)
+        rows: list[dict[str, Any]] = self._stores[task.store].captions(video_id)
         return rows
 
     def run(self, item: QAItem, task: TimelineTask, progress: ProgressFn | None) -> list[Any]:
@@ -95,9 +96,7 @@ class TimelineStep:
         rec = item.record
         # the timeline of the memory this record names, written by any model but this
         # one's own global captions (a caption must not feed the next caption)
-        captions = [
-            c for c in self._captions(task.store, rec.video_id) if c["model"] != self.spec.llm
-        ]
+        captions = [c for c in self._captions(task, rec.video_id) if c["model"] != self.spec.llm]
         if item.caption:
             a = self.answerer.caption(captions, task.settings)
             if a.status == "failed":
@@ -163,7 +162,7 @@ def run_timeline_qa(job: QAJob, llm: str, progress: ProgressFn | None = None) ->
     return answer_questions(
         job,
         lambda: _executor(llm, job.device, job.dtype, job),
-        TimelineTask(job.store, job.settings),
+        TimelineTask(job.store, job.settings, job.storage_options),
         progress,
     )
 
@@ -175,7 +174,7 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
 
     summary = CaptionSummary()
     settings_json = caption_settings(job.settings)
-    with Store(job.store, writer=True) as store:
+    with Store(job.store, writer=True, storage_options=job.storage_options) as store:
         items = []
         for rec in indexed_records(store, job.videos, summary):
             summary.videos += 1
@@ -194,7 +193,7 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
                 items,
                 # a failed video: one failed row
                 lambda rows: add_captions(store, summary, rows),
-                TimelineTask(job.store, job.settings),
+                TimelineTask(job.store, job.settings, job.storage_options),
             )
             if summary.captions:
                 from videomem.jobs.search_refresh import refresh_after_write
@@ -212,13 +211,14 @@ def ask_timeline(
     settings: GenerationSettings,
     device: str | None = None,
     dtype: str | None = None,
+    storage_options: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """``videomem ask VIDEO QUESTION --llm MODEL``: (the answer row, the Answer)."""
     from videomem.memory.store import Store
     from videomem.qa import Question
     from videomem.qa.textllm import TextLLM, TimelineAnswerer
 
-    with Store(store) as st:
+    with Store(store, storage_options=storage_options) as st:
         vid = resolve_video(st, video)
         rec = st.latest(vid)
         if rec.status != "indexed":
