@@ -43,6 +43,19 @@ def s3_store(s3, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
     return uri, flags, ids, videos
 
 
+def qa_and_ask(vid: str, question_id: str, args: list[str], tmp_path: Path) -> None:
+    """One question through ``qa`` (a job: its worker opens the store too) and one
+    through ``ask``, each answered."""
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(json.dumps({"video": vid, "question": "what ?", "question_id": question_id}))
+    r = invoke("qa", str(qfile), *args, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["answered"] == 1
+    r = invoke("ask", vid, "what is shown ?", *args, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["status"] == "answered"
+
+
 def test_without_the_flags_the_store_is_not_reachable(s3_store) -> None:  # type: ignore[no-untyped-def]
     uri, _, ids, _ = s3_store
     r = invoke("ask", ids["vlm.mp4"], "what is shown ?", "--store", uri, "--device", "cpu")
@@ -53,16 +66,7 @@ def test_qa_ask_caption_and_eval_on_an_object_store(s3, s3_store, tmp_path: Path
     uri, flags, ids, _ = s3_store
     vid = ids["vlm.mp4"]
     common = ["--store", uri, *flags, "--device", "cpu", "--max-new-tokens", "3"]
-    qfile = tmp_path / "q.jsonl"
-    qfile.write_text(json.dumps({"video": vid, "question": "what ?", "question_id": "q1"}))
-    r = invoke("qa", str(qfile), *common, "--json")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["answered"] == 1
-
-    r = invoke("ask", vid, "what is shown ?", *common, "--json")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["status"] == "answered"
-
+    qa_and_ask(vid, "q1", common, tmp_path)
     r = invoke("caption", vid, *common)
     assert r.exit_code == 0, r.output
 
@@ -73,9 +77,9 @@ def test_qa_ask_caption_and_eval_on_an_object_store(s3, s3_store, tmp_path: Path
     assert r.exit_code == 0, r.output
 
     with Store(uri, storage_options=s3.options()) as st:
-        answers = st.read_qa_rows("answers")
+        answers = [a for a in st.read_qa_rows("answers") if a["video_id"] == vid]
         captions = st.captions(vid)
-    assert {a["question_id"] for a in answers} >= {"q1"}
+    assert "q1" in {a["question_id"] for a in answers}
     assert len(answers) == 2  # qa's question, then eval's (ask writes nothing)
     assert {c["kind"] for c in captions} >= {"global"}
 
@@ -100,11 +104,4 @@ def test_tag_search_and_timeline_qa_on_an_object_store(
     # the text timeline (the tags above) read by a text LLM, in the job and in ask
     common = ["--store", uri, *flags, "--llm", "smollm2", "--device", "cpu",
               "--max-new-tokens", "3"]  # fmt: skip
-    qfile = tmp_path / "q.jsonl"
-    qfile.write_text(json.dumps({"video": vid, "question": "what ?", "question_id": "t1"}))
-    r = invoke("qa", str(qfile), *common, "--json")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["answered"] == 1
-    r = invoke("ask", vid, "what is shown ?", *common, "--json")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["status"] == "answered"
+    qa_and_ask(vid, "t1", common, tmp_path)
