@@ -423,6 +423,12 @@ def write_rows_file(rows: list[dict[str, Any]], out: str, schema: Any) -> Path:
 def run_qa(job: QAJob) -> QASummary:
     """Run a bulk QA job (see the module docstring). Raises VideomemError for job-level
     problems (unreadable question file, store locked, bad settings)."""
+    return answer_questions(job, lambda: vlm_executor(job, job.reuse_prefix))
+
+
+def vlm_executor(job: QAJob | CaptionJob, reuse_prefix: bool = True) -> Executor:
+    """The executor of a QA or caption job: workers that answer with the memory's VLM
+    (or ``job.model``), opening the job's store with its storage options."""
     spec = QAStepSpec(
         store=job.store,
         settings=job.settings,
@@ -430,14 +436,11 @@ def run_qa(job: QAJob) -> QASummary:
         model=job.model,
         device=job.device,
         dtype=job.dtype,
-        reuse_prefix=job.reuse_prefix,
+        reuse_prefix=reuse_prefix,
         batch_size=job.batch_size,
     )
-    return answer_questions(
-        job,
-        lambda: make_executor(
-            spec, job.executor, job.workers, job.ray_address, wants_gpu=job.device != "cpu"
-        ),
+    return make_executor(
+        spec, job.executor, job.workers, job.ray_address, wants_gpu=job.device != "cpu"
     )
 
 
@@ -542,23 +545,7 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
                 continue
             items.append(item)
         if items:
-            spec = QAStepSpec(
-                store=job.store,
-                settings=job.settings,
-                storage_options=job.storage_options,
-                model=job.model,
-                device=job.device,
-                dtype=job.dtype,
-                batch_size=job.batch_size,
-            )
-            ex = make_executor(
-                spec,
-                job.executor,
-                job.workers,
-                job.ray_address,
-                wants_gpu=job.device != "cpu",
-            )
-            run_to_end(ex, items, lambda rows: add_captions(store, summary, rows))
+            run_to_end(vlm_executor(job), items, lambda rows: add_captions(store, summary, rows))
             if summary.captions:
                 from videomem.jobs.search_refresh import refresh_after_write
 
