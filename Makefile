@@ -1,6 +1,8 @@
 # Set-up and entry points for a fresh machine. Everything goes into .venv.
 #   make demo   install everything, then run the main job on the sample videos
-#   make test   install everything, then run the test suite
+#   make test   install everything, then run the whole test suite (what CI runs)
+#   make test-fast  the fast tier for the loop of work: no slow, cluster, s3 or browser tests
+#   make lint   ruff check, ruff format --check and mypy on the five code folders
 #
 # CPU-only machines get the CPU build of torch (no multi-GB CUDA download). On a
 # machine with an NVIDIA driver, torch is left to pip (CUDA build) unless
@@ -20,7 +22,7 @@ SMOLLM2_VERSION ?= 0.1.2
 MOBILENET ?= ../shared/models/mobilenet_v2_imagenet
 VM := $(VENV)/bin/videomem
 
-.PHONY: install system-deps demo test lint clean
+.PHONY: install system-deps demo test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +65,12 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The markers are declared in pyproject.toml; the whole suite (`make test`) runs them all.
+FAST_MARKERS ?= not slow and not cluster and not s3 and not browser
+
+test-fast: install
+	$(PY) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
 
 TinyBuilder = Callable[[Path], Path]
 TINY_BUILDERS: dict[str, TinyBuilder] = {}
@@ -70,7 +73,8 @@ def tiny_checkpoint(family: str = "llava", cache_dir: str | Path | None = None) 
 
     if family not in TINY_BUILDERS:
         raise ValueError(f"no tiny builder for {family!r}; have {sorted(TINY_BUILDERS)}")
-    root = Path(cache_dir or os.environ.get("VIDEOMEM_CACHE", Path.home() / ".cache" / "videomem"))
+    default: str | Path = os.environ.get("VIDEOMEM_CACHE", Path.home() / ".cache" / "videomem")
+    root = Path(cache_dir or default)
     out = root / "tiny" / f"{family}-{tiny_cache_key(family)}" / family
     if not (out / "config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +167,8 @@ def build_tiny_clip(out: Path) -> Path:
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     vocab, merges = _byte_bpe(["<|startoftext|>", "<|endoftext|>"], end_of_word="</w>")
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)
+    # merges as (a, b) pairs, which the tokenizer takes; its annotation names only strings
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)  # type: ignore[arg-type]
     config = CLIPConfig(
         vision_config=_TINY_VISION,
         text_config=_tiny_text_tower(
@@ -181,7 +186,7 @@ def build_tiny_clip(out: Path) -> Path:
     return out
 
 
-def _tiny_unigram_tokenizer(max_length: int) -> object:
+def _tiny_unigram_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
     """A SentencePiece-style (Unigram, "▁" word marker, "</s>" appended) fast tokenizer.
 
     Real SigLIP checkpoints ship a SentencePiece ``spiece.model`` that needs the
@@ -260,7 +265,7 @@ def build_tiny_blip2(out: Path) -> Path:
     vocab, merges = _byte_bpe(["<pad>", "</s>", "<unk>"])
     tokenizer = GPT2Tokenizer(
         vocab=vocab,
-        merges=merges,
+        merges=merges,  # type: ignore[arg-type]  # (a, b) pairs, as for CLIP above
         bos_token="</s>",
         eos_token="</s>",
         unk_token="<unk>",
@@ -270,6 +275,7 @@ def build_tiny_blip2(out: Path) -> Path:
     images = BlipImageProcessorPil(size={"height": 32, "width": 32})
     processor = Blip2Processor(image_processor=images, tokenizer=tokenizer, num_query_tokens=8)
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    assert isinstance(image_token_id, int)  # one token in, one id out
     text = OPTConfig(
         vocab_size=len(tokenizer),
         hidden_size=40,
@@ -427,7 +433,7 @@ def _lively_lm(model: Any) -> Any:
     return model
 
 
-def _tiny_llama(vocab_size: int, hidden: int = 32) -> object:
+def _tiny_llama(vocab_size: int, hidden: int = 32) -> LlamaConfig:
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -462,7 +468,7 @@ def _build_llava(out: Path) -> Path:
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**_tiny_vit(image_size, patch)),
         text_config=_tiny_llama(len(tok)),
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
     )
@@ -642,8 +648,10 @@ def build_tiny_mobilenet_v2(out: Path) -> Path:
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                mean, var = m.running_mean, m.running_var
+                assert mean is not None and var is not None  # MobileNetV2 tracks running stats
+                mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+                var.copy_(0.5 + torch.rand(m.num_features, generator=g))
     model.save_pretrained(out)
     MobileNetV2ImageProcessorPil(
         size={"shortest_edge": 146}, crop_size={"height": 128, "width": 128}

@@ -314,7 +314,8 @@ class RayExecutor:
         if not self._actors:
             raise RuntimeError("RayExecutor.start() first")
         ctx_ref = ray.put(context)
-        counter = None
+        # Any: Ray's ActorHandle[T] types an actor's methods as plain methods, without .remote
+        counter: Any = None
         if progress is not None:
             counter = ray.remote(_ProgressActor).options(num_cpus=0).remote()  # type: ignore[attr-defined]
         todo = iter(items)

@@ -21,13 +21,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from videomem.pipeline.errors import VideomemError
 from videomem.qa.answer import Answer, Question
 from videomem.qa.model import GenerationSettings, QAError, generation_kwargs
 from videomem.qa.timeline import SYSTEM, Line, build_prompt, lines_from_captions
+
+if TYPE_CHECKING:
+    from transformers import BatchEncoding
 
 #: tokens kept free for the answer beyond max_new_tokens (template end tokens)
 SLACK = 8
@@ -110,8 +113,13 @@ class TextLLM:
             self.pad = self.eos[0] if isinstance(self.eos, list) else self.eos
 
     def _ids(self, messages: list[dict[str, str]]) -> torch.Tensor:
-        out = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        # return_dict=True gives a BatchEncoding; transformers annotates the return as
+        # the union of every shape apply_chat_template can give
+        out = cast(
+            "BatchEncoding",
+            self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            ),
         )
         return out["input_ids"]
 
@@ -130,7 +138,7 @@ class TextLLM:
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         new = out[0, ids.shape[1] :]
-        text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        text = str(self.tokenizer.decode(new, skip_special_tokens=True)).strip()
         return Reply(text, int(ids.shape[1]), new.tolist(), time.perf_counter() - t0)
 
 

@@ -35,6 +35,12 @@ def mobilenet_dir() -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
+    # A test that asks for the S3 server (directly or through another fixture) is an
+    # object-store test: marked here from its fixtures, so no test can forget the mark.
+    # Fixtures that ask for it at run time (request.getfixturevalue) mark their param.
+    for item in items:
+        if "s3" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.s3)
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs CUDA")

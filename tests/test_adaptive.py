@@ -152,6 +152,7 @@ def _recall(cfg: MemoryConfig, x, ts, bounds) -> tuple[int, float, float]:
     return len(m), scene_recall(m.start_s, m.end_s, bounds), slot_purity(m.start_s, m.end_s, bounds)
 
 
+@pytest.mark.slow  # a long synthetic video per budget and threshold, ~15 s each
 @pytest.mark.parametrize("budget", [12, 32, 256])
 def test_adaptive_keeps_every_scene_when_the_budget_holds_them(budget: int) -> None:
     x, ts, bounds = synthetic_scenes(UNEVEN, n=32, d=64, noise=0.7, seed=budget)

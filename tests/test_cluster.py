@@ -23,7 +23,8 @@ from tests.ray_cluster import LocalRayCluster
 from tests.test_store import whole_videos
 from tests.videos import make_pattern
 
-pytestmark = pytest.mark.slow  # a head node start (~15 s) and model loads in actors
+# a real head node (`ray start --head`, ~15 s) and model loads in actors
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -144,6 +144,7 @@ def test_summary_counts_unparsable_apart() -> None:
     assert "judge_score" in summary_table({"all": s})
 
 
+@pytest.mark.slow  # SmolLM2-135M answering and judging on CPU, ~25 s
 def test_eval_of_the_sample_clips_with_smollm2(
     smollm2: Path, tagged_store: Path, tmp_path: Path
 ) -> None:

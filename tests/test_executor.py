@@ -136,6 +136,7 @@ def test_no_worker_can_start_is_a_clear_job_error(ray_local) -> None:
         ex.start()
 
 
+@pytest.mark.slow  # a real index job on Ray actors that each load a model, ~12 s
 def test_killed_worker_of_a_real_index_job(ray_local, tmp_path: Path) -> None:
     from videomem.encoders.tiny import tiny_checkpoint
     from videomem.jobs.index import IndexJob, IndexStepSpec, run_index

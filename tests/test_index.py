@@ -44,6 +44,7 @@ from tests.videos import (
     make_truncated_faststart,
     run_ffmpeg,
 )
+from tests.waiting import holds_for, wait_until
 
 SMALL_MEMORY = MemoryConfig(short_term_len=6, merge_to=2, long_term_len=8, keep_recent=3)
 
@@ -106,7 +107,7 @@ class StoreAt:
         return ["--store", self.uri, *opts, "--lease-ttl", str(self.lease.ttl_s)]
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> StoreAt:
     if request.param == "local":
         return StoreAt(str(tmp_path / "store"), {})
@@ -190,9 +191,10 @@ def test_prefetcher_is_bounded_and_propagates_errors() -> None:
     with BatchPrefetcher(gen, maxsize=2) as pf:
         it = iter(pf)
         assert next(it) == 0
-        time.sleep(0.3)  # let the producer run ahead as far as it can
-        # one handed out + two queued + one blocked in put(), never more
-        assert len(produced) <= 4
+        # the producer runs ahead as far as it may: one handed out + two queued + one
+        # blocked in put(), never more
+        wait_until(lambda: len(produced) >= 4, "the producer to run ahead of the consumer")
+        holds_for(lambda: len(produced) == 4, "at most 4 items produced")
         assert list(it) == list(range(1, 50))
 
     def failing():

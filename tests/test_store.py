@@ -99,7 +99,7 @@ class Backend:
         return Store(self.uri(name), writer=writer, storage_options=self.options, **kw)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "local":
         return Backend(str(tmp_path), {})

@@ -172,6 +172,7 @@ def test_answerer_rows_and_bad_rows() -> None:
 # --------------------------------------------------------------------------- SmolLM2
 
 
+@pytest.mark.slow  # loads SmolLM2-135M twice (ours and from the GGUF), ~20 s
 def test_converted_smollm2_is_the_gguf_model(smollm2: Path) -> None:
     """The cached checkpoint is safetensors with the chat template, and computes the
     same logits as the GGUF that transformers de-quantises."""
@@ -193,6 +194,7 @@ def test_converted_smollm2_is_the_gguf_model(smollm2: Path) -> None:
         torch.testing.assert_close(ours(ids).logits, ref(ids).logits, rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow  # SmolLM2-135M generating on CPU, ~80 s
 def test_smollm2_answers_from_the_real_timeline(smollm2: Path, tagged_store: Path) -> None:
     """SmolLM2 from the converted checkpoint answers from the real tags; the answer is
     the model's own greedy continuation of the prompt (checked with plain transformers)."""
@@ -228,6 +230,7 @@ def test_smollm2_answers_from_the_real_timeline(smollm2: Path, tagged_store: Pat
     assert a.answer == tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
+@pytest.mark.slow  # three CLI runs that each load and run SmolLM2-135M, ~40 s
 def test_cli_ask_qa_caption_with_llm(smollm2: Path, tagged_store: Path, tmp_path: Path) -> None:
     """`videomem ask/qa/caption --llm smollm2`: answers rows in the answers table,
     resumable, bad rows failed; a global caption written from the timeline."""
