@@ -240,6 +240,7 @@ class MemoryBuilder:
                 d,
                 emb_dim=self._emb_dim,
                 threshold=cfg.threshold,
+                max_span_s=cfg.max_span_s,
                 metric=cfg.metric,
                 weighting=cfg.weighting,
                 device=dev,
