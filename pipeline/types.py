@@ -225,16 +225,18 @@ class MemoryConfig(_Config):
     method: MemoryMethod = "adaptive"
     # adaptive only: merge adjacent slots at least this similar even under budget
     # (near-duplicates carry nothing new); in the metric's units, None = merge only
-    # past the budget. 0.85 (cosine): on bench/memory.py's real clips (MobileNetV2)
-    # every clip keeps clean slots, the slot count follows content not sampling rate
-    # (9, 9, 11 slots at 1, 2, 4 fps; 0.9 gives 13, 17, 20). It must stay above the
-    # similarity of whole scenes' means (merged slots), 0.70 there: at 0.7 a 4 fps
-    # video collapses into one slot. Encoders with other feature statistics may need
-    # their own value (bench/memory.py prints the table to choose it).
+    # past the budget. 0.85 with token_min (the default metric): on real MobileNetV2
+    # features of a fixed camera, sensor noise keeps static frames at 0.95-0.99 and a
+    # figure crossing a twentieth of the picture drops them to 0.2-0.74; 0.8 and 0.9
+    # keep the same events on the synthetic and real static clips (bench/memory.py).
+    # (With the old whole-frame cosine, 0.85 was chosen the same way; such a frame
+    # stayed at 0.90-0.99 with the figure in it, so the event was merged away.)
     threshold: float | None = 0.85
     # adaptive only: under budget, a merge never makes a slot span more than this many
     # seconds (first to last frame), so static footage keeps a slot every
     # max_span_s for "when" questions instead of one averaged moment; None = no limit.
+    # 20 s: 3 slots a minute of static footage (~0.4 MB/min with MobileNetV2 tokens),
+    # 256 slots then hold 85 min of it before the budget merges further (10 s: 43 min).
     max_span_s: float | None = 20.0
     # Short-term FIFO capacity in frames (MovieChat default 18; moviechat only).
     short_term_len: int = 18
@@ -246,7 +248,9 @@ class MemoryConfig(_Config):
     # further per model (memory.consolidate_memory); adaptive usually stores fewer.
     long_term_len: int = 256
     # Similarity of adjacent frames: cosine of mean-pooled tokens (paper), dot of
-    # mean-pooled tokens (reference code), or mean per-position cosine.
+    # mean-pooled tokens (reference code), mean per-position cosine, or (default) the
+    # lowest per-position similarity, which sees a change in a few positions that any
+    # whole-frame average hides (memory/merge.py). The presets pin their own.
     metric: Metric = "token_min"
     # "size": average weighted by frames already merged (old content does not decay);
     # "plain": (a + b) / 2 as in MovieChat's reference code.

@@ -74,3 +74,17 @@ def test_events_on_a_static_camera_keep_slots_of_their_own(budget: int) -> None:
         before = _build(old, x, ts)
         assert len(before) == 1  # the defect: one averaged moment
         assert not any(event_kept(before.start_s, before.end_s, a, a + n) for a, n, _ in EVENTS)
+
+
+def test_reconsolidation_to_k_keeps_the_events() -> None:
+    """QA-time re-consolidation merges by the memory's own criterion (token_min for the
+    default): down to one slot per event and per static stretch between them (13),
+    every event still has a slot of its own."""
+    from videomem.memory import consolidate_memory
+
+    x, ts = static_scene(600, EVENTS, seed=0)
+    mem = _build(MemoryConfig(), x, ts)
+    assert len(mem) > 2 * len(EVENTS) + 1
+    small = consolidate_memory(mem, 2 * len(EVENTS) + 1)
+    assert len(small) == 2 * len(EVENTS) + 1 and int(small.sizes.sum()) == 600
+    assert all(event_kept(small.start_s, small.end_s, a, a + n) for a, n, _ in EVENTS)
