@@ -20,6 +20,10 @@ Prints, all measured in this run on this machine:
    with int8 tokens (per-token and per-slot scales) against float16.
    ``*`` marks rows on the Pareto front (no other row has fewer or equal slots and
    at least the same recall and purity, one of them strictly better).
+   (c) the issue's static camera (synthetic): slots and whether short events in a few
+       positions keep a slot of their own, default before/after and ``moviechat``;
+   (d) slots and stored KB per minute, before/after, of a fixed-camera clip made
+       with ffmpeg (a figure crosses it for 6 s) and of each sample clip.
 2. Consolidation time per frame as a % of one encoder forward per frame (the real
    MobileNetV2 on this CPU, [49, 1280] tokens). Target < 2%.
 3. Peak-RSS growth per frame between 1K and 10K frames of [32, 768] tokens, each
@@ -43,7 +47,14 @@ from pathlib import Path
 import torch
 from videomem.memory import schema
 from videomem.memory.builder import MemoryBuilder
-from videomem.memory.quality import scene_recall, slot_purity, synthetic_scenes, uniform_spans
+from videomem.memory.quality import (
+    event_kept,
+    scene_recall,
+    slot_purity,
+    static_scene,
+    synthetic_scenes,
+    uniform_spans,
+)
 from videomem.memory.schema import memory_rows
 from videomem.pipeline.types import FrameTokens, MemoryConfig, VideoMemory
 
@@ -61,6 +72,7 @@ def preset(name: str, **kw: object) -> MemoryConfig:
 #: configs of sections 2 and 3 (worst case for adaptive: threshold None, always at budget)
 CONFIGS: dict[str, MemoryConfig] = {
     "adaptive (default)": MemoryConfig(),
+    "adaptive before (cos)": MemoryConfig(metric="cosine", max_span_s=None),
     "adaptive thr=None": MemoryConfig(threshold=None),
     "moviechat": MemoryConfig.preset("moviechat"),
     "moviechat_reference": MemoryConfig.preset("moviechat_reference"),
@@ -248,6 +260,93 @@ def real_section(fps: float) -> float | None:
     return enc
 
 
+# --------------------------------------------------------------------------- static camera
+
+#: the adaptive default before the per-position criterion and the span limit
+BEFORE = MemoryConfig(metric="cosine", max_span_s=None)
+#: the issue's static scene: a 10-frame event in 5 of 49 positions, a 3-frame one in 4
+ISSUE_EVENTS = [(200, 10, 5), (400, 3, 4)]
+
+
+def static_table() -> None:
+    """The issue's table: 10 minutes of a fixed camera (49 tokens x 64, noise 0.15)."""
+    x, ts = static_scene(600, ISSUE_EVENTS)
+    print("\n1c. static camera, synthetic: 600 frames at 1 fps, events of 10 frames (5 of 49")
+    print("    positions) and 3 frames (4 positions); kept = a slot holding only event frames")
+    print(f"   {'memory':<34}{'L':>5}{'slots':>7}{'10-frame kept':>15}{'3-frame kept':>14}")
+    configs = {
+        "adaptive before (cosine, no span)": BEFORE,
+        "adaptive (default)": MemoryConfig(),
+        "moviechat preset": MemoryConfig.preset("moviechat"),
+    }
+    for name, cfg in configs.items():
+        for budget in (256, 64, 32):
+            m = build(dataclasses.replace(cfg, long_term_len=budget), x, ts, None)
+            kept = [
+                "yes" if event_kept(m.start_s, m.end_s, a, a + n) else "no"
+                for a, n, _ in ISSUE_EVENTS
+            ]
+            print(f"   {name:<34}{budget:>5}{len(m):>7}{kept[0]:>15}{kept[1]:>14}")
+
+
+def static_clip(out: Path, still_from: Path, duration: float = 80.0) -> Path:
+    """An ffmpeg fixed camera: one frame of ``still_from`` held ``duration`` s with sensor
+    noise, a 40x90 px figure crossing it during [30, 36) s (as tests/videos.py's
+    make_static_camera, which the bench cannot import)."""
+    import subprocess as sp
+
+    from videomem.pipeline.ffmpeg import find_ffmpeg
+
+    graph = (
+        "[0:v]trim=end_frame=1,loop=loop=-1:size=1,setpts=N/(10*TB),scale=320:240,setsar=1,"
+        "noise=alls=4:allf=t[bg];color=c=0xC03020:s=40x90:r=10[fig];"
+        "[bg][fig]overlay=x='46.667*(t-30)':y=100:enable='gte(t,30)*lt(t,36)'[v]"
+    )
+    sp.run(
+        [find_ffmpeg(), "-v", "error", "-y", "-ss", "3", "-i", str(still_from),
+         "-filter_complex", graph, "-map", "[v]", "-t", str(duration), "-r", "10",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def footage_table(fps: float) -> None:
+    """Slots and stored KB per minute, before and after, per clip (real MobileNetV2)."""
+    import tempfile
+
+    from videomem.encoders import load_encoder
+    from videomem.pipeline.decode import decode
+    from videomem.pipeline.types import DecodeConfig
+
+    enc = load_encoder(SHARED / "models" / "mobilenet_v2_imagenet", device="cpu")
+    cfg = DecodeConfig(fps=fps, size=enc.input_size)
+    print(f"\n1d. slots and stored KB per minute of footage at {fps:g} fps, real MobileNetV2")
+    print(f"   {'clip':<26}{'memory':<22}{'slots':>6}{'slots/min':>11}{'KB/min':>9}{'event':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = {
+            "static camera (80 s)": static_clip(
+                Path(tmp) / "static.mp4", SHARED / "testdata" / CLIPS[0]
+            ),
+            **{c: SHARED / "testdata" / c for c in CLIPS},
+        }
+        for name, path in clips.items():
+            parts = [enc.encode(b.frames, b.timestamps) for b in decode(path, cfg)]
+            x = torch.cat([p.tokens for p in parts])
+            ts = torch.cat([p.timestamps for p in parts])
+            emb = torch.cat([p.embedding for p in parts if p.embedding is not None])
+            minutes = x.shape[0] / fps / 60
+            for label, mc in (("before (cosine)", BEFORE), ("default (token_min)", MemoryConfig())):
+                m = build(mc, x, ts, emb)
+                kb = stored_bytes(len(m), 0, 49, 1280, 1280) / 1024 / minutes
+                ev = ""
+                if name.startswith("static"):
+                    ev = "yes" if event_kept(m.start_s, m.end_s, 30.0, 36.0) else "no"
+                print(
+                    f"   {name:<26}{label:<22}{len(m):>6}{len(m) / minutes:>11.1f}{kb:>9.0f}{ev:>7}"
+                )
+
+
 # --------------------------------------------------------------------------- cost
 
 
@@ -343,11 +442,18 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     d = MemoryConfig()
-    print(f"default: method={d.method} threshold={d.threshold} long_term_len={d.long_term_len}")
+    print(
+        f"default: method={d.method} metric={d.metric} threshold={d.threshold} "
+        f"max_span_s={d.max_span_s} long_term_len={d.long_term_len}"
+    )
     print(f"         keep_recent={d.keep_recent}")
 
     synthetic_section(1 if args.quick else 3)
+    static_table()
     have_real = all([real_section(fps) for fps in args.fps])
+    if have_real:
+        for fps in args.fps:
+            footage_table(fps)
 
     frames = 2_000 if args.quick else 5_000
     print(f"\n2. consolidation time per frame over {frames} frames of [49, 1280] tokens (cuts")

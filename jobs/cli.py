@@ -157,7 +157,14 @@ def index(
     long_term_len: int | None = typer.Option(None, help="Override: long-term memory slots."),
     short_term_len: int | None = typer.Option(None, help="Override: short-term buffer frames."),
     threshold: float | None = typer.Option(
-        None, help="Override (adaptive only): merge adjacent slots at least this similar."
+        None,
+        help="Override (adaptive only): merge adjacent slots at least this similar "
+        "(default 0.85, lowest per-position similarity).",
+    ),
+    max_span: float | None = typer.Option(
+        None,
+        help="Override (adaptive only): under budget a slot spans at most this many "
+        "seconds (default 20); 0 = no limit.",
     ),
     token_dtype: str = typer.Option(
         "float16", help="How tokens are stored: float16 (exact) or int8 (half the bytes)."
@@ -219,14 +226,15 @@ def index(
             decode_cfg = DecodeConfig(fps=1.0 if fps is None else fps, **window)
         options = _parse_options(encoder_option)
         memory_cfg = MemoryConfig.preset(memory_preset)
-        if threshold is not None and memory_cfg.method != "adaptive":
-            raise ConfigError(
-                f"--threshold applies to the adaptive method only "
-                f"(preset {memory_preset!r} is {memory_cfg.method!r})"
-            )
+        for flag, value in (("--threshold", threshold), ("--max-span", max_span)):
+            if value is not None and memory_cfg.method != "adaptive":
+                raise ConfigError(
+                    f"{flag} applies to the adaptive method only "
+                    f"(preset {memory_preset!r} is {memory_cfg.method!r})"
+                )
         if token_scale is not None and token_dtype != "int8":
             raise ConfigError("--token-scale applies to --token-dtype int8 only")
-        overrides = {
+        overrides: dict[str, Any] = {
             k: v
             for k, v in (
                 ("long_term_len", long_term_len),
@@ -237,6 +245,8 @@ def index(
             )
             if v is not None
         }
+        if max_span is not None:  # 0 turns the limit off (None is "not given" here)
+            overrides["max_span_s"] = None if max_span == 0 else max_span
         memory_cfg = dataclasses.replace(memory_cfg, **overrides)  # validates them
         if executor not in ("auto", "local", "ray"):
             raise ConfigError(f"unknown executor {executor!r}; choose auto, local or ray")

@@ -6,12 +6,13 @@ window edges. Here every frame enters long-term memory as a slot of its own, and
 most similar pair of temporally adjacent slots is merged (size-weighted, as in
 ``memory.merge``) while
 
+* the memory holds more than ``budget`` slots (any pair may merge), or
 * its similarity is at least ``threshold`` (the two slots are redundant: near-duplicate
-  frames carry nothing new), or
-* the memory holds more than ``budget`` slots.
+  frames carry nothing new) and the merged slot's frames would lie within
+  ``max_span_s`` seconds (first to last); the most similar such pair is merged.
 
 After each frame the memory is the fixed point of that loop, so the number of slots
-follows how much the content changes, not the duration, and never exceeds the budget.
+follows how much the content changes, and never exceeds the budget.
 
 Shapes: ``C = budget + 1`` physical rows, ``N`` tokens per frame, ``D`` token width,
 ``E`` embedding width.
@@ -32,8 +33,18 @@ Design decisions:
   only see mean-pooled frames), computed from the row's tokens exactly as
   ``pair_similarity`` does, so a neighbour's similarity costs O(D), not O(N·D), and
   gives the same bits as the naive loop. A merge is done in place.
-* **Threshold in the metric's units** (``cosine``/``token_cosine`` in [-1, 1]; ``dot``
-  unbounded); ``None`` merges only past the budget.
+* **Threshold in the metric's units** (``cosine``/``token_cosine``/``token_min`` in
+  [-1, 1]; ``dot`` unbounded); ``None`` merges only past the budget. The default
+  metric, ``token_min`` (``memory.merge``), is the lowest per-position similarity: a
+  whole-frame similarity averaged a person crossing a fixed camera's view (a tenth
+  of the positions) into "unchanged", and 10 minutes of such footage became one slot.
+* **Span limit under budget** (``max_span_s``): near-duplicates are merged, but a
+  static shot still gets a slot every ``max_span_s`` seconds, so "when" questions
+  and the timeline have something to point at and the unused budget is spent on
+  time resolution. Over budget the limit does not apply: the budget always wins,
+  and the most similar pairs (long static stretches) are merged first. The spans
+  are kept as a second similarity vector (``esims``: ``sims`` or -inf where the
+  union would be too long), updated with ``sims``, so it costs one more ``max``.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from dataclasses import dataclass
 import torch
 from videomem.memory.merge import (
     _NO_PAIR,
+    TOKEN_METRICS,
     _check_metric,
     _check_weighting,
     pair_similarity,
@@ -63,7 +75,10 @@ class AdaptiveChain:
     emb    [C, E] float32     slot embeddings, or None
     pool   [C, 1, D] float32  mean-pooled ``x`` (cosine/dot metrics), or None
     sims   [C] float32        similarity of a slot with the next one; -inf: none/free
-    sizes, starts, first      per row: frames merged, start time, first frame's index
+    esims  [C] float32        ``sims`` where the pair's union fits ``max_span_s``, else
+                              -inf; None when there is no span limit
+    sizes, starts, last, first  per row: frames merged, start time, last frame's
+                              time, first frame's index
     nxt, prv                  per row: next/previous slot's row, ``-1`` at the ends
     free                      rows not holding a slot
     """
@@ -72,14 +87,17 @@ class AdaptiveChain:
     emb: torch.Tensor | None
     pool: torch.Tensor | None
     sims: torch.Tensor
+    esims: torch.Tensor | None
     sizes: list[int]
     starts: list[float]
+    last: list[float]
     first: list[int]
     nxt: list[int]
     prv: list[int]
     free: list[int]
     budget: int
     threshold: float | None
+    max_span_s: float | None
     metric: Metric
     weighting: Weighting
     head: int = _END
@@ -96,6 +114,7 @@ class AdaptiveChain:
         *,
         emb_dim: int | None = None,
         threshold: float | None = None,
+        max_span_s: float | None = None,
         metric: Metric = "cosine",
         weighting: Weighting = "size",
         device: torch.device | str = "cpu",
@@ -105,24 +124,30 @@ class AdaptiveChain:
         _check_weighting(weighting)
         if budget < 1:
             raise ConfigError(f"AdaptiveChain: budget must be >= 1, got {budget}")
+        if max_span_s is not None and not max_span_s > 0:
+            raise ConfigError(f"AdaptiveChain: max_span_s must be > 0, got {max_span_s}")
         c = budget + 1
+        no_pair = torch.full((c,), _NO_PAIR, dtype=torch.float32, device=device)
         return cls(
             x=torch.zeros(c, n, d, dtype=torch.float32, device=device),
             emb=None
             if emb_dim is None
             else torch.zeros(c, emb_dim, dtype=torch.float32, device=device),
             pool=None
-            if metric == "token_cosine"
+            if metric in TOKEN_METRICS
             else torch.zeros(c, 1, d, dtype=torch.float32, device=device),
-            sims=torch.full((c,), _NO_PAIR, dtype=torch.float32, device=device),
+            sims=no_pair,
+            esims=None if max_span_s is None else no_pair.clone(),
             sizes=[0] * c,
             starts=[0.0] * c,
+            last=[0.0] * c,
             first=[0] * c,
             nxt=[_END] * c,
             prv=[_END] * c,
             free=list(range(c - 1, -1, -1)),  # pop() hands out row 0 first
             budget=budget,
             threshold=threshold,
+            max_span_s=max_span_s,
             metric=metric,
             weighting=weighting,
         )
@@ -134,15 +159,15 @@ class AdaptiveChain:
         self._pool(r)
         if self.emb is not None and emb is not None:
             self.emb[r].copy_(emb)
-        self.sizes[r], self.starts[r], self.first[r] = 1, t, self.frames
+        self.sizes[r], self.starts[r], self.last[r], self.first[r] = 1, t, t, self.frames
         self.frames += 1
         self.nxt[r], self.prv[r] = _END, self.tail
-        self.sims[r] = _NO_PAIR
+        self._pair(r, _END)
         if self.tail == _END:
             self.head = r
         else:
             self.nxt[self.tail] = r
-            self.sims[self.tail] = self._sim(self.tail, r)
+            self._pair(self.tail, r)
         self.tail = r
         self.length += 1
         self._settle()
@@ -167,14 +192,33 @@ class AdaptiveChain:
         return pooled_similarity(self.pool[a], self.pool[b], self.metric)[0]
 
     def _settle(self) -> None:
+        threshold = self.threshold
         while self.length > 1:
-            best = self.sims.max()
             over = self.length > self.budget
-            if not over and (self.threshold is None or float(best) < self.threshold):
+            if not over and threshold is None:
                 return
-            ties = torch.nonzero(self.sims == best).flatten().tolist()
+            # Under budget only pairs whose union stays within max_span_s may merge;
+            # over budget every pair may (the budget wins over the span).
+            sims = self.sims if over or self.esims is None else self.esims
+            best = sims.max()
+            if not (over or (threshold is not None and float(best) >= threshold)):
+                return  # (-inf, no pair that may merge, is never >= threshold)
+            ties = torch.nonzero(sims == best).flatten().tolist()
             i = ties[0] if len(ties) == 1 else min(ties, key=self.first.__getitem__)
             self._merge_next(i)
+
+    def _pair(self, i: int, k: int) -> None:
+        """Set the similarity of slot ``i`` with its next slot ``k`` (``_END``: none)."""
+        if k == _END:
+            self.sims[i] = _NO_PAIR
+            if self.esims is not None:
+                self.esims[i] = _NO_PAIR
+            return
+        s = self._sim(i, k)
+        self.sims[i] = s
+        if self.esims is not None and self.max_span_s is not None:
+            fits = self.last[k] - self.starts[i] < self.max_span_s
+            self.esims[i] = s if fits else _NO_PAIR
 
     def _merge_next(self, i: int) -> None:
         """Fold slot ``i``'s next slot into it; recompute only ``i``'s two neighbour pairs."""
@@ -190,18 +234,18 @@ class AdaptiveChain:
         if self.emb is not None:
             self.emb[i].mul_(wa).add_(self.emb[j] * wb)
         self.sizes[i] += self.sizes[j]
-        self.sims[j] = _NO_PAIR
+        self.last[i] = self.last[j]
+        self._pair(j, _END)
         k = self.nxt[j]
         self.nxt[i] = k
         if k == _END:
             self.tail = i
-            self.sims[i] = _NO_PAIR
         else:
             self.prv[k] = i
-            self.sims[i] = self._sim(i, k)
+        self._pair(i, k)
         p = self.prv[i]
         if p != _END:
-            self.sims[p] = self._sim(p, i)
+            self._pair(p, i)
         self.nxt[j] = self.prv[j] = _END
         self.free.append(j)
         self.length -= 1

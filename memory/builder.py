@@ -8,8 +8,9 @@ does not grow with video length (a 3-hour video costs what a 3-minute one does).
 Methods (``MemoryConfig.method``):
 
 * ``"adaptive"`` (default): every frame enters long-term memory as a slot; the most
-  similar adjacent pair is merged while its similarity is at least ``threshold`` or
-  the memory holds more than ``long_term_len`` slots (``memory.adaptive``). No
+  similar adjacent pair is merged while the memory holds more than ``long_term_len``
+  slots, or, under budget, while its similarity is at least ``threshold`` and the
+  merged slot would span at most ``max_span_s`` seconds (``memory.adaptive``). No
   short-term buffer: ``short_term_len``, ``merge_to`` and ``window`` do not apply.
 * ``"moviechat"``: frames enter a short-term buffer of ``short_term_len`` frames (or
   ``window`` frames when set). When it is full, it is merged down to ``merge_to``
@@ -240,6 +241,7 @@ class MemoryBuilder:
                 d,
                 emb_dim=self._emb_dim,
                 threshold=cfg.threshold,
+                max_span_s=cfg.max_span_s,
                 metric=cfg.metric,
                 weighting=cfg.weighting,
                 device=dev,

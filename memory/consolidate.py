@@ -7,6 +7,9 @@ same stored memory and K always give the same slots.
 
 Design decisions:
 
+* **The memory's own criterion** (``memory_config.metric``; ``token_min`` for the
+  adaptive default), so re-consolidation keeps the local events indexing kept. No
+  span limit: reaching K is a budget, and the budget wins over the span.
 * **Always size-weighted**, whatever the memory was built with: a re-consolidated slot
   is then the mean of the frames it covers, and its embedding the mean of theirs.
 * **Computed in float32**, returned in the stored dtype (float16 from the store):

@@ -17,6 +17,16 @@ Design decisions:
     ``mean_ij(a_i · b_j) = mean_i(a_i) · mean_j(b_j)``, so this is the same number
     at 1/N of the cost.
   - ``"token_cosine"``: mean over the N position-aligned token pairs of their cosine.
+  - ``"token_min"`` (the default): the lowest per-position similarity, position n's
+    being ``1 - |a_n - b_n|^2 / (mean_m |a_m|^2 + mean_m |b_m|^2)`` clamped to
+    [-1, 1], i.e. the cosine of the two tokens if every token had its frame's RMS
+    norm. Any whole-frame average (the three above) hides a change in a few
+    positions: a person crossing a fixed camera's view changes a tenth of the
+    feature cells and the frame similarity stays above any useful threshold. The
+    minimum sees it, so that event keeps its own slot. Normalising by the frames'
+    mean norm instead of each token's own keeps near-empty positions (flat wall,
+    sky: tiny activations whose direction is noise) from reading as change.
+    Identical frames (all-zero ones included) have similarity 1.
 
   Cosines use an epsilon on the norms, so all-zero frames have similarity 0, never NaN.
 * **Greedy adjacent merge** (:func:`merge_adjacent`): repeatedly merge the most similar
@@ -48,7 +58,9 @@ import torch.nn.functional as F
 from videomem.pipeline.errors import ConfigError
 from videomem.pipeline.types import Metric, Weighting
 
-METRICS: tuple[str, ...] = ("cosine", "dot", "token_cosine")
+METRICS: tuple[str, ...] = ("cosine", "dot", "token_cosine", "token_min")
+#: metrics that compare tokens position by position, so pooled frames cannot give them
+TOKEN_METRICS: tuple[str, ...] = ("token_cosine", "token_min")
 WEIGHTINGS: tuple[str, ...] = ("size", "plain")
 
 # Norm floor for cosines: zero vectors get similarity 0 instead of NaN.
@@ -83,7 +95,18 @@ def pair_similarity(a: torch.Tensor, b: torch.Tensor, metric: Metric = "cosine")
     _check_metric(metric)
     if metric == "token_cosine":
         return _finite(F.cosine_similarity(a.float(), b.float(), dim=-1, eps=_EPS).mean(dim=-1))
+    if metric == "token_min":
+        return _finite(position_similarity(a, b).amin(dim=-1))
     return pooled_similarity(pooled(a), pooled(b), metric)
+
+
+def position_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-position similarity of ``token_min``: ``[..., N, D] x [..., N, D] -> [..., N]``
+    float32, ``1 - |a_n - b_n|^2 / (mean_m |a_m|^2 + mean_m |b_m|^2)`` in [-1, 1]."""
+    a, b = a.float(), b.float()
+    change = (a - b).square().sum(dim=-1)
+    scale = a.square().sum(dim=-1).mean(dim=-1) + b.square().sum(dim=-1).mean(dim=-1)
+    return (1.0 - change / scale.clamp_min(_EPS)[..., None]).clamp(-1.0, 1.0)
 
 
 def pooled_similarity(pa: torch.Tensor, pb: torch.Tensor, metric: Metric) -> torch.Tensor:

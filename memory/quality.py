@@ -4,6 +4,9 @@ Used by ``tests/test_memory_quality.py`` and ``bench/memory.py``; pure functions
 
 * :func:`synthetic_scenes`: K scenes, each a random prototype ``[N, D]`` plus
   per-frame noise, with given (typically very uneven) lengths, sampled at 1 fps.
+* :func:`static_scene`: a fixed camera (one background plus noise) in which short
+  events change a few token positions, the case a whole-frame similarity misses.
+* :func:`event_kept`: whether an event's seconds have a slot of their own.
 * :func:`scene_recall`: fraction of scenes that keep at least one slot lying wholly
   inside them (a question about that scene can be answered from a clean slot).
 * :func:`slot_purity`: fraction of slots that do not straddle a scene cut.
@@ -63,3 +66,35 @@ def fifo_spans(ts: torch.Tensor, budget: int) -> tuple[torch.Tensor, torch.Tenso
     """The last ``budget`` frames as one-frame slots."""
     start = ts[-budget:]
     return start, start + 1.0
+
+
+def static_scene(
+    frames: int,
+    events: Sequence[tuple[int, int, int]],
+    n: int = 49,
+    d: int = 64,
+    noise: float = 0.15,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed camera: one background ``[N, D]`` plus per-frame noise for ``frames``
+    frames at 1 fps, with ``events`` ``(first frame, frames, positions)``: for that many
+    frames, that many token positions (chosen at random, the same for the whole event)
+    show something else (a random "person" token per position, plus the same noise).
+
+    Returns tokens ``[T, N, D]`` float32 and timestamps ``[T]`` float64 (1 fps).
+    """
+    g = torch.Generator().manual_seed(seed)
+    background = torch.randn(n, d, generator=g)
+    tokens = background + noise * torch.randn(frames, n, d, generator=g)
+    for first, length, positions in events:
+        where = torch.randperm(n, generator=g)[:positions]
+        person = torch.randn(positions, d, generator=g)
+        tokens[first : first + length, where] = person + noise * torch.randn(
+            length, positions, d, generator=g
+        )
+    return tokens, torch.arange(frames, dtype=torch.float64)
+
+
+def event_kept(start_s: torch.Tensor, end_s: torch.Tensor, start: float, end: float) -> bool:
+    """Whether some slot lies wholly inside ``[start, end)``: it holds only event frames."""
+    return bool(((start_s >= start) & (end_s <= end)).any())

@@ -193,7 +193,7 @@ class EncoderConfig(_Config):
 
 
 MemoryMethod = Literal["adaptive", "moviechat", "mbc"]
-Metric = Literal["cosine", "dot", "token_cosine"]
+Metric = Literal["cosine", "dot", "token_cosine", "token_min"]
 Weighting = Literal["size", "plain"]
 Overflow = Literal["consolidate", "drop_oldest"]
 TokenDtype = Literal["float16", "int8"]
@@ -204,7 +204,7 @@ TOKEN_SCALES: tuple[str, ...] = ("slot", "token")
 #: Fields added after memories were first stored. A method they do not apply to
 #: leaves them out of its hash, so keys of memories stored before they existed
 #: (and configs read back from that JSON) stay the same.
-_ADAPTIVE_ONLY: tuple[str, ...] = ("threshold",)
+_ADAPTIVE_ONLY: tuple[str, ...] = ("threshold", "max_span_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +214,8 @@ class MemoryConfig(_Config):
 
     # Added after memories were stored: hashed only when int8 (token_scale only then,
     # see hashed_dict), so float16 keys stay the same as before the fields existed.
-    _HASHED_UNLESS: ClassVar[dict[str, Any]] = {"token_dtype": "float16"}
+    # max_span_s: None is how adaptive memories were built before the field existed.
+    _HASHED_UNLESS: ClassVar[dict[str, Any]] = {"token_dtype": "float16", "max_span_s": None}
 
     # "adaptive": frames go straight to long-term memory and the most similar adjacent
     # pair is merged while it is redundant (similarity >= threshold) or the memory is
@@ -224,13 +225,19 @@ class MemoryConfig(_Config):
     method: MemoryMethod = "adaptive"
     # adaptive only: merge adjacent slots at least this similar even under budget
     # (near-duplicates carry nothing new); in the metric's units, None = merge only
-    # past the budget. 0.85 (cosine): on bench/memory.py's real clips (MobileNetV2)
-    # every clip keeps clean slots, the slot count follows content not sampling rate
-    # (9, 9, 11 slots at 1, 2, 4 fps; 0.9 gives 13, 17, 20). It must stay above the
-    # similarity of whole scenes' means (merged slots), 0.70 there: at 0.7 a 4 fps
-    # video collapses into one slot. Encoders with other feature statistics may need
-    # their own value (bench/memory.py prints the table to choose it).
+    # past the budget. 0.85 with token_min (the default metric): on real MobileNetV2
+    # features of a fixed camera, sensor noise keeps static frames at 0.95-0.99 and a
+    # figure crossing a twentieth of the picture drops them to 0.2-0.74; 0.8 and 0.9
+    # keep the same events on the synthetic and real static clips (bench/memory.py).
+    # (With the old whole-frame cosine, 0.85 was chosen the same way; such a frame
+    # stayed at 0.90-0.99 with the figure in it, so the event was merged away.)
     threshold: float | None = 0.85
+    # adaptive only: under budget, a merge never makes a slot span more than this many
+    # seconds (first to last frame), so static footage keeps a slot every
+    # max_span_s for "when" questions instead of one averaged moment; None = no limit.
+    # 20 s: 3 slots a minute of static footage (~0.4 MB/min with MobileNetV2 tokens),
+    # 256 slots then hold 85 min of it before the budget merges further (10 s: 43 min).
+    max_span_s: float | None = 20.0
     # Short-term FIFO capacity in frames (MovieChat default 18; moviechat only).
     short_term_len: int = 18
     # Frames the short-term buffer is merged down to before moving to long-term
@@ -241,8 +248,10 @@ class MemoryConfig(_Config):
     # further per model (memory.consolidate_memory); adaptive usually stores fewer.
     long_term_len: int = 256
     # Similarity of adjacent frames: cosine of mean-pooled tokens (paper), dot of
-    # mean-pooled tokens (reference code), or mean per-position cosine.
-    metric: Metric = "cosine"
+    # mean-pooled tokens (reference code), mean per-position cosine, or (default) the
+    # lowest per-position similarity, which sees a change in a few positions that any
+    # whole-frame average hides (memory/merge.py). The presets pin their own.
+    metric: Metric = "token_min"
     # "size": average weighted by frames already merged (old content does not decay);
     # "plain": (a + b) / 2 as in MovieChat's reference code.
     weighting: Weighting = "size"
@@ -268,7 +277,7 @@ class MemoryConfig(_Config):
     def __post_init__(self) -> None:
         if self.method not in ("adaptive", "moviechat", "mbc"):
             raise ConfigError(f"MemoryConfig: unknown method {self.method!r}")
-        if self.metric not in ("cosine", "dot", "token_cosine"):
+        if self.metric not in ("cosine", "dot", "token_cosine", "token_min"):
             raise ConfigError(f"MemoryConfig: unknown metric {self.metric!r}")
         if self.weighting not in ("size", "plain"):
             raise ConfigError(f"MemoryConfig: unknown weighting {self.weighting!r}")
@@ -281,11 +290,15 @@ class MemoryConfig(_Config):
         if self.window is not None and not 1 <= self.window <= self.short_term_len:
             # A window longer than the FIFO would silently drop frames before merging.
             raise ConfigError("MemoryConfig: window must be in [1, short_term_len]")
+        if self.max_span_s is not None and not (
+            math.isfinite(self.max_span_s) and self.max_span_s > 0
+        ):
+            raise ConfigError("MemoryConfig: max_span_s must be a positive number or None")
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise ConfigError("MemoryConfig: threshold must be a finite number or None")
         if (
             self.threshold is not None
-            and self.metric in ("cosine", "token_cosine")
+            and self.metric in ("cosine", "token_cosine", "token_min")
             and not -1.0 <= self.threshold <= 1.0
         ):
             # a cosine is never above 1: such a threshold would silently never merge
@@ -309,6 +322,14 @@ class MemoryConfig(_Config):
             raise ConfigError(
                 f"MemoryConfig: method {self.method!r} needs overflow='consolidate', window=None"
             )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        # An adaptive memory stored before max_span_s existed had no span limit: read
+        # back, its config says so (and hashes to the key it was stored under).
+        if data.get("method", "adaptive") == "adaptive" and "max_span_s" not in data:
+            data = {**data, "max_span_s": None}
+        return _Config.from_dict.__func__(cls, data)  # type: ignore[attr-defined]
 
     def hashed_dict(self) -> dict[str, Any]:
         out = _Config.hashed_dict(self)
@@ -362,7 +383,8 @@ MEMORY_PRESETS: dict[str, MemoryConfig] = {
         keep_recent=18,
     ),
     # MA-LMM memory-bank compression with a 256-slot bank (as before "adaptive").
-    "mbc": MemoryConfig(method="mbc", long_term_len=256, keep_recent=18),
+    # metric pinned: the default changed to token_min after this preset was keyed.
+    "mbc": MemoryConfig(method="mbc", long_term_len=256, keep_recent=18, metric="cosine"),
 }
 
 

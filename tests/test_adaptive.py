@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -26,27 +27,39 @@ from tests.test_merge import naive_merge
 # --------------------------------------------------------------------------- naive references
 
 
-def naive_adaptive(x, ts, emb, budget, threshold, metric="cosine", weighting="size"):
+def naive_adaptive(
+    x, ts, emb, budget, threshold, metric="cosine", weighting="size", max_span_s=None
+):
     """The definition, written plainly: after each frame, recompute every adjacent
-    similarity and merge the most similar pair (first maximum) while it is at least
-    ``threshold`` or there are more than ``budget`` slots."""
+    similarity and merge the most similar pair (first maximum) while there are more
+    than ``budget`` slots, or, under budget, merge the most similar pair whose union's
+    frames lie within ``max_span_s`` (first to last) while it is at least ``threshold``."""
     xs: list[torch.Tensor] = []
     es: list[torch.Tensor] = []
     sz: list[int] = []
     st: list[float] = []
+    last: list[float] = []
     for f in range(x.shape[0]):
         xs.append(x[f].float().clone())
         if emb is not None:
             es.append(emb[f].float().clone())
         sz.append(1)
         st.append(float(ts[f]))
+        last.append(float(ts[f]))
         while len(xs) > 1:
             sims = [
                 float(pair_similarity(xs[i][None], xs[i + 1][None], metric))
                 for i in range(len(xs) - 1)
             ]
+            if len(xs) <= budget:
+                if threshold is None:
+                    break
+                sims = [
+                    s if max_span_s is None or last[i + 1] - st[i] < max_span_s else -math.inf
+                    for i, s in enumerate(sims)
+                ]
             best = max(sims)
-            if len(xs) <= budget and (threshold is None or best < threshold):
+            if len(xs) <= budget and best < threshold:
                 break
             i = sims.index(best)
             if weighting == "size":
@@ -59,29 +72,42 @@ def naive_adaptive(x, ts, emb, budget, threshold, metric="cosine", weighting="si
                 es[i] = es[i] * wa + es[i + 1] * wb
                 del es[i + 1]
             sz[i] += sz[i + 1]
-            del xs[i + 1], sz[i + 1], st[i + 1]
+            last[i] = last[i + 1]
+            del xs[i + 1], sz[i + 1], st[i + 1], last[i + 1]
     return torch.stack(xs), sz, st, torch.stack(es) if es else None
 
 
 CASES = [
-    # (budget, threshold, metric, weighting): budget only, threshold only, both
-    (6, None, "cosine", "size"),
-    (200, 0.6, "cosine", "size"),
-    (8, 0.7, "cosine", "size"),
-    (5, 0.5, "token_cosine", "plain"),
-    (7, 40.0, "dot", "size"),
+    # (budget, threshold, metric, weighting, max_span_s): budget only, threshold only,
+    # both, with and without a span limit (video() is 0.5 s per frame)
+    (6, None, "cosine", "size", None),
+    (200, 0.6, "cosine", "size", None),
+    (200, 0.6, "cosine", "size", 7.0),
+    (8, 0.7, "cosine", "size", None),
+    (8, 0.7, "cosine", "size", 3.0),
+    (5, 0.5, "token_cosine", "plain", None),
+    (7, 40.0, "dot", "size", 2.0),
+    (200, 0.99, "token_min", "size", 5.0),
+    (30, 0.97, "token_min", "plain", 10.0),
+    (6, 0.98, "token_min", "plain", None),
 ]
 
 
-@pytest.mark.parametrize("budget,threshold,metric,weighting", CASES)
-def test_adaptive_builder_matches_naive_loop(budget, threshold, metric, weighting) -> None:
+@pytest.mark.parametrize("budget,threshold,metric,weighting,max_span_s", CASES)
+def test_adaptive_builder_matches_naive_loop(
+    budget, threshold, metric, weighting, max_span_s
+) -> None:
     cfg = MemoryConfig(
-        long_term_len=budget, threshold=threshold, metric=metric, weighting=weighting
+        long_term_len=budget,
+        threshold=threshold,
+        metric=metric,
+        weighting=weighting,
+        max_span_s=max_span_s,
     )
     x, ts, emb = video(90, seed=budget)
     mem = build(cfg, x, ts, emb, batch=7)
     want_x, want_sz, want_st, want_e = naive_adaptive(
-        x, ts, emb, budget, threshold, metric, weighting
+        x, ts, emb, budget, threshold, metric, weighting, max_span_s
     )
     assert mem.sizes.tolist() == want_sz
     assert mem.start_s.tolist() == want_st
@@ -275,6 +301,45 @@ OLD_HASHES = {
 }
 
 
+#: The adaptive default before the local criterion (whole-frame cosine, no span
+#: limit), as stored beside its memories (no max_span_s field), and its key.
+OLD_ADAPTIVE_JSON = (
+    '{"keep_recent": 0, "long_term_len": 256, "merge_to": 2, "method": "adaptive", '
+    '"metric": "cosine", "overflow": "consolidate", "short_term_len": 18, '
+    '"threshold": 0.85, "token_dtype": "float16", "token_scale": "token", '
+    '"weighting": "size", "window": null}'
+)
+OLD_ADAPTIVE = MemoryConfig(metric="cosine", threshold=0.85, max_span_s=None)
+OLD_ADAPTIVE_HASH = "f2297515bf956aac"
+
+
+def test_the_old_adaptive_default_reads_back_and_is_not_reused() -> None:
+    """Memories stored with the adaptive default before ``token_min`` and
+    ``max_span_s`` read back as what they were (no span limit, whole-frame cosine)
+    under the key they were stored with; the new default has another key, so an
+    index run with it rebuilds them instead of silently reusing them."""
+    old = MemoryConfig.from_dict(json.loads(OLD_ADAPTIVE_JSON))
+    assert old == OLD_ADAPTIVE and old.max_span_s is None and old.metric == "cosine"
+    assert index_config_hash(DecodeConfig(), old) == OLD_ADAPTIVE_HASH
+    new = MemoryConfig()
+    assert (new.metric, new.max_span_s) == ("token_min", 20.0)
+    assert index_config_hash(DecodeConfig(), new) != OLD_ADAPTIVE_HASH
+    # each new field is part of an adaptive key
+    for change in ({"max_span_s": 30.0}, {"max_span_s": None}, {"metric": "cosine"}):
+        other = dataclasses.replace(new, **change)  # type: ignore[arg-type]
+        assert index_config_hash(DecodeConfig(), other) != index_config_hash(DecodeConfig(), new)
+    # and of no other method's key: the presets keep theirs (test above)
+    mc = MemoryConfig.preset("moviechat")
+    assert index_config_hash(DecodeConfig(), mc) == index_config_hash(
+        DecodeConfig(), dataclasses.replace(mc, max_span_s=5.0)
+    )
+    assert MemoryConfig.from_dict(json.loads(new.to_json())) == new
+    with pytest.raises(ConfigError, match="max_span_s"):
+        MemoryConfig(max_span_s=0.0)
+    with pytest.raises(ConfigError, match="max_span_s"):
+        MemoryConfig(max_span_s=math.inf)
+
+
 def test_old_default_config_still_loads_with_the_same_key() -> None:
     old = MemoryConfig.from_dict(json.loads(OLD_DEFAULT_JSON))
     assert old == MemoryConfig.preset("moviechat")
@@ -333,12 +398,12 @@ def test_a_memory_stored_with_the_old_default_loads_and_consolidates(tmp_path) -
 
 def test_token_storage_is_keyed_only_when_it_is_not_float16() -> None:
     # float16 (the default) leaves every key as it was before the fields existed
-    assert index_config_hash(DecodeConfig(), MemoryConfig()) == "f2297515bf956aac"
+    assert index_config_hash(DecodeConfig(), OLD_ADAPTIVE) == OLD_ADAPTIVE_HASH
     for name, h in OLD_HASHES.items():
         assert index_config_hash(DecodeConfig(), MemoryConfig.preset(name)) == h, name
-    base = MemoryConfig()
+    base = OLD_ADAPTIVE
     fp16_slot = dataclasses.replace(base, token_scale="slot")  # scales unused by float16
-    assert index_config_hash(DecodeConfig(), fp16_slot) == "f2297515bf956aac"
+    assert index_config_hash(DecodeConfig(), fp16_slot) == OLD_ADAPTIVE_HASH
     int8 = dataclasses.replace(base, token_dtype="int8")
     int8_slot = dataclasses.replace(int8, token_scale="slot")
     hashes = {index_config_hash(DecodeConfig(), c) for c in (base, int8, int8_slot)}

@@ -13,7 +13,7 @@ from videomem.memory.merge import (
 )
 from videomem.pipeline.errors import ConfigError
 
-METRICS = ["cosine", "dot", "token_cosine"]
+METRICS = ["cosine", "dot", "token_cosine", "token_min"]
 
 
 def naive_sim(a: torch.Tensor, b: torch.Tensor, metric: str) -> float:
@@ -22,6 +22,10 @@ def naive_sim(a: torch.Tensor, b: torch.Tensor, metric: str) -> float:
         return float((a.double() @ b.double().T).mean())
     if metric == "cosine":
         return float(F.cosine_similarity(a.mean(0), b.mean(0), dim=0, eps=1e-8))
+    if metric == "token_min":  # the lowest position's cosine at the frames' RMS norm
+        n = a.shape[0]
+        scale = sum(float(a[i] @ a[i]) + float(b[i] @ b[i]) for i in range(n)) / n
+        return min(max(-1.0, 1.0 - float((a[i] - b[i]) @ (a[i] - b[i])) / scale) for i in range(n))
     return float(
         sum(F.cosine_similarity(a[i], b[i], dim=0, eps=1e-8) for i in range(a.shape[0]))
         / a.shape[0]
@@ -79,6 +83,26 @@ def test_adjacent_similarity_matches_naive(metric: str) -> None:
     got = adjacent_similarity(x, metric)
     want = torch.tensor([naive_sim(x[i], x[i + 1], metric) for i in range(8)])
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_token_min_sees_a_change_in_a_few_positions() -> None:
+    """Two of 49 positions replaced: every whole-frame average stays high, the lowest
+    position does not. Noise on near-empty positions (tiny activations, random
+    direction) is not read as change, since positions are scaled by the frame's norm."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(49, 64, generator=g)
+    a[40:] *= 1e-3  # near-empty cells
+    b = a + 0.05 * torch.randn(49, 64, generator=g) * a.norm(dim=-1, keepdim=True) / 8
+    b[40:] = 1e-3 * torch.randn(9, 64, generator=g)  # their direction is noise
+    assert float(pair_similarity(a, b, "token_min")) > 0.95
+    assert float(pair_similarity(a, b, "token_cosine")) < 0.9  # the noise dominates it
+    c = b.clone()
+    c[[3, 17]] = torch.randn(2, 64, generator=g)  # something walks into two cells
+    for metric in ("cosine", "token_cosine"):
+        assert float(pair_similarity(a, c, metric)) > float(pair_similarity(a, c, "token_min"))
+    assert float(pair_similarity(b, c, "cosine")) > 0.95
+    assert float(pair_similarity(b, c, "token_min")) < 0.3
+    assert float(pair_similarity(a, a, "token_min")) == 1.0
 
 
 def test_dot_is_movichat_mean_token_dot_matrix() -> None:

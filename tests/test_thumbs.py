@@ -62,7 +62,9 @@ def stream(config: MemoryConfig, x: torch.Tensor, batch: int) -> tuple[list, lis
     "config",
     [
         MemoryConfig(long_term_len=4),
-        MemoryConfig(method="moviechat", long_term_len=4, short_term_len=6, merge_to=2),
+        MemoryConfig(
+            method="moviechat", long_term_len=4, short_term_len=6, merge_to=2, metric="cosine"
+        ),
     ],
     ids=["adaptive", "moviechat"],
 )

@@ -431,3 +431,34 @@ def tricky_videos(directory: str | os.PathLike[str]) -> dict[str, Path]:
         "vfr": make_vfr(d / "vfr.mp4", gop=4).path,
         "rotated": make_rotated(d / "rotated.mp4", 270, gop=6).path,
     }
+
+
+def make_static_camera(
+    path: str | os.PathLike[str],
+    still_from: str | os.PathLike[str],
+    duration: float = 40.0,
+    event: tuple[float, float] = (15.0, 21.0),
+    width: int = 320,
+    height: int = 240,
+    fps: int = 10,
+) -> Path:
+    """A fixed camera: one frame of ``still_from`` (at 3 s) held for ``duration``
+    seconds with light per-frame sensor noise, and a small red figure (40 x 90 px, a
+    twentieth of the picture) crossing it from left to right during ``event``
+    (seconds, ``[start, end)``). H.264 at ``fps``."""
+    a, b = event
+    speed = (width - 40) / (b - a)
+    graph = (
+        f"[0:v]trim=end_frame=1,loop=loop=-1:size=1,setpts=N/({fps}*TB),"
+        f"scale={width}:{height},setsar=1,noise=alls=4:allf=t[bg];"
+        f"color=c=0xC03020:s=40x90:r={fps}[fig];"
+        f"[bg][fig]overlay=x='{speed:.3f}*(t-{a})':y={height // 2 - 20}:"
+        f"enable='gte(t,{a})*lt(t,{b})'[v]"
+    )
+    out = Path(path)
+    run_ffmpeg(
+        ["-ss", "3", "-i", str(still_from),
+         "-filter_complex", graph, "-map", "[v]", "-t", str(duration), "-r", str(fps),
+         *_encode_args(width, height), str(out)]
+    )  # fmt: skip
+    return out
