@@ -88,7 +88,8 @@ def ask(
     storage_option: list[str] = _STORAGE,
 ) -> None:
     """Answer one question about a stored video from its memory."""
-    from videomem.jobs.qa_job import answer_row, resolve_video
+    from videomem.jobs.qa_job import answer_row
+    from videomem.jobs.videos import resolve_video
     from videomem.memory.store import Store
     from videomem.pipeline.errors import VideomemError
     from videomem.qa import Question, VideoContext, answer, load_for_record

@@ -70,8 +70,8 @@ def models_prepare(
 ) -> None:
     """Convert a named model once into a safetensors checkpoint in the cache
     (otherwise done automatically on its first use)."""
+    from videomem.encoders.prepared import prepare
     from videomem.pipeline.errors import VideomemError
-    from videomem.qa.prepared import prepare
 
     try:
         path = prepare(name, force=force)
@@ -83,7 +83,7 @@ def models_prepare(
 @models_app.command("ls")
 def models_ls() -> None:
     """List the named models and whether each is prepared."""
-    from videomem.qa.prepared import PREPARED, is_prepared, prepared_dir
+    from videomem.encoders.prepared import PREPARED, is_prepared, prepared_dir
 
     for name, src in PREPARED.items():
         path = prepared_dir(name)

@@ -33,6 +33,7 @@ from videomem.jobs.executor import (
     run_to_end,
 )
 from videomem.jobs.questions import QuestionRow, question_id, read_questions
+from videomem.jobs.videos import resolve_video
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.qa.model import GenerationSettings
 
@@ -277,18 +278,6 @@ class QASummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def resolve_video(store: Any, value: str) -> str:
-    """A stored video id from an id, a unique id prefix, or the indexed file's path."""
-    from videomem.pipeline.files import content_video_id
-
-    p = Path(value).expanduser()
-    if p.is_file():
-        vid = content_video_id(p)
-        store.latest(vid)  # raises when the store does not hold it
-        return vid
-    return str(store.resolve_video_id(value))
 
 
 def indexed_records(store: Any, videos: Sequence[str], summary: Any) -> list[Any]:

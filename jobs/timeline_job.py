@@ -29,8 +29,8 @@ from videomem.jobs.qa_job import (
     answer_questions,
     answer_row,
     indexed_records,
-    resolve_video,
 )
+from videomem.jobs.videos import resolve_video
 from videomem.pipeline.errors import VideomemError
 from videomem.qa.model import GenerationSettings
 
