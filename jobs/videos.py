@@ -13,6 +13,7 @@ Design decisions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,30 @@ def videos_named(store: Any, name: str) -> dict[str, str]:
         if Path(r.uri).name == name:
             out.setdefault(r.video_id, r.uri)
     return out
+
+
+def indexed_records(store: Any, videos: Sequence[str], summary: Any) -> list[Any]:
+    """The indexed records of ``videos`` (ids, prefixes or paths; empty = every indexed
+    video), once each; an unknown or unindexed one counts in ``summary`` (``videos``,
+    ``failed``, ``failures``) as a failure."""
+    if not videos:
+        ids = sorted({r.video_id for r in store.list_videos("indexed")})
+    else:
+        ids = []
+        for v in videos:
+            try:
+                ids.append(resolve_video(store, v))
+            except VideomemError as e:
+                summary.videos += 1
+                summary.failed += 1
+                summary.failures.append(f"{v}: {e}")
+    records = []
+    for vid in dict.fromkeys(ids):
+        rec = store.latest(vid)
+        if rec.status != "indexed":
+            summary.videos += 1
+            summary.failed += 1
+            summary.failures.append(f"{vid}: not indexed ({rec.error})")
+            continue
+        records.append(rec)
+    return records

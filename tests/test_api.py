@@ -112,3 +112,27 @@ def test_a_named_model_without_its_package_fails_the_same_way_everywhere(
         text = r.stderr + r.stdout
         assert want in text, (use, r.exit_code, text)
         assert "Name or service" not in text and "hub" not in text, (use, text)
+
+
+def test_no_cli_command_function_is_over_30_lines() -> None:
+    """Commands only parse, call and print: every command function of the CLI modules
+    (its ``def`` to its last line, signature included) is at most 30 lines."""
+    import ast
+
+    from videomem.jobs.cli import app
+
+    commands = [*app.registered_commands]
+    for group in app.registered_groups:
+        commands += group.typer_instance.registered_commands
+    names = {c.callback.__name__ for c in commands}
+    cli = Path(__file__).resolve().parents[1] / "jobs" / "cli"
+    seen, long = set(), []
+    for path in sorted(cli.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                seen.add(node.name)
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > 30:
+                    long.append(f"{path.name}:{node.lineno} {node.name} is {lines} lines")
+    assert not long, long
+    assert seen == names, names - seen  # every command was measured
