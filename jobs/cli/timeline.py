@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from videomem.jobs import api
 from videomem.jobs.cli.options import (
+    DEVICE_HELP,
     ExecutorOptions,
     ModelDeviceOptions,
     StoreOptions,
@@ -32,7 +33,7 @@ class TagOptions(StoreOptions, ExecutorOptions):
         "with videomem). MobileNetV2 uses its own ImageNet classes.",
     )
     force: bool = typer.Option(False, "--force", help="Tag again what is tagged.")
-    device: str | None = typer.Option(None, help="cuda, cpu, cuda:1 … (default: CUDA if present).")
+    device: str | None = typer.Option(None, help=DEVICE_HELP)
     as_json: bool = json_flag()
 
     def job(self) -> Any:
