@@ -136,3 +136,31 @@ def test_no_cli_command_function_is_over_30_lines() -> None:
                     long.append(f"{path.name}:{node.lineno} {node.name} is {lines} lines")
     assert not long, long
     assert seen == names, names - seen  # every command was measured
+
+
+def test_index_options_are_checked_by_the_library_not_the_cli(tmp_path: Path) -> None:
+    """The checks ``videomem index`` relies on raise ConfigError from the library, with
+    the messages the CLI prints (exit 2)."""
+    from videomem.jobs.index import IndexJob
+    from videomem.jobs.index_config import check_inputs, decode_config, memory_config
+    from videomem.pipeline.errors import ConfigError
+    from videomem.pipeline.types import EncoderConfig
+
+    with pytest.raises(ConfigError, match="--fps and --frames are mutually exclusive"):
+        decode_config(2.0, 8)
+    assert decode_config(None, 8).num_frames == 8 and decode_config().fps == 1.0
+    with pytest.raises(ConfigError, match="--threshold applies to the adaptive method only"):
+        memory_config("moviechat", threshold=0.9)
+    with pytest.raises(ConfigError, match="--token-scale applies to --token-dtype int8 only"):
+        memory_config(token_scale="slot")
+    assert memory_config(token_dtype="int8", token_scale="slot").token_scale == "slot"
+    with pytest.raises(ConfigError, match="give video files/folders or --from-list FILE"):
+        check_inputs([], None)
+    with pytest.raises(ConfigError, match="no such file or folder: .*nope.mp4"):
+        check_inputs([tmp_path, tmp_path / "nope.mp4"], None)
+    with pytest.raises(ConfigError, match="unknown executor 'slurm'"):
+        IndexJob([str(tmp_path)], "s", EncoderConfig(model="tiny"), executor="slurm")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="empty query"):
+        from videomem.jobs.api import SearchRequest
+
+        SearchRequest("s", "  ")

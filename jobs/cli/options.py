@@ -34,8 +34,10 @@ def command(fn: Callable[[Any], None]) -> Callable[..., None]:
     """``fn(options)`` as a Typer command: the options class's fields become the
     command's parameters (arguments in field order), and ``fn`` gets the object."""
     (name, cls), *extra = get_type_hints(fn).items()
-    if extra[:1] != [("return", type(None))] or not dataclasses.is_dataclass(cls):
+    if extra[:1] != [("return", type(None))] or not isinstance(cls, type):
         raise TypeError(f"{fn.__name__}: a command takes one options dataclass")
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{fn.__name__}: {cls.__name__} is not a dataclass")
     hints = get_type_hints(cls)
     params = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
