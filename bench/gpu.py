@@ -7,7 +7,7 @@ SigLIP-base-sized encoder (random weights: speed does not depend on them):
   torchcodec on the GPU (frames stay there; where a CUDA build of it is installed);
 * encode: ``encoder.encode`` (upload, normalise, forward, copy back) against the bare
   model forward on pixels already on the GPU, same dtype (target >= 0.95);
-* end to end: ``jobs.index_step.index_video`` with CPU and with NVDEC decode, wall time
+* end to end: ``jobs.index_video.index_video`` with CPU and with NVDEC decode, wall time
   and per stage; decode/encode overlap = the share of the shorter stage hidden under
   the longer one (target >= 0.9); MovieChat reports ~3 min for a 1000 s video on an
   A100, the target here is under 3 s on an H100/H200.
@@ -174,7 +174,7 @@ def measure(rows: list[Row], seconds: int, batch_size: int, dev: str) -> None:
     """Append the decode, encode and end-to-end rows to ``rows``, one by one."""
     import torch
     from videomem.encoders import load_encoder
-    from videomem.jobs.index_step import index_video
+    from videomem.jobs.index_video import index_video
     from videomem.pipeline.decode import decode
     from videomem.pipeline.types import DecodeConfig, MemoryConfig
 

@@ -106,11 +106,18 @@ def reject_unknown_options(
 def resolve_model(model: str) -> str:
     """What ``EncoderConfig.model`` names, as a hub id or directory: ``"tiny"`` is the
     smoke-test preset, the cached tiny random LLaVA of ``encoders.tiny`` (its tokens are
-    meaningless; shapes and code paths are real)."""
+    meaningless; shapes and code paths are real). A named model of
+    :data:`videomem.encoders.prepared.PREPARED` (``"smollm2"``) is its prepared
+    checkpoint, converted on first use; every use of a name goes through here, so a
+    missing package fails the same clear way wherever the name is passed."""
+    from videomem.encoders.prepared import PREPARED, prepare
+
     if model == "tiny":
         from videomem.encoders.tiny import tiny_checkpoint
 
         return str(tiny_checkpoint("llava"))
+    if model in PREPARED:
+        return str(prepare(model))
     return model
 
 

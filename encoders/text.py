@@ -133,7 +133,7 @@ def load_text_tower(record: Any, device: str | torch.device | None = "cpu") -> A
     stored embeddings. Raises :class:`EncoderError` when the family has no text
     tower, or the checkpoint found now is not the one that made the memory.
     """
-    from videomem.encoders.registry import load_encoder, resolve_model
+    from videomem.encoders.record import load_record_encoder
 
     enc_cfg = record.config.get("encoder") or {}
     trust = bool(enc_cfg.get("trust_remote_code", False))
@@ -145,21 +145,7 @@ def load_text_tower(record: Any, device: str | torch.device | None = "cpu") -> A
             f"{record.model} ({model_type}) has no text tower; visual search needs a "
             f"memory made by {sorted(TEXT_TOWER_FAMILIES)}"
         )
-    parts = record.encoder_fingerprint.split(":")
-    dtype = parts[2] if len(parts) >= 3 else None
-    encoder = load_encoder(
-        resolve_model(record.model),
-        device,
-        dtype,
-        trust_remote_code=trust,
-        **(enc_cfg.get("options") or {}),
-    )
-    if encoder.fingerprint != record.encoder_fingerprint:
-        raise EncoderError(
-            f"{record.model} is not the encoder that made these memories: its fingerprint "
-            f"is {encoder.fingerprint}, the stored one {record.encoder_fingerprint}"
-        )
-    return encoder
+    return load_record_encoder(record, device)
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,8 +1,9 @@
 """``videomem eval``: answer a bench's questions from stored memories, then score.
 
 The answers come from the bulk QA jobs (the memory's VLM, or ``--llm`` from the text
-timeline), so they land in the store's ``answers`` table with the same resume and
-bad-row handling; the bench's questions become a question file in the output folder.
+timeline), called with the bench's questions in memory, so they land in the store's
+``answers`` table with the same resume and bad-row handling; the questions and answers
+are also written to the output folder as a record, not read back.
 Then each answer gets match scores and, with ``--judge``, the judge's verdict
 (:mod:`videomem.qa.eval`). Outputs in ``out``: ``questions.jsonl``,
 ``answers.jsonl`` (the QA rows), ``scores.jsonl`` (one row per question with its
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from videomem.jobs.qa_job import QAJob, run_qa
+from videomem.jobs.questions import QuestionRow
 from videomem.qa.eval import (
     BenchError,
     BenchItem,
@@ -113,43 +115,40 @@ def run_eval(job: EvalJob, log: Any = None) -> EvalResult:
     if not items:
         raise BenchError(f"{job.bench}: no questions")
     ids = _video_ids(job, items)
+    questions = [
+        QuestionRow(n, ids[i.video], question_text(i), i.question_id, i.time_s)
+        for n, i in enumerate(items, 1)
+    ]
     paths = {"questions": out / "questions.jsonl", "answers": out / "answers.jsonl"}
     _write_jsonl(
         paths["questions"],
         [
-            {
-                "question_id": i.question_id,
-                "video": ids[i.video],
-                "question": question_text(i),
-                "time_s": i.time_s,
-            }
-            for i in items
+            {"question_id": q.question_id, "video": q.video, "question": q.question,
+             "time_s": q.time_s}
+            for q in questions
         ],
-    )
+    )  # fmt: skip
     qa = QAJob(
-        questions=str(paths["questions"]),
+        questions=job.bench,
         store=job.store,
         settings=job.settings,
-        out=str(paths["answers"]),
         model=job.model,
         device=job.device,
         dtype=job.dtype,
         force=job.force,
         storage_options=job.storage_options,
+        llm=job.llm,
     )
     if job.llm is not None:
         from videomem.jobs.timeline_job import run_timeline_qa
 
-        qa_summary = run_timeline_qa(qa, job.llm)
+        qa_summary = run_timeline_qa(qa, job.llm, questions=questions, keep_answers=True)
     else:
-        qa_summary = run_qa(qa)
+        qa_summary = run_qa(qa, questions=questions, keep_answers=True)
     if log:
         log(f"answers: {qa_summary.text()}")
-    rows = {}
-    with paths["answers"].open() as f:
-        for line in f:
-            r = json.loads(line)
-            rows[(r["question_id"], r["video_id"])] = r
+    _write_jsonl(paths["answers"], qa_summary.answers)
+    rows = {(r["question_id"], r["video_id"]): r for r in qa_summary.answers}
     scored = []
     for i in items:
         r = rows.get((i.question_id, ids[i.video]))

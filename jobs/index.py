@@ -4,7 +4,7 @@ Design decisions:
 
 * The per-video step is :class:`IndexStep` (a :class:`~videomem.jobs.executor.Step`):
   it loads the encoder once per worker and runs
-  :func:`~videomem.jobs.index_step.index_one` (errors as data). The same step runs
+  :func:`~videomem.jobs.index_video.index_one` (errors as data). The same step runs
   in-process and on Ray actors (:mod:`videomem.jobs.executor`).
 * Planning streams: the driver walks the paths (or reads ``--from-list``) lazily and
   hands bare paths to the workers, which compute each file's content id (reading ~1 MiB)
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
-from videomem.jobs.index_step import IndexOutcome
+from videomem.jobs.index_video import IndexOutcome
 from videomem.jobs.progress import NullReporter, Reporter
 from videomem.memory.lease import LeaseConfig
 from videomem.memory.schema import VideoRecord
@@ -163,7 +163,7 @@ class IndexStep:
         )
 
     def run(self, item: WorkItem, task: TaskSpec, progress: ProgressFn | None) -> IndexOutcome:
-        from videomem.jobs.index_step import index_one
+        from videomem.jobs.index_video import index_one
         from videomem.pipeline.files import content_video_id
 
         vid = item.video_id
@@ -236,6 +236,8 @@ class IndexJob:
             raise ConfigError(f"optimize_after must be >= 0, got {self.optimize_after}")
         if not self.paths and not self.from_list:
             raise ConfigError("give video paths or --from-list FILE")
+        if self.executor not in ("auto", "local", "ray"):
+            raise ConfigError(f"unknown executor {self.executor!r}; choose auto, local or ray")
 
 
 @dataclass

@@ -4,7 +4,8 @@
         python -m videomem.jobs.ray_job index /data/videos --store s3://bucket/store --model ID
 
 ``python -m videomem.jobs.ray_job STAGE ARGS…`` is ``videomem STAGE ARGS…`` with the
-stage's cluster defaults (the Ray executor) added unless given. Under ``ray job submit``
+stage's cluster defaults (the Ray executor) added unless given: the same flags, parsed
+by the same command, calling the same library function (:mod:`videomem.jobs.api`). Under ``ray job submit``
 the driver runs on the cluster with ``RAY_ADDRESS`` set, so ``ray.init()`` joins that
 cluster and the actors spread over its nodes (``--workers N``); the driver stays the
 single writer of the store. The video paths and the store must be reachable from every

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor, run_to_end
+from videomem.jobs.rows import caption_row
 from videomem.memory.schema import VideoRecord
 from videomem.pipeline.errors import ConfigError, VideomemError
 
@@ -76,21 +77,12 @@ class TagStep:
         return {"step": "tag"}
 
     def tagger(self, rec: VideoRecord, task: TagTask) -> Any:
-        from videomem.encoders.registry import load_encoder_from_config
-        from videomem.pipeline.types import EncoderConfig
-        from videomem.qa.tags import TagError, make_tagger
+        from videomem.encoders.record import load_record_encoder
+        from videomem.qa.tags import make_tagger
 
         key = (rec.encoder_fingerprint, task.k, task.vocabulary)
         if key not in self._taggers:
-            enc = dict(rec.config.get("encoder") or {"model": rec.model})
-            enc["device"] = task.device
-            encoder = load_encoder_from_config(EncoderConfig.from_dict(enc))
-            if encoder.fingerprint != rec.encoder_fingerprint:
-                raise TagError(
-                    f"the encoder loaded from {enc.get('model')!r} is "
-                    f"{encoder.fingerprint}, but the memory was made by "
-                    f"{rec.encoder_fingerprint} (checkpoint changed or moved?)"
-                )
+            encoder = load_record_encoder(rec, task.device)
             self._taggers[key] = make_tagger(encoder, task.vocabulary, task.k)
         return self._taggers[key]
 
@@ -134,20 +126,8 @@ class TagStep:
 def tag_row(
     rec: VideoRecord, start_s: float, end_s: float, text: str, settings: str, now: dt.datetime
 ) -> dict[str, Any]:
-    """A ``captions`` row of kind ``tags`` (the columns of ``memory.tables.CAPTIONS_SCHEMA``)."""
-    return {
-        "video_id": rec.video_id,
-        "encoder_fingerprint": rec.encoder_fingerprint,
-        "config_hash": rec.config_hash,
-        "run_id": rec.run_id,
-        "kind": KIND,
-        "start_s": start_s,
-        "end_s": end_s,
-        "text": text,
-        "model": rec.model,
-        "settings": settings,
-        "created_at": now,
-    }
+    """A ``captions`` row of kind ``tags``, written in the name of the memory's model."""
+    return caption_row(rec, KIND, start_s, end_s, text, rec.model, settings, created_at=now)
 
 
 # --------------------------------------------------------------------------- the job
@@ -198,7 +178,7 @@ class TagSummary:
 
 
 def _records(store: Any, job: TagJob, summary: TagSummary) -> list[VideoRecord]:
-    from videomem.jobs.qa_job import indexed_records
+    from videomem.jobs.videos import indexed_records
 
     return indexed_records(store, job.videos, summary)
 

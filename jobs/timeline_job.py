@@ -11,26 +11,19 @@ visual tokens. A worker loads the LLM once and reads captions from the store
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from videomem.jobs.caption_job import CaptionJob, CaptionSummary, add_captions
 from videomem.jobs.executor import ProgressFn, make_executor, run_to_end
-from videomem.jobs.qa_job import (
-    CaptionJob,
-    CaptionSummary,
-    QAItem,
-    QAJob,
-    QASummary,
-    add_captions,
-    answer_questions,
-    answer_row,
-    indexed_records,
-    resolve_video,
-)
+from videomem.jobs.qa_job import QAJob, QASummary, answer_questions
+from videomem.jobs.qa_step import QAItem
+from videomem.jobs.questions import QuestionRow
+from videomem.jobs.rows import answer_row, caption_row, failed_rows, settings_with
+from videomem.jobs.videos import indexed_records
 from videomem.pipeline.errors import VideomemError
 from videomem.qa.model import GenerationSettings
 
@@ -101,21 +94,9 @@ class TimelineStep:
             a = self.answerer.caption(captions, task.settings)
             if a.status == "failed":
                 return [{"video_id": rec.video_id, "status": "failed", "error": a.error}]
-            return [
-                {
-                    "video_id": rec.video_id,
-                    "encoder_fingerprint": rec.encoder_fingerprint,
-                    "config_hash": rec.config_hash,
-                    "run_id": rec.run_id,
-                    "kind": "global",
-                    "start_s": 0.0,
-                    "end_s": float(rec.duration_s or 0.0),
-                    "text": a.answer,
-                    "model": self.spec.llm,
-                    "settings": caption_settings(task.settings),
-                    "created_at": dt.datetime.now(dt.timezone.utc),
-                }
-            ]
+            end_s = float(rec.duration_s or 0.0)
+            settings = caption_settings(task.settings)
+            return [caption_row(rec, "global", 0.0, end_s, a.answer, self.spec.llm, settings)]
         answers = self.answerer.answer(
             captions, [q for _, q in item.questions], task.settings, rec.duration_s
         )
@@ -125,24 +106,9 @@ class TimelineStep:
         ]
 
 
-def failed_rows(
-    item: QAItem, error: str, llm: str, settings: GenerationSettings
-) -> list[dict[str, Any]]:
-    from videomem.qa import Answer
-
-    rec = item.record
-    if item.caption:
-        return [{"video_id": rec.video_id, "status": "failed", "error": error}]
-    return [
-        answer_row(qid, rec.video_id, Answer(q, status="failed", error=error), llm, settings, rec)
-        for qid, q in item.questions
-    ]
-
-
 def caption_settings(settings: GenerationSettings) -> str:
-    data = json.loads(settings.to_json())
-    data["from"] = "timeline"
-    return json.dumps(data, sort_keys=True)
+    """The ``settings`` column of a timeline caption (the resume key of ``caption --llm``)."""
+    return settings_with(settings, **{"from": "timeline"})
 
 
 def _executor(llm: str, device: str | None, dtype: str | None, job: Any) -> Any:
@@ -155,7 +121,13 @@ def _executor(llm: str, device: str | None, dtype: str | None, job: Any) -> Any:
     )
 
 
-def run_timeline_qa(job: QAJob, llm: str, progress: ProgressFn | None = None) -> QASummary:
+def run_timeline_qa(
+    job: QAJob,
+    llm: str,
+    progress: ProgressFn | None = None,
+    questions: Sequence[QuestionRow] | None = None,
+    keep_answers: bool = False,
+) -> QASummary:
     """``videomem qa QUESTIONS --llm MODEL``: like :func:`videomem.jobs.qa_job.run_qa`,
     answered from the timeline by ``llm`` (answers keyed with ``model=llm``)."""
     job = replace(job, model=llm)  # answers are keyed, and written out, with model=llm
@@ -164,6 +136,8 @@ def run_timeline_qa(job: QAJob, llm: str, progress: ProgressFn | None = None) ->
         lambda: _executor(llm, job.device, job.dtype, job),
         TimelineTask(job.store, job.settings, job.storage_options),
         progress,
+        questions=questions,
+        keep_answers=keep_answers,
     )
 
 
@@ -200,30 +174,3 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
 
                 refresh_after_write(store)
     return summary
-
-
-def ask_timeline(
-    store: str,
-    video: str,
-    question: str,
-    at: float | None,
-    llm: str,
-    settings: GenerationSettings,
-    device: str | None = None,
-    dtype: str | None = None,
-    storage_options: dict[str, str] | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """``videomem ask VIDEO QUESTION --llm MODEL``: (the answer row, the Answer)."""
-    from videomem.memory.store import Store
-    from videomem.qa import Question
-    from videomem.qa.textllm import TextLLM, TimelineAnswerer
-
-    with Store(store, storage_options=storage_options) as st:
-        vid = resolve_video(st, video)
-        rec = st.latest(vid)
-        if rec.status != "indexed":
-            raise VideomemError(f"video {vid} failed to index: {rec.error or 'unknown error'}")
-        captions = [c for c in st.captions(vid) if c["model"] != llm]
-    answerer = TimelineAnswerer(TextLLM(llm, device, dtype, name=llm))
-    (a,) = answerer.answer(captions, [Question(question, at)], settings, rec.duration_s)
-    return answer_row("", vid, a, llm, settings, rec), a

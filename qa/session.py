@@ -2,8 +2,8 @@
 
 The checkpoint that answers must be the one whose encoder made the memory. We check it
 the one way that cannot drift from the index stage: load the encoder exactly as the
-index stage did (same checkpoint, the dtype and family options the memory was made
-with) and compare its fingerprint with the stored one. The encoder is needed anyway
+index stage did and compare its fingerprint with the stored one
+(:func:`videomem.encoders.record.load_record_encoder`, shared with tags and search). The encoder is needed anyway
 for breakpoint questions, whose last frames are decoded and encoded again.
 """
 
@@ -49,12 +49,6 @@ class QASession:
         return str(self.encoder.fingerprint)
 
 
-def fingerprint_dtype(encoder_fingerprint: str) -> str | None:
-    """The dtype an encoder fingerprint names (``name:digest:dtype[:choices]``)."""
-    parts = encoder_fingerprint.split(":")
-    return parts[2] if len(parts) >= 3 else None
-
-
 def load_for_record(
     record: Any,
     model: str | None = None,
@@ -68,7 +62,8 @@ def load_for_record(
     encoder side runs in the dtype the memory was made with.
     """
     from videomem.encoders.hf import load_config
-    from videomem.encoders.registry import load_encoder, resolve_model
+    from videomem.encoders.record import EncoderMismatchError, load_record_encoder
+    from videomem.encoders.registry import resolve_model
 
     if record.status != "indexed":
         raise QAError(f"video {record.video_id} has no memory (status {record.status})")
@@ -83,20 +78,9 @@ def load_for_record(
         raise no_lm_error(f"the memory of video {record.video_id} ({name})", config.model_type)
     qa = load_qa_model(path, device, dtype, trust_remote_code=trust)
     try:
-        encoder = load_encoder(
-            path,
-            qa.device,
-            fingerprint_dtype(record.encoder_fingerprint),
-            trust_remote_code=trust,
-            **(enc_cfg.get("options") or {}),
-        )
+        encoder = load_record_encoder(record, qa.device, name)
+    except EncoderMismatchError as e:
+        raise QAError(f"{e}. Answer with the stored model, or re-index with this one.") from e
     except VideomemError as e:
         raise QAError(f"{name}: cannot load its encoder side to check it ({e})") from e
-    if encoder.fingerprint != record.encoder_fingerprint:
-        raise QAError(
-            f"{name} is not the encoder that made the memory of video {record.video_id}: "
-            f"its fingerprint is {encoder.fingerprint}, the memory's is "
-            f"{record.encoder_fingerprint} (stored model: {record.model or '?'}). Answer "
-            "with the stored model, or re-index with this one."
-        )
     return QASession(qa=qa, encoder=encoder, model=name)

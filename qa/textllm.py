@@ -81,11 +81,11 @@ class TextLLM:
             resolve_device,
             resolve_dtype,
         )
-        from videomem.qa.prepared import resolve_llm
+        from videomem.encoders.registry import resolve_model
         from videomem.qa.prompt import load_chat_template
 
         self.name = name or model
-        path, local = resolve_checkpoint(resolve_llm(model))
+        path, local = resolve_checkpoint(resolve_model(model))
         if not local:
             from videomem.encoders.hf import check_hub
 

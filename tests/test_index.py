@@ -24,7 +24,7 @@ from videomem.jobs.index import (
     decode_cpus,
     run_index,
 )
-from videomem.jobs.index_step import BatchPrefetcher, index_one, index_video
+from videomem.jobs.index_video import BatchPrefetcher, index_one, index_video
 from videomem.memory.builder import MemoryBuilder
 from videomem.memory.lease import LeaseConfig
 from videomem.memory.store import Store

@@ -164,7 +164,7 @@ def test_captions_global_and_dense_segments(cache_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def two_videos(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):  # type: ignore[no-untyped-def]
     """Two videos equal up to 4 s, different after; indexed with the tiny LLaVA."""
-    from videomem.jobs.index_step import index_video
+    from videomem.jobs.index_video import index_video
     from videomem.pipeline.files import content_video_id
     from videomem.qa import VideoContext
 

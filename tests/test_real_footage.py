@@ -275,11 +275,11 @@ def test_a_budget_of_three_slots_finds_the_three_clips(
 def test_index_video_end_to_end(
     video: ConcatVideo, encoder: MobileNetEncoder, decoded: Decoded
 ) -> None:
-    """The same memory through ``jobs.index_step.index_video`` (probe, prefetching
+    """The same memory through ``jobs.index_video.index_video`` (probe, prefetching
     decode thread, encode, consolidate, float16 tokens) with the default memory
     config: same spans and sizes as the step-by-step build above, every clip kept,
     and per-clip labels from the real classifier."""
-    from videomem.jobs.index_step import index_video
+    from videomem.jobs.index_video import index_video
 
     tokens, keep, config = decoded
     got = index_video(str(video.path), encoder, config, DEFAULT).memory

@@ -179,7 +179,7 @@ def test_converted_smollm2_is_the_gguf_model(smollm2: Path) -> None:
     import importlib.metadata as md
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from videomem.qa.prepared import PREPARED, gguf_path
+    from videomem.encoders.prepared import PREPARED, gguf_path
 
     assert (smollm2 / "model.safetensors").is_file()
     assert not list(smollm2.glob("*.bin")) and not list(smollm2.glob("*.gguf"))

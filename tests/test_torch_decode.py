@@ -172,7 +172,7 @@ def test_index_one_video_from_torchcodec_frames(videos: dict[str, Path]) -> None
     the memory is the ffmpeg path's up to resize rounding; the row names the decoder."""
     from videomem.encoders.registry import load_encoder
     from videomem.encoders.tiny import tiny_checkpoint
-    from videomem.jobs.index_step import index_one
+    from videomem.jobs.index_video import index_one
 
     enc = load_encoder(tiny_checkpoint("clip"), "cpu", batch_size=8)
     base = DecodeConfig(fps=4.0, size=enc.input_size, batch_size=5)

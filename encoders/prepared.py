@@ -12,7 +12,10 @@ Design decisions:
 * Conversion is atomic (built in a temporary folder beside the target, then renamed),
   so a killed conversion or two processes converting at once never leave a half
   checkpoint; the loser of a race drops its copy.
-* The first use of the name converts automatically (``resolve_llm("smollm2")``);
+* The first use of the name converts automatically (through
+  :func:`videomem.encoders.registry.resolve_model`, the one resolver of model names,
+  so ``--model``, ``--llm`` and ``--judge`` all fail the same way when the package is
+  missing);
   ``videomem models prepare smollm2`` does it ahead of time.
 * The GGUF file is found through the installed distribution's file list, never by
   importing the package (its ``__init__`` imports the absent ``llm`` CLI).
@@ -134,11 +137,3 @@ def prepare(name: str, cache_dir: str | Path | None = None, force: bool = False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def resolve_llm(model: str) -> str:
-    """What ``--llm`` names, as a checkpoint: a prepared name (converted on first use),
-    else the hub id or directory as given."""
-    if model in PREPARED:
-        return str(prepare(model))
-    return model
