@@ -198,7 +198,9 @@ class FFmpegPipe:
                     left = since + self.timeout_s - time.monotonic()
                     if left <= 0 and since == self._reading_since:
                         self.timed_out = True
-                        self.kill()  # the blocked read then sees the end of stdout
+                        # The blocked read then sees the end of stdout; the reader's
+                        # thread reaps the child (close()), so only one thread waits.
+                        self.proc.kill()
                         continue
                     wait_ms = _poll_ms(left)
                 if not poller.poll(wait_ms):
