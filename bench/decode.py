@@ -13,8 +13,9 @@ rotation, scaling and rgb24 output) runs three ways in this process, alternating
 ``ratio`` is videomem's frames/s over raw ffmpeg's (wall clock, the median of the
 per-round ratios; target >= 0.9); ``pipe`` is the same for "pipe only". ``cpu`` is
 raw ffmpeg's CPU seconds over videomem's (ffmpeg + Python), steadier than wall
-clock on a busy machine. The load average is printed before and after each section:
-on a shared machine the wall-clock figures are only as good as it is quiet. Cases: a
+clock on a busy machine; ``pipe cpu`` the same for "pipe only". The load average is
+printed before and after the section: on a shared machine the wall-clock figures are
+only as good as it is quiet. Cases: a
 768x576 10 fps H.264 clip made here decoded to 224x224 at 10 fps (the case of issue
 17), the real clips in ../shared/testdata (skipped when absent) and a long synthetic
 video of tiny frames (10,500 frames; the per-frame cost).
@@ -147,19 +148,20 @@ def run_case(name: str, src: VideoSource, cfg: DecodeConfig, repeats: int) -> di
             wall, cpu = runners[i](src, cfg)
             walls[i].append(wall)
             cpus[i].append(cpu)
-    (bw, pw, ow), (bc, _, oc) = walls, cpus
+    (bw, pw, ow), (bc, pc, oc) = walls, cpus
     row = {"frames": frames, "ffmpeg_fps": frames / statistics.median(bw)}
     row["decode_fps"] = frames / statistics.median(ow)
     # per round: the runs of one round saw (about) the same load
     row["ratio"] = statistics.median(b / o for b, o in zip(bw, ow, strict=True))
     row["pipe_ratio"] = statistics.median(b / p for b, p in zip(bw, pw, strict=True))
     row["cpu_ratio"] = statistics.median(bc) / statistics.median(oc)
+    row["pipe_cpu_ratio"] = statistics.median(bc) / statistics.median(pc)
     size = "x".join(map(str, cfg.size)) if cfg.size else "native"
     what = f"fps={cfg.fps:g}" if cfg.num_frames is None else f"n={cfg.num_frames}"
     print(
         f"{name:<28} {what:<7} {size:<8} {frames:>6} {row['ffmpeg_fps']:>11.1f} "
         f"{row['decode_fps']:>13.1f} {row['ratio']:>6.3f} {row['pipe_ratio']:>6.3f} "
-        f"{row['cpu_ratio']:>6.3f}",
+        f"{row['cpu_ratio']:>6.3f} {row['pipe_cpu_ratio']:>8.3f}",
         flush=True,
     )
     return row
@@ -277,12 +279,13 @@ def overhead(args: argparse.Namespace, repeats: int) -> None:
         "   ratio = videomem decode / raw ffmpeg with the same filters and output "
         "(frames/s, median of the rounds; target >= 0.90)\n"
         "   pipe  = ffmpeg into a pipe drained by cat / raw ffmpeg (the pipe's own cost)\n"
-        "   cpu   = raw ffmpeg CPU s / videomem CPU s (ffmpeg + Python)\n"
+        "   cpu   = raw ffmpeg CPU s / videomem CPU s (ffmpeg + Python); "
+        "pipe cpu: the same for ffmpeg + cat\n"
         f"   {load()}"
     )
     print(
         f"{'case':<28} {'sampling':<7} {'size':<8} {'frames':>6} {'ffmpeg f/s':>11} "
-        f"{'decode() f/s':>13} {'ratio':>6} {'pipe':>6} {'cpu':>6}"
+        f"{'decode() f/s':>13} {'ratio':>6} {'pipe':>6} {'cpu':>6} {'pipe cpu':>8}"
     )
     ratios: dict[str, float] = {}
     one = {"batch_size": bs, "segments": 1}  # the bare command is one ffmpeg too
