@@ -158,6 +158,8 @@ class FFmpegPipe:
         # When readinto() last saw progress (monotonic s; None: no read under way).
         # The minder thread reads it to tell a hung ffmpeg from a slow consumer.
         self._reading_since: float | None = None
+        self._closed = threading.Event()  # close() was called
+        self._stderr_done = threading.Event()  # all of stderr has been read
         try:
             self.proc = subprocess.Popen(
                 list(cmd),
@@ -181,44 +183,62 @@ class FFmpegPipe:
 
     def _mind(self, stream: io.RawIOBase) -> None:
         """The helper thread: drain stderr, and kill ffmpeg when a read in readinto()
-        has seen no byte for ``timeout_s``. Runs until ffmpeg closes stderr (exit or
-        kill)."""
+        has seen no byte for ``timeout_s``. Runs until ffmpeg is gone or the pipe is
+        closed."""
         poller = select.poll()
         poller.register(stream.fileno(), select.POLLIN | select.POLLHUP)
         pending = b""
+        stderr_open = True
         try:
-            while True:
+            while not self._closed.is_set():
                 since = self._reading_since
                 if self.timed_out:
-                    wait_ms = -1  # killed: stderr ends at once
+                    wait = None  # killed: stderr ends at once
                 elif since is None:
                     # a read that starts now can stall for timeout_s at the earliest
-                    wait_ms = _poll_ms(self.timeout_s)
+                    wait = self.timeout_s
                 else:
-                    left = since + self.timeout_s - time.monotonic()
-                    if left <= 0 and since == self._reading_since:
+                    wait = since + self.timeout_s - time.monotonic()
+                    if wait <= 0 and since == self._reading_since:
                         self.timed_out = True
                         # The blocked read then sees the end of stdout; the reader's
-                        # thread reaps the child (close()), so only one thread waits.
+                        # thread reaps the child (close()).
                         self.proc.kill()
                         continue
-                    wait_ms = _poll_ms(left)
-                if not poller.poll(wait_ms):
+                if not stderr_open:
+                    # stderr closed by a child still running (ffmpeg does not do that):
+                    # keep watching the reads until it exits or the pipe is closed
+                    if self.proc.poll() is not None:
+                        return
+                    self._closed.wait(1.0 if wait is None else max(0.0, wait))
+                    continue
+                if not poller.poll(-1 if wait is None else _poll_ms(wait)):
                     continue
                 # One read takes every line that is there: ffmpeg's log comes in
                 # bursts (showinfo: several lines per frame), not a syscall per byte.
                 chunk = stream.read(STDERR_READ_BYTES)
-                if not chunk:
-                    break
-                *lines, pending = (pending + chunk).split(b"\n")
-                for raw in lines:
-                    self._log_line(raw)
+                if chunk:
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    if len(pending) > STDERR_READ_BYTES:  # no newline in sight: a line
+                        lines.append(pending)
+                        pending = b""
+                    for raw in lines:
+                        self._log_line(raw)
+                    continue
+                stderr_open = False
+                if pending:
+                    self._log_line(pending)
+                    pending = b""
+                self._end_of_stderr()
         except (OSError, ValueError):  # stderr closed under us by close(): done
             pass
         finally:
-            if pending:
-                self._log_line(pending)
-            self._captured.put(None)  # end of stderr: nothing more will come
+            if stderr_open:
+                self._end_of_stderr()
+
+    def _end_of_stderr(self) -> None:
+        self._captured.put(None)  # nothing more will come
+        self._stderr_done.set()
 
     def _log_line(self, raw: bytes) -> None:
         """Queue a captured value, or keep the line in the tail kept for errors."""
@@ -253,7 +273,7 @@ class FFmpegPipe:
         return out
 
     def stderr_tail(self) -> str:
-        self._minder.join(timeout=2.0)  # let the last lines arrive after exit
+        self._stderr_done.wait(timeout=2.0)  # let the last lines arrive after exit
         return "\n".join(self._stderr)
 
     def readinto(self, buf: memoryview) -> int:
@@ -303,6 +323,7 @@ class FFmpegPipe:
         try:
             self.kill()
         finally:
+            self._closed.set()
             self._stdout.close()
             self._minder.join(timeout=2.0)
             if self.proc.stderr is not None:

@@ -555,6 +555,18 @@ def test_slow_consumer_is_not_a_hung_ffmpeg() -> None:
     assert got == buf.nbytes
 
 
+def test_stall_after_stderr_closed_is_killed() -> None:
+    # The timeout does not hang on stderr: a child that closes it and then stalls is
+    # still killed (ffmpeg never closes stderr early; the pipe does not rely on it).
+    before = child_pids()
+    cmd = ["sh", "-c", "exec 2>&-; exec sleep 30"]
+    with ffmpeg_module.FFmpegPipe(cmd, "sleep", timeout_s=0.5) as pipe:
+        with pytest.raises(DecodeError, match="no output for 0.5 s"):
+            pipe.readinto(memoryview(bytearray(8)))
+        assert pipe.timed_out
+    assert child_pids() <= before
+
+
 def test_stderr_lines_split_across_reads_are_joined() -> None:
     # stderr is read in bursts: a line that arrives in two pieces is still one line.
     script = "printf 'first half, ' >&2; sleep 0.3; printf 'second half\\nlast' >&2; exit 3"
