@@ -17,7 +17,8 @@ clock on a busy machine; ``pipe cpu`` the same for "pipe only". The load average
 printed before and after the section: on a shared machine the wall-clock figures are
 only as good as it is quiet. Cases: a
 768x576 10 fps H.264 clip made here decoded to 224x224 at 10 fps (the case of issue
-17), the real clips in ../shared/testdata (skipped when absent) and a long synthetic
+17), the same pattern with every frame a keyframe in keyframe sampling (timestamps
+from ffmpeg's log), the real clips in ../shared/testdata (skipped when absent) and a long synthetic
 video of tiny frames (10,500 frames; the per-frame cost).
 
 Further sections (``--section``), each against a baseline measured in the same run:
@@ -157,7 +158,10 @@ def run_case(name: str, src: VideoSource, cfg: DecodeConfig, repeats: int) -> di
     row["cpu_ratio"] = statistics.median(bc) / statistics.median(oc)
     row["pipe_cpu_ratio"] = statistics.median(bc) / statistics.median(pc)
     size = "x".join(map(str, cfg.size)) if cfg.size else "native"
-    what = f"fps={cfg.fps:g}" if cfg.num_frames is None else f"n={cfg.num_frames}"
+    if cfg.sample == "keyframes":
+        what = "keys"
+    else:
+        what = f"fps={cfg.fps:g}" if cfg.num_frames is None else f"n={cfg.num_frames}"
     print(
         f"{name:<28} {what:<7} {size:<8} {frames:>6} {row['ffmpeg_fps']:>11.1f} "
         f"{row['decode_fps']:>13.1f} {row['ratio']:>6.3f} {row['pipe_ratio']:>6.3f} "
@@ -167,12 +171,12 @@ def run_case(name: str, src: VideoSource, cfg: DecodeConfig, repeats: int) -> di
     return row
 
 
-def make_pal_video(path: Path, seconds: int) -> Path:
+def make_pal_video(path: Path, seconds: int, gop: int | None = None) -> Path:
     """A moving 768x576 10 fps test pattern, H.264 (veryfast, B-frames): the shape of
-    the clip in issue 17."""
+    the clip in issue 17; ``gop=1``: every frame a keyframe."""
     cmd = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi"]
     cmd += ["-i", f"testsrc2=s=768x576:r=10:d={seconds}", "-c:v", "libx264", "-preset"]
-    cmd += ["veryfast", "-pix_fmt", "yuv420p", str(path)]
+    cmd += ["veryfast", *(["-g", str(gop)] if gop else []), "-pix_fmt", "yuv420p", str(path)]
     subprocess.run(cmd, check=True)
     return path
 
@@ -295,6 +299,12 @@ def overhead(args: argparse.Namespace, repeats: int) -> None:
         cfg = DecodeConfig(fps=10.0, size=(224, 224), **one)
         headline = run_case("768x576 10 fps (issue 17)", pal, cfg, repeats)["ratio"]
         ratios["768x576 10 fps"] = headline
+        # keyframe sampling reads each frame's timestamp from ffmpeg's log: every
+        # frame a keyframe is its heaviest case (one showinfo line per frame)
+        intra = probe(make_pal_video(Path(tmp) / "intra.mp4", seconds // 2, gop=1))
+        cfg = DecodeConfig(fps=None, sample="keyframes", size=(224, 224), batch_size=bs)
+        row = run_case("768x576 all keyframes", intra, cfg, repeats)
+        ratios["768x576 all keyframes"] = row["ratio"]
 
         if TESTDATA.is_dir():
             bikes = probe(TESTDATA / "bikes.mp4")
