@@ -537,6 +537,45 @@ def test_hung_ffmpeg_is_killed_after_timeout(scenes: SyntheticVideo, tmp_path: P
     assert child_pids() <= before
 
 
+def test_slow_consumer_is_not_a_hung_ffmpeg() -> None:
+    # Only time spent waiting inside readinto() counts towards the timeout: a consumer
+    # that pauses longer than it, while ffmpeg sits blocked on the full pipe (3 MiB of
+    # frames, a 1 MiB pipe), must not get ffmpeg killed.
+    frame = 128 * 128 * 3
+    cmd = [find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi"]
+    cmd += ["-i", "testsrc2=s=128x128:r=25", "-frames:v", "64", "-f", "rawvideo"]
+    cmd += ["-pix_fmt", "rgb24", "pipe:"]
+    buf = np.empty(64 * frame, dtype=np.uint8)
+    with ffmpeg_module.FFmpegPipe(cmd, "testsrc2", timeout_s=0.3) as pipe:
+        got = pipe.readinto(buf[:frame].data)
+        time.sleep(1.0)  # no read under way: the minder must leave ffmpeg alone
+        got += pipe.readinto(buf[frame:].data)
+        assert pipe.wait() == 0
+    assert not pipe.timed_out
+    assert got == buf.nbytes
+
+
+def test_stall_after_stderr_closed_is_killed() -> None:
+    # The timeout does not hang on stderr: a child that closes it and then stalls is
+    # still killed (ffmpeg never closes stderr early; the pipe does not rely on it).
+    before = child_pids()
+    cmd = ["sh", "-c", "exec 2>&-; exec sleep 30"]
+    with ffmpeg_module.FFmpegPipe(cmd, "sleep", timeout_s=0.5) as pipe:
+        with pytest.raises(DecodeError, match="no output for 0.5 s"):
+            pipe.readinto(memoryview(bytearray(8)))
+        assert pipe.timed_out
+    assert child_pids() <= before
+
+
+def test_stderr_lines_split_across_reads_are_joined() -> None:
+    # stderr is read in bursts: a line that arrives in two pieces is still one line.
+    script = "printf 'first half, ' >&2; sleep 0.3; printf 'second half\\nlast' >&2; exit 3"
+    with ffmpeg_module.FFmpegPipe(["sh", "-c", script], "sh", timeout_s=5) as pipe:
+        assert pipe.readinto(memoryview(bytearray(8))) == 0
+        assert pipe.wait() == 3
+        assert pipe.stderr_tail() == "first half, second half\nlast"
+
+
 def test_loud_stderr_does_not_deadlock(
     scenes: SyntheticVideo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
