@@ -4,7 +4,7 @@ Builds a synthetic store through the real ``Store.commit`` (``--videos`` x
 ``--slots`` slots, 100K by default, 1M with ``--full``) whose slot embeddings look
 like real ones: each video wanders around a few topic directions shared across the
 corpus, slots are that plus per-slot noise, unit length. Then, on the real slot index
-of :mod:`videomem.memory.search_index`:
+of :mod:`videomem.memory.search.refresh`:
 
 * refresh time (copying the embeddings out of ``memories`` into the slot index);
 * exhaustive search: LanceDB flat scan, query latency (median, p95);
@@ -60,8 +60,7 @@ def synthetic_embeddings(
 
 
 def build_store(path: Path, emb: np.ndarray, n: int, d: int, fp: str) -> float:
-    from videomem.memory.schema import VideoCommit, VideoRecord
-    from videomem.memory.store import Store
+    from videomem.memory.store import Store, VideoCommit, VideoRecord
     from videomem.pipeline.types import MemoryConfig, VideoMemory
 
     videos, slots, _ = emb.shape
@@ -133,7 +132,7 @@ def main() -> None:
     warnings.simplefilter("ignore", DeprecationWarning)
 
     from videomem.memory.search import search
-    from videomem.memory.search_index import ensure_ann, refresh_slot_index, slot_index_name
+    from videomem.memory.search.refresh import ensure_ann, refresh_slot_index, slot_index_name
     from videomem.memory.store import Store
 
     rng = np.random.default_rng(0)

@@ -56,7 +56,7 @@ def commits(start: int, count: int, seed: int = 0):
     import json as _json
 
     import torch
-    from videomem.memory.schema import VideoCommit, VideoRecord
+    from videomem.memory.store import VideoCommit, VideoRecord
     from videomem.pipeline.types import MemoryConfig, VideoMemory
 
     cfg = _json.dumps({"memory": MemoryConfig().to_dict()})

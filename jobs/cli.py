@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from videomem.memory.schema import VideoRecord
-    from videomem.memory.store import Store
+    from videomem.memory.store import Store, VideoRecord
 
 app = typer.Typer(
     name="videomem",
@@ -192,7 +191,7 @@ def index(
 
     from videomem.jobs.index import IndexJob, run_index
     from videomem.jobs.progress import PlainReporter, RichReporter, failure_line
-    from videomem.memory.lease import LeaseConfig
+    from videomem.memory.store import LeaseConfig
     from videomem.pipeline.errors import ConfigError, VideomemError
     from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 
@@ -443,8 +442,8 @@ def repair(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list the damaged files."),
 ) -> None:
     """Find damaged data files; drop them and mark the videos they held for re-indexing."""
-    from videomem.memory.repair import repair as repair_store
     from videomem.memory.store import Store
+    from videomem.memory.store import repair as repair_store
     from videomem.pipeline.errors import VideomemError
 
     try:

@@ -1,6 +1,6 @@
 """``videomem search``: registered on the app of :mod:`videomem.jobs.cli`. The command
 only builds the query embedders (``videomem.encoders.text``) and hands them to
-:func:`videomem.memory.search.search`."""
+:func:`videomem.memory.search.query.search`."""
 
 from __future__ import annotations
 

@@ -38,9 +38,7 @@ from typing import Any
 from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
 from videomem.jobs.index_step import IndexOutcome
 from videomem.jobs.progress import NullReporter, Reporter
-from videomem.memory.lease import LeaseConfig
-from videomem.memory.schema import VideoRecord
-from videomem.memory.store import Store
+from videomem.memory.store import LeaseConfig, Store, VideoRecord
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.pipeline.ffmpeg_choice import ffmpeg_info
 from videomem.pipeline.segments import cpu_share

@@ -339,7 +339,7 @@ def add_answers(store: Any, summary: QASummary, rows: list[dict[str, Any]]) -> N
 def write_answers_out(store: Any, job: QAJob, keys: list[tuple[str, str]]) -> None:
     """``job.out``: the stored answers to this job's questions under its settings (and
     model, when it names one)."""
-    from videomem.memory.tables import ANSWERS_SCHEMA
+    from videomem.memory.store import ANSWERS_SCHEMA
 
     if not job.out:
         return

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor, run_to_end
-from videomem.memory.schema import VideoRecord
+from videomem.memory.store import VideoRecord
 from videomem.pipeline.errors import ConfigError, VideomemError
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class TagStep:
 def tag_row(
     rec: VideoRecord, start_s: float, end_s: float, text: str, settings: str, now: dt.datetime
 ) -> dict[str, Any]:
-    """A ``captions`` row of kind ``tags`` (the columns of ``memory.tables.CAPTIONS_SCHEMA``)."""
+    """A ``captions`` row of kind ``tags`` (the columns of ``memory.store.qa_tables.CAPTIONS_SCHEMA``)."""
     return {
         "video_id": rec.video_id,
         "encoder_fingerprint": rec.encoder_fingerprint,

@@ -16,15 +16,15 @@ from videomem.encoders.clip import ContrastiveEncoder
 from videomem.encoders.text import SentenceEncoder, TextTowers, minilm_dir
 from videomem.encoders.tiny import tiny_checkpoint
 from videomem.jobs.cli import app
-from videomem.memory.schema import VideoCommit, VideoRecord
-from videomem.memory.search import merge_by_rank, search
-from videomem.memory.search_index import (
+from videomem.memory.search import (
     CAPTION_INDEX,
+    merge_by_rank,
     refresh_caption_index,
     refresh_slot_index,
+    search,
     slot_index_name,
 )
-from videomem.memory.store import Store
+from videomem.memory.store import Store, VideoCommit, VideoRecord
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MemoryConfig, VideoMemory
 
@@ -327,7 +327,7 @@ def test_ann_index_is_built_at_the_threshold_and_keeps_up(tmp_path: Path) -> Non
     import lancedb
     import pyarrow as pa
     from videomem.memory.search import visual_hits
-    from videomem.memory.search_index import ensure_ann
+    from videomem.memory.search.refresh import ensure_ann
 
     v = np.random.default_rng(0).standard_normal((700, 16)).astype(np.float32)
 

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 from videomem.encoders.text import sentence_embedder
 from videomem.jobs.cli import app
-from videomem.memory.search_index import CAPTION_INDEX
+from videomem.memory.search import CAPTION_INDEX
 from videomem.memory.store import Store
 
 from tests.videos import ConcatVideo, make_concat

@@ -17,15 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from videomem.memory.lease import LeaseConfig
-from videomem.memory.schema import (
+from videomem.memory.store import LeaseConfig, Store
+from videomem.memory.store.schema import (
     MEMORIES_SCHEMA,
     VIDEOS_SCHEMA,
     VideoCommit,
     VideoRecord,
     memory_rows,
 )
-from videomem.memory.store import Store
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MEMORY_PRESETS, MemoryConfig, VideoMemory
 
@@ -448,8 +447,8 @@ def test_int8_halves_the_stored_bytes(store: Store) -> None:
 
 
 def test_stored_bytes_count_what_the_rows_hold() -> None:
-    from videomem.memory.codec import pack_tokens
-    from videomem.memory.schema import stored_bytes
+    from videomem.memory.store.codec import pack_tokens
+    from videomem.memory.store.schema import stored_bytes
 
     for dtype, scale in (("float16", "token"), ("int8", "token"), ("int8", "slot")):
         mem = make_memory(slots=4, recent=2)
@@ -495,7 +494,7 @@ def test_a_store_written_before_token_dtype_still_loads(tmp_path: Path) -> None:
 
 
 def test_mixed_or_broken_encodings_are_refused() -> None:
-    from videomem.memory.schema import tokens_from_rows
+    from videomem.memory.store.schema import tokens_from_rows
 
     rows = memory_rows(int8_memory(recent=0), ("v", "e", "c"), "run")
     with pytest.raises(StoreError, match="one expected"):

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-from videomem.memory.schema import MEMORIES, VIDEOS, in_filter
-from videomem.memory.tables import CAPTIONS, CAPTIONS_SCHEMA
+from videomem.memory.store.qa_tables import CAPTIONS, CAPTIONS_SCHEMA
+from videomem.memory.store.schema import MEMORIES, VIDEOS, in_filter
 from videomem.pipeline.errors import StoreError
 
 CAPTION_INDEX = "caption_index"

@@ -22,11 +22,11 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from videomem.memory.schema import MEMORIES, VIDEOS, VideoCommit
+from videomem.memory.store.schema import MEMORIES, VIDEOS, VideoCommit
 from videomem.pipeline.errors import StoreError
 
 if TYPE_CHECKING:
-    from videomem.memory.store import Store
+    from videomem.memory.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The persistent memory store: LanceDB tables at a directory or any LanceDB URI.
 
-The tables and their columns are described in :mod:`videomem.memory.schema`.
+The tables and their columns are described in :mod:`videomem.memory.store.schema`.
 
 Atomic visibility, without transactions across tables
 =====================================================
@@ -23,7 +23,7 @@ notices the slot count mismatch and reads again.
 
 One committer per table: only a :class:`Store` opened with ``writer=True`` may write.
 It holds an exclusive ``flock`` on a local directory, a lease on object storage
-(:mod:`videomem.memory.lease`), for its lifetime and checks it before every commit step,
+(:mod:`videomem.memory.store.lease`), for its lifetime and checks it before every commit step,
 so a second job on the same store refuses (or waits) instead of interleaving commits.
 Workers never write; they hand results to the job's driver.
 
@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-from videomem.memory.lease import LeaseConfig, WriterLock, take_writer_lock
-from videomem.memory.schema import (
+from videomem.memory.store.lease import LeaseConfig, WriterLock, take_writer_lock
+from videomem.memory.store.schema import (
     ADDED_COLUMNS,
     EPOCH,
     KEY,
@@ -510,9 +510,9 @@ class Store:
     # ------------------------------------------------------------------ QA tables
 
     def _qa_table(self, name: str, create: bool) -> Any:
-        """The ``answers``/``captions`` table (``memory.tables``), created by a writer on
+        """The ``answers``/``captions`` table (:mod:`.qa_tables`), created by a writer on
         first use; None when it does not exist yet and ``create`` is false."""
-        from videomem.memory.tables import SCHEMAS
+        from videomem.memory.store.qa_tables import SCHEMAS
 
         if name not in set(self._db.list_tables().tables):
             if not create:
@@ -524,7 +524,7 @@ class Store:
     def add_qa_rows(self, name: str, rows: list[dict[str, Any]]) -> int:
         """Upsert ``answers``/``captions`` rows on the table's key (one commit); a re-run
         replaces rows, never duplicates them. Returns the number of rows written."""
-        from videomem.memory.tables import KEYS, rows_table
+        from videomem.memory.store.qa_tables import KEYS, rows_table
 
         self._require_writer()
         if not rows:
@@ -572,6 +572,6 @@ class Store:
     def export(self, out_dir: str | os.PathLike[str], *, tokens: bool = True) -> dict[str, Path]:
         """Write every table as plain Parquet to ``out_dir`` (see :mod:`.export`);
         ``tokens=False`` leaves the memories' token bytes out."""
-        from videomem.memory.export import export_store
+        from videomem.memory.store.export import export_store
 
         return export_store(self, out_dir, tokens=tokens)

@@ -21,7 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from videomem.memory.schema import (
+from videomem.memory.store.qa_tables import ANSWERS, CAPTIONS, SCHEMAS
+from videomem.memory.store.schema import (
     MEMORIES,
     MEMORIES_SCHEMA,
     VIDEOS,
@@ -29,7 +30,6 @@ from videomem.memory.schema import (
     conform,
     in_filter,
 )
-from videomem.memory.tables import ANSWERS, CAPTIONS, SCHEMAS
 from videomem.pipeline.errors import StoreError
 
 #: runs whose memory rows are read per chunk

@@ -69,7 +69,7 @@ thumbnail          binary, null  a ~160 px JPEG of the frame closest to the slot
 Tokens are raw bytes rather than a Parquet FLOAT16 column because every Parquet reader
 can read binary, while the FLOAT16 logical type is recent; float16 bytes also make the
 round trip bit-exact (NaN payloads and subnormals included). The encodings are
-:mod:`videomem.memory.codec`'s; ``MemoryConfig.token_dtype`` chooses one per video.
+:mod:`videomem.memory.store.codec`'s; ``MemoryConfig.token_dtype`` chooses one per video.
 """
 
 from __future__ import annotations
@@ -83,7 +83,12 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pyarrow as pa
 import torch
-from videomem.memory.codec import PackedTokens, pack_tokens, reconstruction_error, unpack_tokens
+from videomem.memory.store.codec import (
+    PackedTokens,
+    pack_tokens,
+    reconstruction_error,
+    unpack_tokens,
+)
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import TOKEN_DTYPES, VideoMemory, VideoSource
 

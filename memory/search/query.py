@@ -1,6 +1,6 @@
 """Search moments across a store: ranked (video, time span) answers to a text query.
 
-Two sources, each read from the search indexes of :mod:`videomem.memory.search_index`
+Two sources, each read from the search indexes of :mod:`videomem.memory.search.refresh`
 (never from ``memories``, so no token bytes are read):
 
 * **visual** — slots of memories made by an encoder with a text tower (CLIP, SigLIP):
@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from videomem.memory.schema import VIDEOS, VideoRecord, in_filter, record_from_row, sql_str
-from videomem.memory.search_index import (
+from videomem.memory.search.refresh import (
     CAPTION_INDEX,
     SLOT_INDEX_PREFIX,
     Embed,
     table_names,
 )
+from videomem.memory.store.schema import VIDEOS, VideoRecord, in_filter, record_from_row, sql_str
 from videomem.pipeline.errors import SearchError, VideomemError
 
 Source = Literal["visual", "text", "all"]
@@ -282,7 +282,7 @@ def _nothing_searchable(
 def moment_thumbnails(store: Any, moments: list[Moment]) -> list[bytes | None]:
     """The stored thumbnail of each moment: its slot's (visual), or the thumbnail of
     the slot its midpoint falls in (text). Reads slot spans and thumbnails, no tokens."""
-    from videomem.memory.schema import MEMORIES
+    from videomem.memory.store.schema import MEMORIES
 
     table = store.db.open_table(MEMORIES)
     if "thumbnail" not in table.schema.names:
