@@ -16,12 +16,14 @@ package imports ``lancedb`` or ``lance`` (``tests/test_layout.py`` checks it).
 """
 
 from videomem.memory.store.export import export_store
+from videomem.memory.store.index_table import IndexTable
 from videomem.memory.store.lease import LeaseConfig
 from videomem.memory.store.qa_tables import ANSWERS, ANSWERS_SCHEMA, CAPTIONS, CAPTIONS_SCHEMA
 from videomem.memory.store.repair import Damage, RepairReport, find_damage, repair
 from videomem.memory.store.schema import (
     MEMORIES,
     VIDEOS,
+    LiveRun,
     Status,
     VideoCommit,
     VideoRecord,
@@ -36,7 +38,9 @@ __all__ = [
     "MEMORIES",
     "VIDEOS",
     "Damage",
+    "IndexTable",
     "LeaseConfig",
+    "LiveRun",
     "RepairReport",
     "Status",
     "Store",

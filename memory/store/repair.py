@@ -77,7 +77,7 @@ def repair(store: Store, dry_run: bool = False) -> RepairReport:
     (see the module docstring). ``store`` must be open for writing."""
     import lance
 
-    store._require_writer()
+    store.require_writer()
     report = RepairReport(damage=find_damage(store))
     if dry_run or not report.damage:
         return report

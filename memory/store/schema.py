@@ -290,6 +290,25 @@ class VideoCommit(NamedTuple):
     memory: VideoMemory | None = None
 
 
+class LiveRun(NamedTuple):
+    """A memory a reader sees: the run an indexed ``videos`` row names."""
+
+    run_id: str
+    video_id: str
+    encoder_fingerprint: str
+    uri: str
+
+
+#: the one rule of liveness: memory rows (and captions, index rows) count only when
+#: their ``run_id`` is named by an *indexed* ``videos`` row (see :mod:`.store`)
+LIVE_RUNS = "status = 'indexed' AND run_id IS NOT NULL"
+
+
+def live_filter(run_ids: Sequence[str] | None = None) -> str:
+    """The ``videos`` filter of live runs, optionally only those among ``run_ids``."""
+    return LIVE_RUNS if run_ids is None else f"{LIVE_RUNS} AND {in_filter('run_id', run_ids)}"
+
+
 # --------------------------------------------------------------------------- helpers
 
 

@@ -40,7 +40,7 @@ import datetime as dt
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
+from videomem.memory.store.index_table import BATCH_ROWS, IndexTable
 from videomem.memory.store.lease import LeaseConfig, WriterLock, take_writer_lock
 from videomem.memory.store.schema import (
     ADDED_COLUMNS,
@@ -57,11 +58,14 @@ from videomem.memory.store.schema import (
     MEMORIES_SCHEMA,
     VIDEOS,
     VIDEOS_SCHEMA,
+    LiveRun,
     Status,
     VideoCommit,
     VideoRecord,
+    conform,
     in_filter,
     key_filter,
+    live_filter,
     memory_rows,
     record_from_row,
     sql_str,
@@ -159,10 +163,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def db(self) -> Any:
-        """The LanceDB connection (for derived tables such as the search indexes)."""
-        return self._db
+    def table_names(self) -> set[str]:
+        """Names of every table in the store (its own, the QA tables, derived ones)."""
+        try:
+            return set(self._db.list_tables().tables)
+        except Exception as e:
+            raise self._lance_error("(list)", "read", e) from e
 
     # ------------------------------------------------------------------ reads
 
@@ -188,6 +194,20 @@ class Store:
         except Exception as e:
             raise self._lance_error(table.name, "read", e) from e
         return result
+
+    def _batches(
+        self, table: Any, where: str | None, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a table's rows (only ``columns``) in bounded batches."""
+        q = table.search().limit(None)
+        if columns is not None:
+            q = q.select(list(columns))
+        if where:
+            q = q.where(where)
+        try:
+            yield from q.to_batches(BATCH_ROWS)
+        except Exception as e:
+            raise self._lance_error(table.name, "read", e) from e
 
     def _lance_error(self, table: str, action: str, e: Exception) -> StoreError:
         """The error of a failed LanceDB read/write: which table, and what to do."""
@@ -381,6 +401,47 @@ class Store:
                     config_hash=rec.config_hash,
                 )
 
+    def live_runs(self, run_ids: Iterable[str] | None = None) -> dict[str, LiveRun]:
+        """run_id -> :class:`LiveRun` of every memory a reader sees (or of those among
+        ``run_ids``): the one liveness rule (``schema.live_filter``) that garbage
+        collection, export and search all apply."""
+        if run_ids is None:
+            chunks: list[list[str] | None] = [None]
+        else:
+            wanted = sorted(set(run_ids))
+            chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        out: dict[str, LiveRun] = {}
+        for chunk in chunks:
+            for b in self._batches(self._videos, live_filter(chunk), LiveRun._fields):
+                cols = [b.column(name).to_pylist() for name in LiveRun._fields]
+                for run, vid, fp, uri in zip(*cols, strict=True):
+                    out[run] = LiveRun(run, vid, fp, uri or "")
+        return out
+
+    def scan_memories(
+        self,
+        run_ids: Sequence[str],
+        columns: Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        runs_per_chunk: int = 64,
+    ) -> Iterator[pa.Table]:
+        """The ``memories`` rows of ``run_ids`` (``columns``, default all; ``where``: a
+        further filter), streamed in chunks of runs so memory stays bounded. Columns a
+        store from before them lacks come back null."""
+        names = list(columns) if columns is not None else MEMORIES_SCHEMA.names
+        unknown = [c for c in names if c not in MEMORIES_SCHEMA.names]
+        if unknown:
+            raise StoreError(f"memories has no columns {unknown}")
+        target = pa.schema([MEMORIES_SCHEMA.field(c) for c in names])
+        present = [c for c in names if c in self._memories.schema.names]
+        for i in range(0, len(run_ids), runs_per_chunk):
+            cond = in_filter("run_id", list(run_ids[i : i + runs_per_chunk]))
+            for b in self._batches(
+                self._memories, f"{cond} AND ({where})" if where else cond, present
+            ):
+                yield conform(pa.Table.from_batches([b]), target)
+
     def memory_run_ids(self) -> list[str]:
         """The ``run_id`` of every memory row, visible or not (one entry per row)."""
         ids: list[str] = self._scan(self._memories, None, ["run_id"]).column("run_id").to_pylist()
@@ -392,7 +453,7 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def _require_writer(self) -> None:
+    def require_writer(self) -> None:
         """Before every write: opened for writing and still the one writer."""
         if not self.writer:
             raise StoreError(f"store {self.uri} was opened read-only")
@@ -405,7 +466,7 @@ class Store:
 
         Returns the committed rows (with ``run_id`` and ``indexed_at`` filled in).
         """
-        self._require_writer()
+        self.require_writer()
         if not outcomes:
             return []
         keys = [o.record.key for o in outcomes]
@@ -447,7 +508,7 @@ class Store:
             if mem_tables:
                 self._memories.add(pa.concat_tables(mem_tables))
             # 2. the commit marker (only while surely still the one writer)
-            self._require_writer()
+            self.require_writer()
             table = VIDEOS
             (
                 self._videos.merge_insert(list(KEY))
@@ -456,7 +517,7 @@ class Store:
                 .execute(videos)
             )
             # 3. drop replaced rows and orphans of these keys
-            self._require_writer()
+            self.require_writer()
             table = MEMORIES
             stale = " OR ".join(
                 f"({key_filter(r.key)}"
@@ -474,14 +535,8 @@ class Store:
     def collect_garbage(self) -> int:
         """Delete memory rows no ``videos`` row names (left by killed runs). Returns the
         number of rows deleted. Only safe with no other writer: needs the writer lock."""
-        self._require_writer()
-        live = {
-            r
-            for r in self._scan(self._videos, "status = 'indexed'", ["run_id"])
-            .column("run_id")
-            .to_pylist()
-            if r
-        }
+        self.require_writer()
+        live = set(self.live_runs())
         seen = set(self.memory_run_ids())
         orphans = sorted(seen - live)
         deleted = 0
@@ -495,7 +550,7 @@ class Store:
     def optimize(self) -> None:
         """Compact small fragments left by per-video commits, and index the columns
         readers filter on. Readers may keep reading meanwhile."""
-        self._require_writer()
+        self.require_writer()
         try:
             for table, col in ((self._memories, "run_id"), (self._videos, "video_id")):
                 table.optimize()
@@ -517,7 +572,7 @@ class Store:
         if name not in set(self._db.list_tables().tables):
             if not create:
                 return None
-            self._require_writer()
+            self.require_writer()
             return self._db.create_table(name, schema=SCHEMAS[name], exist_ok=True)
         return self._db.open_table(name)
 
@@ -526,7 +581,7 @@ class Store:
         replaces rows, never duplicates them. Returns the number of rows written."""
         from videomem.memory.store.qa_tables import KEYS, rows_table
 
-        self._require_writer()
+        self.require_writer()
         if not rows:
             return 0
         table = self._qa_table(name, create=True)
@@ -548,6 +603,15 @@ class Store:
         table = self._qa_table(name, create=False)
         return [] if table is None else self._scan(table, where).to_pylist()
 
+    def qa_row_batches(
+        self, name: str, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream ``answers``/``captions`` rows (only ``columns``, default all); nothing
+        if the table does not exist yet."""
+        table = self._qa_table(name, create=False)
+        if table is not None:
+            yield from self._batches(table, None, columns)
+
     def answered(self, model: str, settings_hash: str) -> set[tuple[str, str]]:
         """(question_id, video_id) answered with this model and settings: what a
         resumed QA job skips (failed rows are tried again)."""
@@ -566,6 +630,30 @@ class Store:
         where = f"video_id = {sql_str(video_id)} AND run_id = {sql_str(rec.run_id)}"
         rows = self.read_qa_rows("captions", where)
         return sorted(rows, key=lambda r: (r["kind"] != "global", r["start_s"], r["kind"]))
+
+    # ------------------------------------------------------------------ derived tables
+
+    def index_table(self, name: str) -> IndexTable | None:
+        """A derived table (a search index, see :mod:`.index_table`), or None when the
+        store has none of that name."""
+        if name in (VIDEOS, MEMORIES):
+            raise StoreError(f"{name} is not a derived table")
+        if name not in self.table_names():
+            return None
+        try:
+            return IndexTable(self, self._db.open_table(name))
+        except Exception as e:
+            raise self._lance_error(name, "open", e) from e
+
+    def create_index_table(self, name: str, schema: pa.Schema) -> IndexTable:
+        """Create (or open, if it exists) the derived table ``name``; writer only."""
+        self.require_writer()
+        if name in (VIDEOS, MEMORIES):
+            raise StoreError(f"{name} is not a derived table")
+        try:
+            return IndexTable(self, self._db.create_table(name, schema=schema, exist_ok=True))
+        except Exception as e:
+            raise self._lance_error(name, "create", e) from e
 
     # ------------------------------------------------------------------ export
 
