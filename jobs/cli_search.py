@@ -39,11 +39,6 @@ def search(
     storage_option: list[str] = _STORAGE,
 ) -> None:
     """Search moments across the store: ranked (video, time span) hits for a query."""
-    import os
-
-    # LanceDB's hybrid query selects its own columns and lance logs a deprecation
-    # warning per query on stderr; users cannot act on it (read before lancedb loads)
-    os.environ.setdefault("LANCE_LOG", "error")
     from videomem.encoders.text import TextTowers, sentence_embedder
     from videomem.memory.search import search as run_search
     from videomem.memory.store import Store

@@ -277,6 +277,27 @@ def test_text_search_drops_captions_of_replaced_memories(
         assert refresh_caption_index(st, lambda: minilm.encode_text).captions_deleted == 2
 
 
+def test_search_prints_no_lance_deprecation_warnings(text_store: Path) -> None:
+    """A real ``videomem search`` process over both sources (the hybrid text query and
+    the visual path's skip): its stderr carries no ``lance::dataset::scanner``
+    deprecation warning (a query that projects columns must name its score column)."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "videomem"
+    env = {k: v for k, v in os.environ.items() if k not in ("LANCE_LOG", "RUST_LOG")}
+    r = subprocess.run(
+        [str(script), "search", "puppy at the seaside", "--store", str(text_store), "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    # the query ran through the hybrid text path (what used to warn)
+    assert json.loads(r.stdout)["moments"][0]["video_id"] == "dogs"
+    assert "lance::dataset::scanner" not in r.stderr, r.stderr
+    assert "Deprecation" not in r.stderr, r.stderr
+
+
 # --------------------------------------------------------------------------- bad input
 
 
