@@ -338,7 +338,7 @@ def run_index(
     with Store(
         job.store, writer=True, storage_options=job.storage_options, lease=job.lease
     ) as store:
-        removed = store.collect_garbage()
+        removed = store.collect_garbage_after_crash()
         if removed:
             log.info("removed %d orphan memory rows left by an interrupted run", removed)
         ex = executor or index_executor(job)

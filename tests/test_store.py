@@ -217,6 +217,66 @@ def test_stale_rows_of_same_key_are_ignored_then_collected(store: Store) -> None
     assert store.count_rows()["memories"] == 5 + 2
 
 
+def orphans(store: Store) -> None:
+    """Memory rows no videos row names, written under the Store as a run killed between
+    commit steps 1 and 2 leaves them (only a full collection finds them)."""
+    store._memories.add(memory_rows(make_memory("x"), ("x", "enc:abc:float32", "cfg1"), "deadrun"))
+
+
+def test_job_start_skips_the_full_collection_after_a_clean_close(backend: Backend) -> None:
+    with backend.open(writer=True) as w:
+        assert w.collect_garbage_after_crash() == 0  # a new store has no marker: full
+        w.commit([VideoCommit(record(), make_memory())])
+        orphans(w)
+    with backend.open(writer=True) as w:
+        assert w.collect_garbage_after_crash() is None  # the last writer closed cleanly
+        assert w.count_rows()["memories"] == 7 + 7  # so the orphans were not looked for
+        assert w.collect_garbage() == 7
+    with backend.open(writer=True) as w:  # a full collection leaves nothing: clean again
+        assert w.collect_garbage_after_crash() is None
+
+
+def test_a_killed_writer_leaves_no_marker_so_the_next_job_collects(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "s"
+    with Store(path, writer=True) as w:
+        w.commit([VideoCommit(record(), make_memory())])
+    child = (
+        "import os, signal\n"
+        "from videomem.memory.store import Store\n"
+        "from tests.test_store import orphans\n"
+        f"s = Store({str(path)!r}, writer=True)\n"
+        "orphans(s)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", child], cwd=repo, capture_output=True, timeout=300)
+    assert r.returncode == -9, r.stderr.decode()
+    # a writer that collects nothing (a QA job) and closes must not vouch for the kill
+    Store(path, writer=True).close()
+    with Store(path, writer=True) as w:
+        assert w.collect_garbage_after_crash() == 7
+    with Store(path, writer=True) as w:
+        assert w.collect_garbage_after_crash() is None
+
+
+def test_a_commit_that_broke_off_writes_no_marker(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    with Store(path, writer=True) as w:
+        assert w.collect_garbage_after_crash() == 0
+
+        def full_disk(*args: object, **kwargs: object) -> None:
+            raise OSError("No space left on device")
+
+        w._videos.merge_insert = full_disk  # step 2 fails after step 1 added the rows
+        with pytest.raises(StoreError, match="file system is full"):
+            w.commit([VideoCommit(record(), make_memory())])
+    with Store(path, writer=True) as w:
+        assert w.collect_garbage_after_crash() == 7  # the rows step 1 left
+
+
 def test_several_keys_per_video(store: Store) -> None:
     store.commit([VideoCommit(record(fp="A"), make_memory(fp="A", slots=2))])
     store.commit([VideoCommit(record(fp="B"), make_memory(fp="B", slots=4))])

@@ -17,7 +17,8 @@ committed in three steps:
 Readers only read memory rows whose ``run_id`` a ``videos`` row names, so a process
 killed at any moment leaves no partial video visible, and a re-index replaces rather
 than duplicates. A kill between 2 and 3 leaves stale rows nobody reads;
-:meth:`Store.collect_garbage` (run at the start of every index job) removes them.
+:meth:`Store.collect_garbage` removes them; an index job runs it
+first, unless the writer before it closed cleanly (:mod:`.clean_close`).
 A reader that raced a re-index (read the old ``run_id``, whose rows were then deleted)
 notices the slot count mismatch and reads again.
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import uuid
 import warnings
@@ -48,6 +50,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
+from videomem.memory.store.clean_close import take_clean_marker, write_clean_marker
 from videomem.memory.store.index_table import BATCH_ROWS, IndexTable
 from videomem.memory.store.lease import LeaseConfig, WriterLock, take_writer_lock
 from videomem.memory.store.schema import (
@@ -75,6 +78,8 @@ from videomem.memory.store.schema import (
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MemoryConfig, VideoMemory
 
+log = logging.getLogger(__name__)
+
 # --------------------------------------------------------------------------- store
 
 
@@ -99,6 +104,9 @@ class Store:
         self.writer = writer
         self.storage_options = dict(storage_options or {})
         self._lock: WriterLock | None = None
+        #: orphan memory rows may exist: the writer before this one did not close cleanly
+        #: (and no full collection has run since), or one of our commits broke off
+        self._orphans_possible = True
         local = "://" not in self.uri
         if local:
             path = Path(self.uri).expanduser()
@@ -109,6 +117,11 @@ class Store:
                 raise StoreError(f"no videomem store at {self.uri} (index some videos first)")
         if writer:
             self._lock = take_writer_lock(self.uri, self.storage_options, lease)
+            try:  # before any write: a kill from here on leaves no clean-close marker
+                self._orphans_possible = not take_clean_marker(self.uri, self.storage_options)
+            except StoreError:
+                self.close()
+                raise
         try:
             # interval 0: every read sees the latest commit of any process (cheap locally)
             self._db = lancedb.connect(
@@ -153,7 +166,18 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        if self._lock is not None:
+        """Release the writer lock; a writer that leaves no orphan rows first writes the
+        clean-close marker (:mod:`.clean_close`), so the next job skips the full
+        garbage collection."""
+        if self._lock is None:
+            return
+        try:
+            if not self._orphans_possible:
+                self._lock.check()  # only while surely still the one writer
+                write_clean_marker(self.uri, self.storage_options)
+        except Exception as e:  # the next job collects in full: slower, never wrong
+            log.warning("store %s: no clean-close marker written: %s", self.uri, e)
+        finally:
             self._lock.release()
             self._lock = None
 
@@ -502,6 +526,7 @@ class Store:
         videos = pa.Table.from_pylist(
             [{f.name: getattr(r, f.name) for f in fields(r)} for r in records], schema=VIDEOS_SCHEMA
         )
+        done = False
         try:
             # 1. memory rows, invisible until a videos row names their run_id
             table = MEMORIES
@@ -526,10 +551,14 @@ class Store:
             )
             if self._memories.count_rows(stale):
                 self._memories.delete(stale)
+            done = True
         except StoreError:
             raise
         except Exception as e:
             raise self._lance_error(table, "commit", e) from e
+        finally:
+            if not done:  # broke off after step 1 may have landed: rows nobody names
+                self._orphans_possible = True
         return records
 
     def collect_garbage(self) -> int:
@@ -545,7 +574,17 @@ class Store:
             where = in_filter("run_id", chunk)
             deleted += self._memories.count_rows(where)
             self._memories.delete(where)
+        self._orphans_possible = False
         return deleted
+
+    def collect_garbage_after_crash(self) -> int | None:
+        """What a job runs first: :meth:`collect_garbage` unless the writer before this
+        one closed cleanly (then there is nothing to collect and the scan of every
+        memory row is skipped). Returns the rows deleted, None when skipped."""
+        self.require_writer()
+        if not self._orphans_possible:
+            return None
+        return self.collect_garbage()
 
     def optimize(self) -> None:
         """Compact small fragments left by per-video commits, and index the columns
