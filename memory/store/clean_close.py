@@ -13,6 +13,7 @@ The protocol (``_writer.clean`` beside the tables):
   commit it began completed, and, if the writer before it did not close cleanly, it
   ran the full collection itself (a QA job after a killed index job must not vouch
   for the index job's leftovers);
+* a writer that creates the ``memories`` table knows it holds no orphans;
 * no marker — a killed writer, a store from before the marker, a marker that could not
   be written — means a full collection. The marker can only skip work: readers never
   see orphan rows in any case (see :mod:`.store`).

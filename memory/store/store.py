@@ -134,6 +134,8 @@ class Store:
                 for name, schema in ((VIDEOS, VIDEOS_SCHEMA), (MEMORIES, MEMORIES_SCHEMA)):
                     if name not in names:
                         self._db.create_table(name, schema=schema, exist_ok=True)
+                if MEMORIES not in names:  # a new memories table holds no orphans
+                    self._orphans_possible = False
             elif not {VIDEOS, MEMORIES} <= names:
                 raise StoreError(f"no videomem store at {self.uri} (index some videos first)")
             self._videos = self._db.open_table(VIDEOS)
