@@ -150,10 +150,10 @@ def run_op(op: str, path: str, videos: int) -> dict[str, float]:
     """One operation, in this (fresh) process: median time of 3 after a warm-up, and
     peak-RSS growth over the opened store (job start: over the imported libraries,
     since opening the store is part of it)."""
-    import lancedb  # noqa: F401  # loaded before the baseline, as an opened store has it
     from videomem.memory.store import Store
 
     if op in JOB_START:
+        Store(path).close()  # libraries loaded before the baseline, as for the other ops
         base = vm_hwm_kb()
         runs = [job_start(path, JOB_START[op]) for _ in range(4)]  # a warm-up, then 3
         peak = vm_hwm_kb()
