@@ -581,12 +581,24 @@ class Store:
 
     def collect_garbage_after_crash(self) -> int | None:
         """What a job runs first: :meth:`collect_garbage` unless the writer before this
-        one closed cleanly (then there is nothing to collect and the scan of every
-        memory row is skipped). Returns the rows deleted, None when skipped."""
+        one closed cleanly (then there is nothing to collect, and only a cheap read of
+        every data file replaces the collection's scan). Returns the rows deleted, None
+        when skipped."""
         self.require_writer()
         if not self._orphans_possible:
+            self._check_memories_readable()
             return None
         return self.collect_garbage()
+
+    def _check_memories_readable(self) -> None:
+        """Read one small column of every ``memories`` data file, streamed inside
+        LanceDB: a damaged file is still reported at job start (with the repair hint),
+        before any model loads, as the full collection's scan did, at a fraction of its
+        time and memory (no run_id reaches Python)."""
+        try:
+            self._memories.count_rows("slot < 0")
+        except Exception as e:
+            raise self._lance_error(MEMORIES, "read", e) from e
 
     def optimize(self) -> None:
         """Compact small fragments left by per-video commits, and index the columns
