@@ -27,6 +27,10 @@ Design decisions:
   flat scan of the unindexed part, and ``optimize`` folds them in.
 * **Full-text index** on ``caption_index.text`` (LanceDB's own, needed by its hybrid
   query), rebuilt when rows change.
+* **Through the Store.** Tables are read, created and written only through
+  :class:`videomem.memory.store.Store` and its :class:`IndexTable` handles (batches
+  stream, so memory stays bounded); liveness is ``Store.live_runs``, the same rule
+  search, export and garbage collection apply.
 """
 
 from __future__ import annotations
@@ -46,8 +50,6 @@ CAPTION_INDEX = "caption_index"
 SLOT_INDEX_PREFIX = "slot_index_"
 #: below this many rows a flat scan is exact and fast enough; above, build IVF-PQ
 ANN_MIN_ROWS = 50_000
-#: rows read per batch while refreshing (bounded memory on any store size)
-_BATCH = 4096
 
 #: text -> float32 [T, E], unit rows (``SentenceEncoder.encode_text``)
 Embed = Callable[[Sequence[str]], torch.Tensor]

@@ -11,7 +11,9 @@ package imports ``lancedb`` or ``lance`` (``tests/test_layout.py`` checks it).
 * :mod:`.qa_tables` — the schemas of the QA stage's ``answers`` and ``captions``.
 * :mod:`.index_table` — derived tables (the search indexes): rows, vector and
   full-text indexes, queries.
-* :mod:`.lease` — one writer per store; :mod:`.repair` — dropping damaged data files;
+* :mod:`.lease` — one writer per store; :mod:`.clean_close` — the marker that lets a
+  job skip the full garbage collection after a clean close;
+* :mod:`.repair` — dropping damaged data files;
   :mod:`.export` — plain Parquet for other engines.
 """
 
