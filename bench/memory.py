@@ -45,7 +45,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from videomem.memory import schema
 from videomem.memory.builder import MemoryBuilder
 from videomem.memory.quality import (
     event_kept,
@@ -55,7 +54,8 @@ from videomem.memory.quality import (
     synthetic_scenes,
     uniform_spans,
 )
-from videomem.memory.schema import memory_rows
+from videomem.memory.store import schema
+from videomem.memory.store.schema import memory_rows
 from videomem.pipeline.types import FrameTokens, MemoryConfig, VideoMemory
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -97,7 +97,7 @@ def build(cfg: MemoryConfig, x: torch.Tensor, ts: torch.Tensor, emb: torch.Tenso
 @functools.cache
 def stored_bytes(slots: int, recent: int, n: int, d: int, e: int) -> int:
     """Bytes the store takes for a memory of this shape (float16 tokens), counted on
-    the rows it would write (``memory.schema.stored_bytes``)."""
+    the rows it would write (``memory.store.schema.stored_bytes``)."""
     zeros = torch.zeros(slots, dtype=torch.float64)
     mem = VideoMemory(
         video_id="bench",

@@ -4,7 +4,7 @@ Builds a synthetic store through the real ``Store.commit`` (``--videos`` x
 ``--slots`` slots, 100K by default, 1M with ``--full``) whose slot embeddings look
 like real ones: each video wanders around a few topic directions shared across the
 corpus, slots are that plus per-slot noise, unit length. Then, on the real slot index
-of :mod:`videomem.memory.search_index`:
+of :mod:`videomem.memory.search.refresh`:
 
 * refresh time (copying the embeddings out of ``memories`` into the slot index);
 * exhaustive search: LanceDB flat scan, query latency (median, p95);
@@ -60,8 +60,7 @@ def synthetic_embeddings(
 
 
 def build_store(path: Path, emb: np.ndarray, n: int, d: int, fp: str) -> float:
-    from videomem.memory.schema import VideoCommit, VideoRecord
-    from videomem.memory.store import Store
+    from videomem.memory.store import Store, VideoCommit, VideoRecord
     from videomem.pipeline.types import MemoryConfig, VideoMemory
 
     videos, slots, _ = emb.shape
@@ -132,8 +131,7 @@ def main() -> None:
     n, d = (int(x) for x in args.tokens.split(","))
     warnings.simplefilter("ignore", DeprecationWarning)
 
-    from videomem.memory.search import search
-    from videomem.memory.search_index import ensure_ann, refresh_slot_index, slot_index_name
+    from videomem.memory.search import refresh_slot_index, search, slot_index_name
     from videomem.memory.store import Store
 
     rng = np.random.default_rng(0)
@@ -155,14 +153,14 @@ def main() -> None:
 
         with Store(path, writer=True) as st:
             t0 = time.perf_counter()
-            rep = refresh_slot_index(st.db, ann_min_rows=10**12)  # exhaustive only
+            rep = refresh_slot_index(st, ann_min_rows=10**12)  # exhaustive only
             refresh_s = time.perf_counter() - t0
-            table = st.db.open_table(slot_index_name(fp))
-            assert rep.slots_added == total == table.count_rows()
+            table = st.index_table(slot_index_name(fp))
+            assert table is not None and rep.slots_added == total == table.count()
             timed_queries(table, queries[:3], args.k)  # warm the caches
             flat_lat, flat_ids = timed_queries(table, queries, args.k)
             t0 = time.perf_counter()
-            ensure_ann(table, ann_min_rows=0, index_type=args.index_type)
+            table.ensure_vector_index(0, args.index_type)
             build_s = time.perf_counter() - t0
             timed_queries(table, queries[:3], args.k)
             ann_lat, ann_ids = timed_queries(table, queries, args.k)

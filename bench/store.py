@@ -14,8 +14,11 @@ the opened store (VmHWM), for both sizes, and the ratio large/small:
 * ``ls counts``    — ``count_videos`` per status: the footer of ``videomem ls``
 * ``load_memory``  — one video's memory
 * ``commit 64``    — one commit of 64 new videos (three LanceDB commits)
-* ``job start``    — what every index job reads before its first video:
-                     ``collect_garbage`` and the rows of its key
+* ``job start clean`` — what an index job does before its first video, after the
+                     last writer closed cleanly: open the store as the writer, skip
+                     the garbage collection (the clean-close marker), read its key's rows
+* ``job start crash`` — the same after a writer was SIGKILLed (a child process, before
+                     each run): the full ``collect_garbage`` over every memory row
 * ``export``       — the full-table scan: both tables to Parquet
 
 A flat ratio (about 1) means the operation does not grow with the store; about 10 means
@@ -36,7 +39,18 @@ from pathlib import Path
 
 SLOTS, RECENT, N, D, E = 8, 2, 4, 32, 16
 FP, CFG = "bench:enc:float16", "benchcfg"
-OPS = ["ls page", "ls all", "ls counts", "load_memory", "commit 64", "job start", "export"]
+OPS = [
+    "ls page",
+    "ls all",
+    "ls counts",
+    "load_memory",
+    "commit 64",
+    "job start clean",
+    "job start crash",
+    "export",
+]
+#: job start after a clean close (False) or after a killed writer (True)
+JOB_START = {"job start clean": False, "job start crash": True}
 
 
 def vm_hwm_kb() -> int:
@@ -56,7 +70,7 @@ def commits(start: int, count: int, seed: int = 0):
     import json as _json
 
     import torch
-    from videomem.memory.schema import VideoCommit, VideoRecord
+    from videomem.memory.store import VideoCommit, VideoRecord
     from videomem.pipeline.types import MemoryConfig, VideoMemory
 
     cfg = _json.dumps({"memory": MemoryConfig().to_dict()})
@@ -100,12 +114,53 @@ def build(path: str, videos: int) -> dict[str, float]:
     return {"commit_s": t1 - t0, "optimize_s": time.perf_counter() - t1}
 
 
-def run_op(op: str, path: str, videos: int) -> dict[str, float]:
-    """One operation, in this (fresh) process: median time of 3 after a warm-up, and
-    peak-RSS growth over the opened store."""
+def kill_a_writer(path: str) -> None:
+    """Leave the store as a killed index job does: a child opens it as the writer and
+    is SIGKILLed (no clean close)."""
+    code = (
+        "import os, signal\n"
+        "from videomem.memory.store import Store\n"
+        f"Store({path!r}, writer=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+    if done.returncode != -9:
+        raise RuntimeError(f"the writer was not killed: {done.stderr.decode()[-2000:]}")
+
+
+def job_start(path: str, after_crash: bool) -> tuple[float, float]:
+    """Seconds from opening the store as the writer to reading its key's rows (every
+    row here: all synthetic videos share one key), and of that the garbage collection."""
     from videomem.memory.store import Store
 
-    store = Store(path, writer=op in ("commit 64", "job start"))
+    if after_crash:
+        kill_a_writer(path)  # before the clock starts
+    t = time.perf_counter()
+    store = Store(path, writer=True)
+    t_gc = time.perf_counter()
+    store.collect_garbage_after_crash()
+    gc_s = time.perf_counter() - t_gc
+    store.list_videos(encoder_fingerprint=FP, config_hash=CFG)
+    took = time.perf_counter() - t
+    store.close()  # a clean close: writes the marker (not part of the start)
+    return took, gc_s
+
+
+def run_op(op: str, path: str, videos: int) -> dict[str, float]:
+    """One operation, in this (fresh) process: median time of 3 after a warm-up, and
+    peak-RSS growth over the opened store (job start: over the imported libraries,
+    since opening the store is part of it)."""
+    from videomem.memory.store import Store
+
+    if op in JOB_START:
+        Store(path).close()  # libraries loaded before the baseline, as for the other ops
+        base = vm_hwm_kb()
+        runs = [job_start(path, JOB_START[op]) for _ in range(4)]  # a warm-up, then 3
+        peak = vm_hwm_kb()
+        return {"s": statistics.median(r[0] for r in runs[1:]),
+                "gc_s": statistics.median(r[1] for r in runs[1:]),
+                "rss_mb": (peak - base) / 1024, "base_mb": base / 1024}  # fmt: skip
+    store = Store(path, writer=op == "commit 64")
     out_dir = tempfile.mkdtemp(prefix="vm-export-")
     next_id = [videos + 1_000_000]
 
@@ -126,9 +181,6 @@ def run_op(op: str, path: str, videos: int) -> dict[str, float]:
             store.commit(batch)
             times.append(time.perf_counter() - t)
             return
-        elif op == "job start":
-            store.collect_garbage()
-            store.list_videos(encoder_fingerprint=FP, config_hash=CFG)
         elif op == "export":
             store.export(out_dir)
         else:
@@ -192,14 +244,23 @@ def main() -> None:
         )
         results[n] = {op: child("--op-child", op, path, str(n)) for op in OPS}
     small, large = sizes
-    print(f"\n{'operation':12} {'time ' + _k(small):>12} {'time ' + _k(large):>12} {'ratio':>6}"
+    print(f"\n{'operation':16} {'time ' + _k(small):>12} {'time ' + _k(large):>12} {'ratio':>6}"
           f"   {'ΔRSS ' + _k(small):>11} {'ΔRSS ' + _k(large):>11} {'ratio':>6}")  # fmt: skip
     for op in OPS:
         a, b = results[small][op], results[large][op]
         print(
-            f"{op:12} {_ms(a['s']):>12} {_ms(b['s']):>12} {b['s'] / a['s']:>6.1f}"
+            f"{op:16} {_ms(a['s']):>12} {_ms(b['s']):>12} {b['s'] / a['s']:>6.1f}"
             f"   {a['rss_mb']:>9.1f}MB {b['rss_mb']:>9.1f}MB "
             f"{_ratio(b['rss_mb'], a['rss_mb']):>6}"
+        )
+    print()
+    for n in sizes:
+        clean, crash = results[n]["job start clean"], results[n]["job start crash"]
+        print(
+            f"job start at {_k(n)}: after a clean close {_ms(clean['s'])} (garbage "
+            f"collection skipped, {_ms(clean['gc_s'])}), ΔRSS {clean['rss_mb']:.0f} MB; after a "
+            f"crash {_ms(crash['s'])} (full collection {_ms(crash['gc_s'])}), ΔRSS "
+            f"{crash['rss_mb']:.0f} MB; crash/clean {crash['s'] / clean['s']:.1f}x the time"
         )
     page, full = results[large]["ls page"], results[large]["ls all"]
     print(

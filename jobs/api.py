@@ -43,11 +43,8 @@ from videomem.qa.model import GenerationSettings
 
 if TYPE_CHECKING:
     from videomem.jobs.progress import Reporter
-    from videomem.memory.repair import RepairReport
-    from videomem.memory.schema import VideoRecord
-    from videomem.memory.search import SearchResult
-    from videomem.memory.search_index import RefreshReport
-    from videomem.memory.store import Store
+    from videomem.memory.search import RefreshReport, SearchResult
+    from videomem.memory.store import RepairReport, Store, VideoRecord
     from videomem.pipeline.types import DecodeConfig
     from videomem.qa import Answer
 
@@ -214,11 +211,6 @@ class SearchOutcome:
 
 def search(request: SearchRequest) -> SearchOutcome:
     """Ranked (video, time span) moments for a query across the store."""
-    import os
-
-    # LanceDB's hybrid query selects its own columns and lance logs a deprecation
-    # warning per query on stderr; users cannot act on it (read before lancedb loads)
-    os.environ.setdefault("LANCE_LOG", "error")
     from videomem.encoders.text import TextTowers, sentence_embedder
     from videomem.memory.search import search as run_search
 
@@ -350,7 +342,7 @@ def repair(
 ) -> RepairReport:
     """Find damaged data files; drop them and mark the videos they held for
     re-indexing (``dry_run``: only find them). Takes the writer lock."""
-    from videomem.memory.repair import repair as repair_store
+    from videomem.memory.store import repair as repair_store
 
     with open_store(store, storage_options, writer=True) as st:
         return repair_store(st, dry_run=dry_run)

@@ -38,9 +38,7 @@ from typing import Any
 from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
 from videomem.jobs.index_video import IndexOutcome
 from videomem.jobs.progress import NullReporter, Reporter
-from videomem.memory.lease import LeaseConfig
-from videomem.memory.schema import VideoRecord
-from videomem.memory.store import Store
+from videomem.memory.store import LeaseConfig, Store, VideoRecord
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.pipeline.ffmpeg_choice import ffmpeg_info
 from videomem.pipeline.segments import cpu_share
@@ -342,7 +340,7 @@ def run_index(
     with Store(
         job.store, writer=True, storage_options=job.storage_options, lease=job.lease
     ) as store:
-        removed = store.collect_garbage()
+        removed = store.collect_garbage_after_crash()
         if removed:
             log.info("removed %d orphan memory rows left by an interrupted run", removed)
         ex = executor or index_executor(job)

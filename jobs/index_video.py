@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 from videomem.encoders.contract import FrameEncoder
-from videomem.memory.schema import VideoCommit, VideoRecord
+from videomem.memory.store import VideoCommit, VideoRecord
 from videomem.pipeline.decode import DecodeInfo
 from videomem.pipeline.errors import DecodeError, VideomemError
 from videomem.pipeline.types import (

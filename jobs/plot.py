@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from videomem.memory.schema import VideoRecord
+from videomem.memory.store import VideoRecord
 from videomem.pipeline.errors import ConfigError
 
 

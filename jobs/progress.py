@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from videomem.memory.schema import VideoRecord
+    from videomem.memory.store import VideoRecord
 
 
 class Reporter(Protocol):

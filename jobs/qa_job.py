@@ -172,8 +172,7 @@ def answer_questions(
     answer the rest on ``executor()`` (made only when there is something to answer;
     ``context`` goes to its steps), commit the answers as they come, write ``job.out``
     (and keep the answers in the summary with ``keep_answers``)."""
-    from videomem.memory.store import Store
-    from videomem.memory.tables import ANSWERS_SCHEMA
+    from videomem.memory.store import ANSWERS_SCHEMA, Store
 
     t0 = time.perf_counter()
     check_out(job.out)

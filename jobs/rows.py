@@ -4,7 +4,7 @@ Every job that writes a caption (the VLM's global and dense captions, the text L
 timeline caption, the tag job's per-slot tags) builds it here, so the rows carry the
 same key columns (the memory they describe: video, encoder fingerprint, config hash,
 run) whoever wrote them. A row that failed carries ``status``/``error``; the table
-schemas (``memory.tables``) keep only their own columns.
+schemas (``memory.store.qa_tables``) keep only their own columns.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from videomem.memory.search_index import ANN_MIN_ROWS, RefreshReport, refresh_search_indexes
+from videomem.memory.search import ANN_MIN_ROWS, RefreshReport, refresh_search_indexes
 from videomem.pipeline.errors import VideomemError
 
 log = logging.getLogger(__name__)

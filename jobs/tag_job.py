@@ -22,7 +22,7 @@ from typing import Any
 
 from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor, run_to_end
 from videomem.jobs.rows import caption_row
-from videomem.memory.schema import VideoRecord
+from videomem.memory.store import VideoRecord
 from videomem.pipeline.errors import ConfigError, VideomemError
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,13 @@
-"""The memory algorithms: adjacent-frame merging (adaptive and MovieChat), MA-LMM
-compression, re-consolidation to K slots, positional encoding, and the streaming
-builder. Pure tensor code; never imports transformers."""
+"""Video memories, in three rooms.
+
+* Consolidation (this folder's top-level modules): adjacent-frame merging (adaptive
+  and MovieChat), MA-LMM compression, re-consolidation to K slots, positional encoding,
+  the streaming builder, slot thumbnails and quality measures. Pure tensor code: no
+  I/O, never imports transformers. Re-exported here.
+* :mod:`videomem.memory.store`: the LanceDB persistence layer, the one way into the
+  store's tables (schemas, row codecs, commit protocol, lease, repair, export).
+* :mod:`videomem.memory.search`: the search indexes and the query, through the Store.
+"""
 
 from videomem.memory.adaptive import AdaptiveChain
 from videomem.memory.builder import MemoryBuilder

@@ -265,7 +265,7 @@ class MemoryConfig(_Config):
     # dominated the stored bytes of short videos, and breakpoint questions can decode
     # the frames before t again.
     keep_recent: int = 0
-    # How the store encodes tokens (memory/codec.py): "float16" is bit-exact; "int8"
+    # How the store encodes tokens (memory/store/codec.py): "float16" is bit-exact; "int8"
     # halves the stored bytes for a small error (reported per video). Part of the key
     # because it changes what is stored.
     token_dtype: TokenDtype = "float16"

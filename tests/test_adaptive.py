@@ -373,8 +373,7 @@ def test_presets_and_the_new_default() -> None:
 def test_a_memory_stored_with_the_old_default_loads_and_consolidates(tmp_path) -> None:
     """A store row whose config JSON is the old default (no threshold field) loads
     through the real store, and the QA-time consolidation works on it."""
-    from videomem.memory.schema import VideoCommit, VideoRecord
-    from videomem.memory.store import Store
+    from videomem.memory.store import Store, VideoCommit, VideoRecord
 
     mem = stored_like(MemoryConfig.preset("moviechat"), t=100, seed=6)
     rec = VideoRecord(

@@ -346,8 +346,7 @@ def test_memory_presets_and_threshold_reach_the_stored_config(
 
 
 def test_ls_pages_through_a_store(tmp_path: Path) -> None:
-    from videomem.memory.schema import VideoCommit
-    from videomem.memory.store import Store
+    from videomem.memory.store import Store, VideoCommit
 
     from tests.test_store import make_memory, record
 

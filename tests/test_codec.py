@@ -1,11 +1,11 @@
-"""memory.codec: float16 and int8 token encodings against naive per-element loops."""
+"""memory.store.codec: float16 and int8 token encodings against naive per-element loops."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from videomem.memory.codec import pack_tokens, reconstruction_error, unpack_tokens
+from videomem.memory.store.codec import pack_tokens, reconstruction_error, unpack_tokens
 from videomem.pipeline.errors import ConfigError, EncoderError
 
 

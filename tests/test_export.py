@@ -10,8 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 from videomem.jobs.cli import app
-from videomem.memory.schema import VideoCommit
-from videomem.memory.store import Store
+from videomem.memory.store import Store, VideoCommit
 
 from tests.test_store import make_memory, record
 

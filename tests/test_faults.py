@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from videomem.jobs.index import IndexJob, run_index
-from videomem.memory.schema import MEMORIES, VideoCommit
-from videomem.memory.store import Store
+from videomem.memory.store import MEMORIES, Store, VideoCommit
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
 

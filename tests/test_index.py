@@ -26,8 +26,7 @@ from videomem.jobs.index import (
 )
 from videomem.jobs.index_video import BatchPrefetcher, index_one, index_video
 from videomem.memory.builder import MemoryBuilder
-from videomem.memory.lease import LeaseConfig
-from videomem.memory.store import Store
+from videomem.memory.store import LeaseConfig, Store
 from videomem.pipeline.decode import decode
 from videomem.pipeline.errors import DecodeError, EncoderError
 from videomem.pipeline.plan import make_plan, plan_parts

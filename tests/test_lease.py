@@ -15,9 +15,8 @@ import threading
 import time
 
 import pytest
-from videomem.memory.lease import LEASE_NAME, LeaseConfig, object_store
-from videomem.memory.schema import VideoCommit
-from videomem.memory.store import Store
+from videomem.memory.store import Store, VideoCommit
+from videomem.memory.store.lease import LEASE_NAME, LeaseConfig, object_store
 from videomem.pipeline.errors import ConfigError, StoreError
 
 from tests.test_store import make_memory, record
@@ -28,8 +27,8 @@ TTL = 4.0
 #: ("commit NAME" commits a video, "loop" commits videos until killed)
 HOLDER = """
 import json, sys
-from videomem.memory.lease import LeaseConfig
-from videomem.memory.schema import VideoCommit
+from videomem.memory.store import LeaseConfig
+from videomem.memory.store import VideoCommit
 from videomem.memory.store import Store
 from tests.test_store import make_memory, record
 uri, options, ttl = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])

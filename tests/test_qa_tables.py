@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from videomem.memory.store import Store, VideoCommit, VideoRecord
-from videomem.memory.tables import ANSWERS_SCHEMA, CAPTIONS_SCHEMA
+from videomem.memory.store import ANSWERS_SCHEMA, CAPTIONS_SCHEMA, Store, VideoCommit, VideoRecord
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MemoryConfig, VideoMemory
 

@@ -16,15 +16,15 @@ from videomem.encoders.clip import ContrastiveEncoder
 from videomem.encoders.text import SentenceEncoder, TextTowers, minilm_dir
 from videomem.encoders.tiny import tiny_checkpoint
 from videomem.jobs.cli import app
-from videomem.memory.schema import VideoCommit, VideoRecord
-from videomem.memory.search import merge_by_rank, search
-from videomem.memory.search_index import (
+from videomem.memory.search import (
     CAPTION_INDEX,
+    merge_by_rank,
     refresh_caption_index,
     refresh_slot_index,
+    search,
     slot_index_name,
 )
-from videomem.memory.store import Store
+from videomem.memory.store import IndexTable, Store, VideoCommit, VideoRecord
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MemoryConfig, VideoMemory
 
@@ -81,6 +81,12 @@ def record(video_id: str, model: str, fp: str, options: dict | None = None) -> V
     )
 
 
+def index_table(store: Store, name: str) -> IndexTable:
+    table = store.index_table(name)
+    assert table is not None, f"no table {name}"
+    return table
+
+
 def commit(store: Store, rec: VideoRecord, emb: torch.Tensor) -> None:
     store.commit([VideoCommit(rec, memory(rec.video_id, emb, rec.encoder_fingerprint))])
 
@@ -98,7 +104,7 @@ def visual_store(tmp_path: Path, clip: ContrastiveEncoder) -> tuple[Path, torch.
             if vid == "b":
                 emb[4] = unit(q + 0.05 * torch.randn(clip.embed_dim, generator=g))
             commit(st, record(vid, str(clip.path), clip.fingerprint), emb)
-        refresh_slot_index(st.db)
+        refresh_slot_index(st)
     return path, q
 
 
@@ -144,12 +150,12 @@ def test_replaced_memory_is_never_returned(visual_store, clip: ContrastiveEncode
         res = search(st, QUERY, k=20, source="visual", tower_for=TextTowers())
         assert ("b", 4) not in {(m.video_id, m.slot) for m in res.moments}
         assert len(res.moments) == 6 + 6  # the new run is not in the index yet
-        rep = refresh_slot_index(st.db)
+        rep = refresh_slot_index(st)
         assert (rep.slots_deleted, rep.slots_added) == (6, 3)
         res = search(st, QUERY, k=20, source="visual", tower_for=TextTowers())
         assert len(res.moments) == 6 + 6 + 3
-        assert refresh_slot_index(st.db).slots_added == 0  # idempotent
-        assert st.db.open_table(slot_index_name(clip.fingerprint)).count_rows() == 15
+        assert refresh_slot_index(st).slots_added == 0  # idempotent
+        assert index_table(st, slot_index_name(clip.fingerprint)).count() == 15
 
 
 def test_two_encoders_are_searched_apart_and_merged_by_rank(
@@ -163,7 +169,7 @@ def test_two_encoders_are_searched_apart_and_merged_by_rank(
     emb[1] = q2
     with Store(path, writer=True) as st:
         commit(st, record("d", str(clip.path), pooled.fingerprint, {"pool": 2}), emb)
-        refresh_slot_index(st.db)
+        refresh_slot_index(st)
         res = search(st, QUERY, k=4, source="visual", tower_for=TextTowers())
     assert {m.encoder_fingerprint for m in res.moments[:2]} == {
         clip.fingerprint,
@@ -236,11 +242,11 @@ def text_store(tmp_path: Path, minilm: SentenceEncoder) -> Path:
         for vid in CAPTIONS:
             commit(st, record(vid, model, "mobilenet:x:float32"), unit(torch.randn(2, 8)))
         st.add_qa_rows("captions", caption_rows(st))
-        refresh_slot_index(st.db)
-        rep = refresh_caption_index(st.db, lambda: minilm.encode_text)
+        refresh_slot_index(st)
+        rep = refresh_caption_index(st, lambda: minilm.encode_text)
         assert rep.captions_added == 6
-        assert refresh_caption_index(st.db, lambda: pytest.fail("nothing new")).captions_added == 0
-        assert any(i.index_type == "FTS" for i in st.db.open_table(CAPTION_INDEX).list_indices())
+        assert refresh_caption_index(st, lambda: pytest.fail("nothing new")).captions_added == 0
+        assert index_table(st, CAPTION_INDEX).index_types()["text"] == "FTS"
     return path
 
 
@@ -268,7 +274,28 @@ def test_text_search_drops_captions_of_replaced_memories(
         res = search(st, "dog on a beach", k=10, source="text",
                      text_embedder=lambda: minilm.encode_text)  # fmt: skip
         assert "dogs" not in {m.video_id for m in res.moments}
-        assert refresh_caption_index(st.db, lambda: minilm.encode_text).captions_deleted == 2
+        assert refresh_caption_index(st, lambda: minilm.encode_text).captions_deleted == 2
+
+
+def test_search_prints_no_lance_deprecation_warnings(text_store: Path) -> None:
+    """A real ``videomem search`` process over both sources (the hybrid text query and
+    the visual path's skip): its stderr carries no ``lance::dataset::scanner``
+    deprecation warning (a query that projects columns must name its score column)."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "videomem"
+    env = {k: v for k, v in os.environ.items() if k not in ("LANCE_LOG", "RUST_LOG")}
+    r = subprocess.run(
+        [str(script), "search", "puppy at the seaside", "--store", str(text_store), "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    # the query ran through the hybrid text path (what used to warn)
+    assert json.loads(r.stdout)["moments"][0]["video_id"] == "dogs"
+    assert "lance::dataset::scanner" not in r.stderr, r.stderr
+    assert "Deprecation" not in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------- bad input
@@ -324,27 +351,27 @@ def test_cli_nothing_searchable(tmp_path: Path) -> None:
 def test_ann_index_is_built_at_the_threshold_and_keeps_up(tmp_path: Path) -> None:
     """Below ``ann_min_rows`` no index (exhaustive); at it an IVF-PQ index; rows added
     later are folded in by the next refresh; an exact vector is still found first."""
-    import lancedb
     import pyarrow as pa
     from videomem.memory.search import visual_hits
-    from videomem.memory.search_index import ensure_ann
+    from videomem.memory.search.refresh import ensure_ann, slot_index_schema
 
     v = np.random.default_rng(0).standard_normal((700, 16)).astype(np.float32)
 
     def rows(lo: int, hi: int) -> pa.Table:
         return pa.table({
-            "run_id": [f"r{i}" for i in range(lo, hi)], "slot": np.arange(lo, hi, dtype=np.int32),
             "video_id": ["v"] * (hi - lo), "encoder_fingerprint": ["f"] * (hi - lo),
+            "run_id": [f"r{i}" for i in range(lo, hi)], "slot": np.arange(lo, hi, dtype=np.int32),
             "start_s": np.zeros(hi - lo), "end_s": np.ones(hi - lo),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(v[lo:hi].ravel()), 16),
-        })  # fmt: skip
+        }, schema=slot_index_schema(16))  # fmt: skip
 
-    table = lancedb.connect(tmp_path).create_table("t", rows(0, 600))
-    assert not ensure_ann(table, ann_min_rows=601) and table.list_indices() == []
-    assert ensure_ann(table, ann_min_rows=600)
-    table.add(rows(600, 700))
-    assert ensure_ann(table, ann_min_rows=600)
-    (idx,) = [i for i in table.list_indices() if i.columns == ["vector"]]
-    assert (idx.num_indexed_rows, idx.num_unindexed_rows) == (700, 0)
-    for i in (5, 650):
-        assert visual_hits(table, v[i], 3, None)[0]["slot"] == i
+    with Store(tmp_path / "s", writer=True) as st:
+        table = st.create_index_table("slot_index_t", slot_index_schema(16))
+        table.add(rows(0, 600))
+        assert not ensure_ann(table, ann_min_rows=601) and table.index_types() == {}
+        assert ensure_ann(table, ann_min_rows=600)
+        table.add(rows(600, 700))
+        assert ensure_ann(table, ann_min_rows=600)
+        assert table.vector_index_rows() == (700, 0) and list(table.index_types()) == ["vector"]
+        for i in (5, 650):
+            assert visual_hits(table, v[i], 3, None)[0]["slot"] == i

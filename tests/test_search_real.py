@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 from videomem.encoders.text import sentence_embedder
 from videomem.jobs.cli import app
-from videomem.memory.search_index import CAPTION_INDEX
+from videomem.memory.search import CAPTION_INDEX
 from videomem.memory.store import Store
 
 from tests.videos import ConcatVideo, make_concat
@@ -47,7 +47,8 @@ def tagged(
         (rec,) = st.list_videos("indexed")
         tags = [(c["start_s"], c["end_s"], c["text"]) for c in st.captions(rec.video_id)]
         assert tags and all(c["kind"] == "tags" for c in st.captions(rec.video_id))
-        assert st.db.open_table(CAPTION_INDEX).count_rows() == len(tags) == rec.slots
+        index = st.index_table(CAPTION_INDEX)
+        assert index is not None and index.count() == len(tags) == rec.slots
     print("\nslot tags:\n" + "\n".join(f"  {s:5.1f}-{e:5.1f}  {t}" for s, e, t in tags))
     return store, video, rec.video_id
 

@@ -17,15 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from videomem.memory.lease import LeaseConfig
-from videomem.memory.schema import (
+from videomem.memory.store import LeaseConfig, Store
+from videomem.memory.store.schema import (
     MEMORIES_SCHEMA,
     VIDEOS_SCHEMA,
     VideoCommit,
     VideoRecord,
     memory_rows,
 )
-from videomem.memory.store import Store
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MEMORY_PRESETS, MemoryConfig, VideoMemory
 
@@ -216,6 +215,66 @@ def test_stale_rows_of_same_key_are_ignored_then_collected(store: Store) -> None
     assert len(got) == 5 and torch.equal(bits(got.tokens), bits(mem.tokens))
     assert store.collect_garbage() == 9 + 2
     assert store.count_rows()["memories"] == 5 + 2
+
+
+def orphans(store: Store) -> None:
+    """Memory rows no videos row names, written under the Store as a run killed between
+    commit steps 1 and 2 leaves them (only a full collection finds them)."""
+    store._memories.add(memory_rows(make_memory("x"), ("x", "enc:abc:float32", "cfg1"), "deadrun"))
+
+
+def test_job_start_skips_the_full_collection_after_a_clean_close(backend: Backend) -> None:
+    with backend.open(writer=True) as w:
+        assert w.collect_garbage_after_crash() is None  # a new store: nothing to collect
+        w.commit([VideoCommit(record(), make_memory())])
+        orphans(w)
+    with backend.open(writer=True) as w:
+        assert w.collect_garbage_after_crash() is None  # the last writer closed cleanly
+        assert w.count_rows()["memories"] == 7 + 7  # so the orphans were not looked for
+        assert w.collect_garbage() == 7
+    with backend.open(writer=True) as w:  # a full collection leaves nothing: clean again
+        assert w.collect_garbage_after_crash() is None
+
+
+def test_a_killed_writer_leaves_no_marker_so_the_next_job_collects(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "s"
+    with Store(path, writer=True) as w:
+        w.commit([VideoCommit(record(), make_memory())])
+    child = (
+        "import os, signal\n"
+        "from videomem.memory.store import Store\n"
+        "from tests.test_store import orphans\n"
+        f"s = Store({str(path)!r}, writer=True)\n"
+        "orphans(s)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", child], cwd=repo, capture_output=True, timeout=300)
+    assert r.returncode == -9, r.stderr.decode()
+    # a writer that collects nothing (a QA job) and closes must not vouch for the kill
+    Store(path, writer=True).close()
+    with Store(path, writer=True) as w:
+        assert w.collect_garbage_after_crash() == 7
+    with Store(path, writer=True) as w:
+        assert w.collect_garbage_after_crash() is None
+
+
+def test_a_commit_that_broke_off_writes_no_marker(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    with Store(path, writer=True) as w:
+        assert w.collect_garbage_after_crash() is None  # a new store
+
+        def full_disk(*args: object, **kwargs: object) -> None:
+            raise OSError("No space left on device")
+
+        w._videos.merge_insert = full_disk  # step 2 fails after step 1 added the rows
+        with pytest.raises(StoreError, match="file system is full"):
+            w.commit([VideoCommit(record(), make_memory())])
+    with Store(path, writer=True) as w:
+        assert w.collect_garbage_after_crash() == 7  # the rows step 1 left
 
 
 def test_several_keys_per_video(store: Store) -> None:
@@ -448,8 +507,8 @@ def test_int8_halves_the_stored_bytes(store: Store) -> None:
 
 
 def test_stored_bytes_count_what_the_rows_hold() -> None:
-    from videomem.memory.codec import pack_tokens
-    from videomem.memory.schema import stored_bytes
+    from videomem.memory.store.codec import pack_tokens
+    from videomem.memory.store.schema import stored_bytes
 
     for dtype, scale in (("float16", "token"), ("int8", "token"), ("int8", "slot")):
         mem = make_memory(slots=4, recent=2)
@@ -495,7 +554,7 @@ def test_a_store_written_before_token_dtype_still_loads(tmp_path: Path) -> None:
 
 
 def test_mixed_or_broken_encodings_are_refused() -> None:
-    from videomem.memory.schema import tokens_from_rows
+    from videomem.memory.store.schema import tokens_from_rows
 
     rows = memory_rows(int8_memory(recent=0), ("v", "e", "c"), "run")
     with pytest.raises(StoreError, match="one expected"):

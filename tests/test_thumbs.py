@@ -106,8 +106,7 @@ def test_index_video_stores_a_thumbnail_per_slot(tmp_path: Path) -> None:
     from videomem.encoders import load_encoder
     from videomem.encoders.tiny import tiny_checkpoint
     from videomem.jobs.index_video import index_video
-    from videomem.memory.schema import VideoCommit, VideoRecord
-    from videomem.memory.store import Store
+    from videomem.memory.store import Store, VideoCommit, VideoRecord
     from videomem.pipeline.types import DecodeConfig
 
     colors = ["red", "green", "blue", "yellow", "magenta"]

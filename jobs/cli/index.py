@@ -96,7 +96,7 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions):
         """The :class:`~videomem.jobs.index.IndexJob` (validated: ConfigError)."""
         from videomem.jobs.index import IndexJob
         from videomem.jobs.index_config import check_inputs, decode_config, memory_config
-        from videomem.memory.lease import LeaseConfig
+        from videomem.memory.store import LeaseConfig
         from videomem.pipeline.types import EncoderConfig
 
         if self.fps is not None and self.frames is not None:

@@ -1,6 +1,6 @@
 """The persistent memory store: LanceDB tables at a directory or any LanceDB URI.
 
-The tables and their columns are described in :mod:`videomem.memory.schema`.
+The tables and their columns are described in :mod:`videomem.memory.store.schema`.
 
 Atomic visibility, without transactions across tables
 =====================================================
@@ -17,13 +17,14 @@ committed in three steps:
 Readers only read memory rows whose ``run_id`` a ``videos`` row names, so a process
 killed at any moment leaves no partial video visible, and a re-index replaces rather
 than duplicates. A kill between 2 and 3 leaves stale rows nobody reads;
-:meth:`Store.collect_garbage` (run at the start of every index job) removes them.
+:meth:`Store.collect_garbage` removes them; an index job runs it
+first, unless the writer before it closed cleanly (:mod:`.clean_close`).
 A reader that raced a re-index (read the old ``run_id``, whose rows were then deleted)
 notices the slot count mismatch and reads again.
 
 One committer per table: only a :class:`Store` opened with ``writer=True`` may write.
 It holds an exclusive ``flock`` on a local directory, a lease on object storage
-(:mod:`videomem.memory.lease`), for its lifetime and checks it before every commit step,
+(:mod:`videomem.memory.store.lease`), for its lifetime and checks it before every commit step,
 so a second job on the same store refuses (or waits) instead of interleaving commits.
 Workers never write; they hand results to the job's driver.
 
@@ -37,10 +38,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -48,8 +50,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-from videomem.memory.lease import LeaseConfig, WriterLock, take_writer_lock
-from videomem.memory.schema import (
+from videomem.memory.store.clean_close import take_clean_marker, write_clean_marker
+from videomem.memory.store.index_table import BATCH_ROWS, IndexTable
+from videomem.memory.store.lease import LeaseConfig, WriterLock, take_writer_lock
+from videomem.memory.store.schema import (
     ADDED_COLUMNS,
     EPOCH,
     KEY,
@@ -57,11 +61,14 @@ from videomem.memory.schema import (
     MEMORIES_SCHEMA,
     VIDEOS,
     VIDEOS_SCHEMA,
+    LiveRun,
     Status,
     VideoCommit,
     VideoRecord,
+    conform,
     in_filter,
     key_filter,
+    live_filter,
     memory_rows,
     record_from_row,
     sql_str,
@@ -70,6 +77,8 @@ from videomem.memory.schema import (
 )
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import MemoryConfig, VideoMemory
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- store
 
@@ -95,6 +104,9 @@ class Store:
         self.writer = writer
         self.storage_options = dict(storage_options or {})
         self._lock: WriterLock | None = None
+        #: orphan memory rows may exist: the writer before this one did not close cleanly
+        #: (and no full collection has run since), or one of our commits broke off
+        self._orphans_possible = True
         local = "://" not in self.uri
         if local:
             path = Path(self.uri).expanduser()
@@ -105,6 +117,11 @@ class Store:
                 raise StoreError(f"no videomem store at {self.uri} (index some videos first)")
         if writer:
             self._lock = take_writer_lock(self.uri, self.storage_options, lease)
+            try:  # before any write: a kill from here on leaves no clean-close marker
+                self._orphans_possible = not take_clean_marker(self.uri, self.storage_options)
+            except StoreError:
+                self.close()
+                raise
         try:
             # interval 0: every read sees the latest commit of any process (cheap locally)
             self._db = lancedb.connect(
@@ -117,6 +134,8 @@ class Store:
                 for name, schema in ((VIDEOS, VIDEOS_SCHEMA), (MEMORIES, MEMORIES_SCHEMA)):
                     if name not in names:
                         self._db.create_table(name, schema=schema, exist_ok=True)
+                if MEMORIES not in names:  # a new memories table holds no orphans
+                    self._orphans_possible = False
             elif not {VIDEOS, MEMORIES} <= names:
                 raise StoreError(f"no videomem store at {self.uri} (index some videos first)")
             self._videos = self._db.open_table(VIDEOS)
@@ -149,7 +168,18 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        if self._lock is not None:
+        """Release the writer lock; a writer that leaves no orphan rows first writes the
+        clean-close marker (:mod:`.clean_close`), so the next job skips the full
+        garbage collection."""
+        if self._lock is None:
+            return
+        try:
+            if not self._orphans_possible:
+                self._lock.check()  # only while surely still the one writer
+                write_clean_marker(self.uri, self.storage_options)
+        except Exception as e:  # the next job collects in full: slower, never wrong
+            log.warning("store %s: no clean-close marker written: %s", self.uri, e)
+        finally:
             self._lock.release()
             self._lock = None
 
@@ -159,10 +189,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def db(self) -> Any:
-        """The LanceDB connection (for derived tables such as the search indexes)."""
-        return self._db
+    def table_names(self) -> set[str]:
+        """Names of every table in the store (its own, the QA tables, derived ones)."""
+        try:
+            return set(self._db.list_tables().tables)
+        except Exception as e:
+            raise self._lance_error("(list)", "read", e) from e
 
     # ------------------------------------------------------------------ reads
 
@@ -188,6 +220,20 @@ class Store:
         except Exception as e:
             raise self._lance_error(table.name, "read", e) from e
         return result
+
+    def _batches(
+        self, table: Any, where: str | None, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a table's rows (only ``columns``) in bounded batches."""
+        q = table.search().limit(None)
+        if columns is not None:
+            q = q.select(list(columns))
+        if where:
+            q = q.where(where)
+        try:
+            yield from q.to_batches(BATCH_ROWS)
+        except Exception as e:
+            raise self._lance_error(table.name, "read", e) from e
 
     def _lance_error(self, table: str, action: str, e: Exception) -> StoreError:
         """The error of a failed LanceDB read/write: which table, and what to do."""
@@ -381,6 +427,47 @@ class Store:
                     config_hash=rec.config_hash,
                 )
 
+    def live_runs(self, run_ids: Iterable[str] | None = None) -> dict[str, LiveRun]:
+        """run_id -> :class:`LiveRun` of every memory a reader sees (or of those among
+        ``run_ids``): the one liveness rule (``schema.live_filter``) that garbage
+        collection, export and search all apply."""
+        if run_ids is None:
+            chunks: list[list[str] | None] = [None]
+        else:
+            wanted = sorted(set(run_ids))
+            chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        out: dict[str, LiveRun] = {}
+        for chunk in chunks:
+            for b in self._batches(self._videos, live_filter(chunk), LiveRun._fields):
+                cols = [b.column(name).to_pylist() for name in LiveRun._fields]
+                for run, vid, fp, uri in zip(*cols, strict=True):
+                    out[run] = LiveRun(run, vid, fp, uri or "")
+        return out
+
+    def scan_memories(
+        self,
+        run_ids: Sequence[str],
+        columns: Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        runs_per_chunk: int = 64,
+    ) -> Iterator[pa.Table]:
+        """The ``memories`` rows of ``run_ids`` (``columns``, default all; ``where``: a
+        further filter), streamed in chunks of runs so memory stays bounded. Columns a
+        store from before them lacks come back null."""
+        names = list(columns) if columns is not None else MEMORIES_SCHEMA.names
+        unknown = [c for c in names if c not in MEMORIES_SCHEMA.names]
+        if unknown:
+            raise StoreError(f"memories has no columns {unknown}")
+        target = pa.schema([MEMORIES_SCHEMA.field(c) for c in names])
+        present = [c for c in names if c in self._memories.schema.names]
+        for i in range(0, len(run_ids), runs_per_chunk):
+            cond = in_filter("run_id", list(run_ids[i : i + runs_per_chunk]))
+            for b in self._batches(
+                self._memories, f"{cond} AND ({where})" if where else cond, present
+            ):
+                yield conform(pa.Table.from_batches([b]), target)
+
     def memory_run_ids(self) -> list[str]:
         """The ``run_id`` of every memory row, visible or not (one entry per row)."""
         ids: list[str] = self._scan(self._memories, None, ["run_id"]).column("run_id").to_pylist()
@@ -392,7 +479,7 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def _require_writer(self) -> None:
+    def require_writer(self) -> None:
         """Before every write: opened for writing and still the one writer."""
         if not self.writer:
             raise StoreError(f"store {self.uri} was opened read-only")
@@ -405,7 +492,7 @@ class Store:
 
         Returns the committed rows (with ``run_id`` and ``indexed_at`` filled in).
         """
-        self._require_writer()
+        self.require_writer()
         if not outcomes:
             return []
         keys = [o.record.key for o in outcomes]
@@ -441,13 +528,14 @@ class Store:
         videos = pa.Table.from_pylist(
             [{f.name: getattr(r, f.name) for f in fields(r)} for r in records], schema=VIDEOS_SCHEMA
         )
+        done = False
         try:
             # 1. memory rows, invisible until a videos row names their run_id
             table = MEMORIES
             if mem_tables:
                 self._memories.add(pa.concat_tables(mem_tables))
             # 2. the commit marker (only while surely still the one writer)
-            self._require_writer()
+            self.require_writer()
             table = VIDEOS
             (
                 self._videos.merge_insert(list(KEY))
@@ -456,7 +544,7 @@ class Store:
                 .execute(videos)
             )
             # 3. drop replaced rows and orphans of these keys
-            self._require_writer()
+            self.require_writer()
             table = MEMORIES
             stale = " OR ".join(
                 f"({key_filter(r.key)}"
@@ -465,23 +553,21 @@ class Store:
             )
             if self._memories.count_rows(stale):
                 self._memories.delete(stale)
+            done = True
         except StoreError:
             raise
         except Exception as e:
             raise self._lance_error(table, "commit", e) from e
+        finally:
+            if not done:  # broke off after step 1 may have landed: rows nobody names
+                self._orphans_possible = True
         return records
 
     def collect_garbage(self) -> int:
         """Delete memory rows no ``videos`` row names (left by killed runs). Returns the
         number of rows deleted. Only safe with no other writer: needs the writer lock."""
-        self._require_writer()
-        live = {
-            r
-            for r in self._scan(self._videos, "status = 'indexed'", ["run_id"])
-            .column("run_id")
-            .to_pylist()
-            if r
-        }
+        self.require_writer()
+        live = set(self.live_runs())
         seen = set(self.memory_run_ids())
         orphans = sorted(seen - live)
         deleted = 0
@@ -490,12 +576,34 @@ class Store:
             where = in_filter("run_id", chunk)
             deleted += self._memories.count_rows(where)
             self._memories.delete(where)
+        self._orphans_possible = False
         return deleted
+
+    def collect_garbage_after_crash(self) -> int | None:
+        """What a job runs first: :meth:`collect_garbage` unless the writer before this
+        one closed cleanly (then there is nothing to collect, and only a cheap read of
+        every data file replaces the collection's scan). Returns the rows deleted, None
+        when skipped."""
+        self.require_writer()
+        if not self._orphans_possible:
+            self._check_memories_readable()
+            return None
+        return self.collect_garbage()
+
+    def _check_memories_readable(self) -> None:
+        """Read one small column of every ``memories`` data file, streamed inside
+        LanceDB: a damaged file is still reported at job start (with the repair hint),
+        before any model loads, as the full collection's scan did, at a fraction of its
+        time and memory (no run_id reaches Python)."""
+        try:
+            self._memories.count_rows("slot < 0")
+        except Exception as e:
+            raise self._lance_error(MEMORIES, "read", e) from e
 
     def optimize(self) -> None:
         """Compact small fragments left by per-video commits, and index the columns
         readers filter on. Readers may keep reading meanwhile."""
-        self._require_writer()
+        self.require_writer()
         try:
             for table, col in ((self._memories, "run_id"), (self._videos, "video_id")):
                 table.optimize()
@@ -510,23 +618,23 @@ class Store:
     # ------------------------------------------------------------------ QA tables
 
     def _qa_table(self, name: str, create: bool) -> Any:
-        """The ``answers``/``captions`` table (``memory.tables``), created by a writer on
+        """The ``answers``/``captions`` table (:mod:`.qa_tables`), created by a writer on
         first use; None when it does not exist yet and ``create`` is false."""
-        from videomem.memory.tables import SCHEMAS
+        from videomem.memory.store.qa_tables import SCHEMAS
 
         if name not in set(self._db.list_tables().tables):
             if not create:
                 return None
-            self._require_writer()
+            self.require_writer()
             return self._db.create_table(name, schema=SCHEMAS[name], exist_ok=True)
         return self._db.open_table(name)
 
     def add_qa_rows(self, name: str, rows: list[dict[str, Any]]) -> int:
         """Upsert ``answers``/``captions`` rows on the table's key (one commit); a re-run
         replaces rows, never duplicates them. Returns the number of rows written."""
-        from videomem.memory.tables import KEYS, rows_table
+        from videomem.memory.store.qa_tables import KEYS, rows_table
 
-        self._require_writer()
+        self.require_writer()
         if not rows:
             return 0
         table = self._qa_table(name, create=True)
@@ -548,6 +656,15 @@ class Store:
         table = self._qa_table(name, create=False)
         return [] if table is None else self._scan(table, where).to_pylist()
 
+    def qa_row_batches(
+        self, name: str, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream ``answers``/``captions`` rows (only ``columns``, default all); nothing
+        if the table does not exist yet."""
+        table = self._qa_table(name, create=False)
+        if table is not None:
+            yield from self._batches(table, None, columns)
+
     def answered(self, model: str, settings_hash: str) -> set[tuple[str, str]]:
         """(question_id, video_id) answered with this model and settings: what a
         resumed QA job skips (failed rows are tried again)."""
@@ -567,11 +684,35 @@ class Store:
         rows = self.read_qa_rows("captions", where)
         return sorted(rows, key=lambda r: (r["kind"] != "global", r["start_s"], r["kind"]))
 
+    # ------------------------------------------------------------------ derived tables
+
+    def index_table(self, name: str) -> IndexTable | None:
+        """A derived table (a search index, see :mod:`.index_table`), or None when the
+        store has none of that name."""
+        if name in (VIDEOS, MEMORIES):
+            raise StoreError(f"{name} is not a derived table")
+        if name not in self.table_names():
+            return None
+        try:
+            return IndexTable(self, self._db.open_table(name))
+        except Exception as e:
+            raise self._lance_error(name, "open", e) from e
+
+    def create_index_table(self, name: str, schema: pa.Schema) -> IndexTable:
+        """Create (or open, if it exists) the derived table ``name``; writer only."""
+        self.require_writer()
+        if name in (VIDEOS, MEMORIES):
+            raise StoreError(f"{name} is not a derived table")
+        try:
+            return IndexTable(self, self._db.create_table(name, schema=schema, exist_ok=True))
+        except Exception as e:
+            raise self._lance_error(name, "create", e) from e
+
     # ------------------------------------------------------------------ export
 
     def export(self, out_dir: str | os.PathLike[str], *, tokens: bool = True) -> dict[str, Path]:
         """Write every table as plain Parquet to ``out_dir`` (see :mod:`.export`);
         ``tokens=False`` leaves the memories' token bytes out."""
-        from videomem.memory.export import export_store
+        from videomem.memory.store.export import export_store
 
         return export_store(self, out_dir, tokens=tokens)

@@ -69,7 +69,7 @@ thumbnail          binary, null  a ~160 px JPEG of the frame closest to the slot
 Tokens are raw bytes rather than a Parquet FLOAT16 column because every Parquet reader
 can read binary, while the FLOAT16 logical type is recent; float16 bytes also make the
 round trip bit-exact (NaN payloads and subnormals included). The encodings are
-:mod:`videomem.memory.codec`'s; ``MemoryConfig.token_dtype`` chooses one per video.
+:mod:`videomem.memory.store.codec`'s; ``MemoryConfig.token_dtype`` chooses one per video.
 """
 
 from __future__ import annotations
@@ -83,7 +83,12 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pyarrow as pa
 import torch
-from videomem.memory.codec import PackedTokens, pack_tokens, reconstruction_error, unpack_tokens
+from videomem.memory.store.codec import (
+    PackedTokens,
+    pack_tokens,
+    reconstruction_error,
+    unpack_tokens,
+)
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import TOKEN_DTYPES, VideoMemory, VideoSource
 
@@ -283,6 +288,25 @@ class VideoCommit(NamedTuple):
 
     record: VideoRecord
     memory: VideoMemory | None = None
+
+
+class LiveRun(NamedTuple):
+    """A memory a reader sees: the run an indexed ``videos`` row names."""
+
+    run_id: str
+    video_id: str
+    encoder_fingerprint: str
+    uri: str
+
+
+#: the one rule of liveness: memory rows (and captions, index rows) count only when
+#: their ``run_id`` is named by an *indexed* ``videos`` row (see :mod:`.store`)
+LIVE_RUNS = "status = 'indexed' AND run_id IS NOT NULL"
+
+
+def live_filter(run_ids: Sequence[str] | None = None) -> str:
+    """The ``videos`` filter of live runs, optionally only those among ``run_ids``."""
+    return LIVE_RUNS if run_ids is None else f"{LIVE_RUNS} AND {in_filter('run_id', run_ids)}"
 
 
 # --------------------------------------------------------------------------- helpers

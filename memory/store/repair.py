@@ -22,11 +22,11 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from videomem.memory.schema import MEMORIES, VIDEOS, VideoCommit
+from videomem.memory.store.schema import MEMORIES, VIDEOS, VideoCommit
 from videomem.pipeline.errors import StoreError
 
 if TYPE_CHECKING:
-    from videomem.memory.store import Store
+    from videomem.memory.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def repair(store: Store, dry_run: bool = False) -> RepairReport:
     (see the module docstring). ``store`` must be open for writing."""
     import lance
 
-    store._require_writer()
+    store.require_writer()
     report = RepairReport(damage=find_damage(store))
     if dry_run or not report.damage:
         return report

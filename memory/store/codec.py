@@ -18,7 +18,7 @@ go (one row per slot, as it stores float16 tokens today).
   so the code is symmetric. An all-zero group gets ``s = 0`` and decodes to zeros.
 
 The store picks the encoding from ``MemoryConfig.token_dtype``/``token_scale``;
-:func:`videomem.memory.schema.stored_bytes` counts what its rows take.
+:func:`videomem.memory.store.schema.stored_bytes` counts what its rows take.
 
 Shapes: ``L`` slots, ``N`` tokens per slot, ``D`` token width.
 """

@@ -1,6 +1,6 @@
 """Search moments across a store: ranked (video, time span) answers to a text query.
 
-Two sources, each read from the search indexes of :mod:`videomem.memory.search_index`
+Two sources, each read from the search indexes of :mod:`videomem.memory.search.refresh`
 (never from ``memories``, so no token bytes are read):
 
 * **visual** — slots of memories made by an encoder with a text tower (CLIP, SigLIP):
@@ -23,19 +23,14 @@ passes ``text_embedder`` (a factory of the sentence encoder's ``encode_text``) a
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from videomem.memory.schema import VIDEOS, VideoRecord, in_filter, record_from_row, sql_str
-from videomem.memory.search_index import (
-    CAPTION_INDEX,
-    SLOT_INDEX_PREFIX,
-    Embed,
-    table_names,
-)
+from videomem.memory.search.refresh import CAPTION_INDEX, SLOT_INDEX_PREFIX, Embed
+from videomem.memory.store import IndexTable, Store, VideoRecord
+from videomem.memory.store.schema import sql_str
 from videomem.pipeline.errors import SearchError, VideomemError
 
 Source = Literal["visual", "text", "all"]
@@ -82,45 +77,23 @@ class SearchResult:
 # --------------------------------------------------------------------------- the lists
 
 
-def _vector_query(table: Any, vec: np.ndarray, limit: int, where: str | None) -> Any:
-    q = (
-        table.search(vec, vector_column_name="vector")
-        .distance_type("cosine")
-        .nprobes(NPROBES)
-        .refine_factor(REFINE_FACTOR)
-        .limit(limit)
-    )
-    return q.where(where, prefilter=True) if where else q
-
-
-def visual_hits(table: Any, vec: np.ndarray, limit: int, where: str | None) -> list[dict[str, Any]]:
+def visual_hits(
+    table: IndexTable, vec: np.ndarray, limit: int, where: str | None
+) -> list[dict[str, Any]]:
     """Nearest slots of one slot index: rows with ``score`` = cosine similarity."""
-    cols = ["video_id", "encoder_fingerprint", "run_id", "slot", "start_s", "end_s", "_distance"]
-    rows = _vector_query(table, vec, limit, where).select(cols).to_arrow().to_pylist()
+    cols = ["video_id", "encoder_fingerprint", "run_id", "slot", "start_s", "end_s"]
+    rows = table.nearest(vec, limit, cols, where, nprobes=NPROBES, refine_factor=REFINE_FACTOR)
     for r in rows:
         r["score"] = 1.0 - float(r.pop("_distance"))
     return rows
 
 
 def text_hits(
-    table: Any, query: str, vec: np.ndarray, limit: int, where: str | None
+    table: IndexTable, query: str, vec: np.ndarray, limit: int, where: str | None
 ) -> list[dict[str, Any]]:
-    """LanceDB hybrid search over ``caption_index`` (FTS + vectors, RRF-fused)."""
-    from lancedb.rerankers import RRFReranker
-
+    """Hybrid search over ``caption_index`` (full text + vectors, RRF-fused)."""
     cols = ["video_id", "encoder_fingerprint", "run_id", "kind", "start_s", "end_s", "text"]
-    q = (
-        table.search(query_type="hybrid")
-        .vector(vec)
-        .text(query)
-        .distance_type("cosine")
-        .rerank(RRFReranker())
-        .limit(limit)
-        .select(cols)
-    )
-    if where:
-        q = q.where(where, prefilter=True)
-    rows = q.to_arrow().to_pylist()
+    rows = table.hybrid(query, vec, limit, cols, where)
     for r in rows:
         r["score"] = float(r.pop("_relevance_score"))
     return rows
@@ -136,18 +109,9 @@ def merge_by_rank(lists: list[list[Moment]], k: int) -> list[Moment]:
 # --------------------------------------------------------------------------- search
 
 
-def _one_record(db: Any, where: str) -> VideoRecord | None:
-    rows = db.open_table(VIDEOS).search().where(where).limit(1).to_arrow().to_pylist()
-    return record_from_row(rows[0]) if rows else None
-
-
-def _live(db: Any, run_ids: set[str]) -> dict[str, str]:
-    """run_id -> uri of the candidates' runs that a ``videos`` row still names."""
-    if not run_ids:
-        return {}
-    where = "status = 'indexed' AND " + in_filter("run_id", sorted(run_ids))
-    q = db.open_table(VIDEOS).search().where(where).select(["run_id", "uri"]).limit(None)
-    return {r["run_id"]: r["uri"] or "" for r in q.to_arrow().to_pylist()}
+def _live(store: Store, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """run_id -> uri of the hits' runs that a ``videos`` row still names."""
+    return {run: lr.uri for run, lr in store.live_runs(r["run_id"] for r in rows).items()}
 
 
 def _moments(rows: list[dict[str, Any]], source: str, live: dict[str, str], k: int) -> list[Moment]:
@@ -177,7 +141,7 @@ def _moments(rows: list[dict[str, Any]], source: str, live: dict[str, str], k: i
 
 
 def search(
-    store: Any,
+    store: Store,
     query: str,
     *,
     k: int = 10,
@@ -202,52 +166,53 @@ def search(
         raise SearchError(f"k must be >= 1, got {k}")
     if source not in SOURCES:
         raise SearchError(f"unknown source {source!r}; choose from {list(SOURCES)}")
-    db = store.db
-    where = None
-    indexed = "status = 'indexed'"
+    where = vid = None
     if video is not None:
         vid = store.resolve_video_id(video)
         where = f"video_id = {sql_str(vid)}"
-        indexed += f" AND {where}"
-    if _one_record(db, indexed) is None:
+    if not store.list_videos("indexed", video_id=vid, limit=1):
         what = f"video {video!r}" if video else f"store {store.uri}"
         raise SearchError(f"{what} has no indexed memories to search")
 
-    names = table_names(db)
+    names = store.table_names()
     limit = 2 * k + 10  # room for hits of replaced memories, dropped below
     lists: list[list[Moment]] = []
     notes: list[str] = []
     refusals: list[str] = []
     visual_fps: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        if source in ("visual", "all"):
-            for name in sorted(n for n in names if n.startswith(SLOT_INDEX_PREFIX)):
-                table = db.open_table(name)
-                head = table.search().select(["encoder_fingerprint"]).limit(1).to_arrow()
-                if not len(head):
-                    continue
-                fp = head.column(0)[0].as_py()
-                rec = _one_record(db, f"{indexed} AND encoder_fingerprint = {sql_str(fp)}")
-                if rec is None:
-                    continue  # no live memory of this encoder (for this video)
-                if tower_for is None:
-                    refusals.append(f"{fp}: no text tower given")
-                    continue
-                try:
-                    vec = tower_for(rec)([query])[0].numpy()
-                except VideomemError as e:
-                    refusals.append(f"{rec.model or fp}: {e}")
-                    continue
-                rows = visual_hits(table, vec, limit, where)
-                lists.append(_moments(rows, "visual", _live(db, {r["run_id"] for r in rows}), k))
-                visual_fps.append(fp)
-        captions = db.open_table(CAPTION_INDEX) if CAPTION_INDEX in names else None
-        has_text = captions is not None and captions.count_rows(where) > 0
-        if source in ("text", "all") and has_text and text_embedder is not None:
-            vec = text_embedder()([query])[0].numpy()
-            rows = text_hits(captions, query, vec, limit, where)
-            lists.append(_moments(rows, "text", _live(db, {r["run_id"] for r in rows}), k))
+    if source in ("visual", "all"):
+        for name in sorted(n for n in names if n.startswith(SLOT_INDEX_PREFIX)):
+            table = store.index_table(name)
+            head = table.head(["encoder_fingerprint"]) if table is not None else []
+            if table is None or not head:
+                continue
+            fp = head[0]["encoder_fingerprint"]
+            recs = store.list_videos("indexed", encoder_fingerprint=fp, video_id=vid, limit=1)
+            if not recs:
+                continue  # no live memory of this encoder (for this video)
+            rec = recs[0]
+            if tower_for is None:
+                refusals.append(f"{fp}: no text tower given")
+                continue
+            try:
+                vec = tower_for(rec)([query])[0].numpy()
+            except VideomemError as e:
+                refusals.append(f"{rec.model or fp}: {e}")
+                continue
+            rows = visual_hits(table, vec, limit, where)
+            lists.append(_moments(rows, "visual", _live(store, rows), k))
+            visual_fps.append(fp)
+    captions = store.index_table(CAPTION_INDEX) if CAPTION_INDEX in names else None
+    has_text = captions is not None and captions.count(where) > 0
+    if (
+        source in ("text", "all")
+        and captions is not None
+        and has_text
+        and text_embedder is not None
+    ):
+        vec = text_embedder()([query])[0].numpy()
+        rows = text_hits(captions, query, vec, limit, where)
+        lists.append(_moments(rows, "text", _live(store, rows), k))
 
     if not lists:
         raise SearchError(_nothing_searchable(store.uri, source, names, refusals, has_text))
@@ -279,20 +244,14 @@ def _nothing_searchable(
     return f"nothing to search in {uri} for source {source!r}: " + " and ".join(why)
 
 
-def moment_thumbnails(store: Any, moments: list[Moment]) -> list[bytes | None]:
+def moment_thumbnails(store: Store, moments: list[Moment]) -> list[bytes | None]:
     """The stored thumbnail of each moment: its slot's (visual), or the thumbnail of
     the slot its midpoint falls in (text). Reads slot spans and thumbnails, no tokens."""
-    from videomem.memory.schema import MEMORIES
-
-    table = store.db.open_table(MEMORIES)
-    if "thumbnail" not in table.schema.names:
-        return [None] * len(moments)
     runs = sorted({m.run_id for m in moments})
     rows: dict[str, list[dict[str, Any]]] = {}
-    if runs:
-        where = in_filter("run_id", runs) + " AND kind = 'slot'"
-        cols = ["run_id", "slot", "start_s", "end_s", "thumbnail"]
-        for r in table.search().where(where).select(cols).limit(None).to_arrow().to_pylist():
+    cols = ["run_id", "slot", "start_s", "end_s", "thumbnail"]
+    for part in store.scan_memories(runs, cols, where="kind = 'slot'"):
+        for r in part.to_pylist():
             rows.setdefault(r["run_id"], []).append(r)
     out: list[bytes | None] = []
     for m in moments:

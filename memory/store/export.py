@@ -16,28 +16,24 @@ Design decisions:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from videomem.memory.schema import (
-    MEMORIES,
-    MEMORIES_SCHEMA,
-    VIDEOS,
-    VIDEOS_SCHEMA,
-    conform,
-    in_filter,
-)
-from videomem.memory.tables import ANSWERS, CAPTIONS, SCHEMAS
+from videomem.memory.store.qa_tables import ANSWERS, CAPTIONS, SCHEMAS
+from videomem.memory.store.schema import MEMORIES, MEMORIES_SCHEMA, VIDEOS, VIDEOS_SCHEMA, conform
 from videomem.pipeline.errors import StoreError
+
+if TYPE_CHECKING:
+    from videomem.memory.store.store import Store
 
 #: runs whose memory rows are read per chunk
 _RUNS_PER_CHUNK = 64
-_BATCH = 8192
 
 
-def _write(path: Path, schema: pa.Schema, parts: Any) -> Path:
+def _write(path: Path, schema: pa.Schema, parts: Iterable[pa.Table]) -> Path:
     tmp = path.with_suffix(".parquet.tmp")
     with pq.ParquetWriter(tmp, schema) as writer:
         for part in parts:
@@ -47,46 +43,37 @@ def _write(path: Path, schema: pa.Schema, parts: Any) -> Path:
     return path
 
 
-def _scan(table: Any, where: str | None) -> Any:
-    q = table.search().limit(None)
-    if where:
-        q = q.where(where)
-    for batch in q.to_batches(_BATCH):
+def _tables(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+    for batch in batches:
         yield pa.Table.from_batches([batch])
 
 
 def export_store(
-    store: Any, out_dir: str | os.PathLike[str], *, tokens: bool = True
+    store: Store, out_dir: str | os.PathLike[str], *, tokens: bool = True
 ) -> dict[str, Path]:
     """Write ``<table>.parquet`` for videos, memories, and captions/answers when
     present, to ``out_dir``. Returns table name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    db = store.db
     try:
-        names = set(db.list_tables().tables)
-        videos = db.open_table(VIDEOS)
-        paths = {VIDEOS: _write(out / "videos.parquet", VIDEOS_SCHEMA, _scan(videos, None))}
-        live = sorted(
-            r for r in store._scan(videos, None, ["run_id"]).column("run_id").to_pylist() if r
-        )
+        names = store.table_names()
+        paths = {
+            VIDEOS: _write(
+                out / "videos.parquet", VIDEOS_SCHEMA, _tables(store._batches(store._videos, None))
+            )
+        }
+        live = sorted(store.live_runs())
         schema = (
             MEMORIES_SCHEMA
             if tokens
             else MEMORIES_SCHEMA.remove(MEMORIES_SCHEMA.get_field_index("tokens"))
         )
-        memories = db.open_table(MEMORIES)
-        chunks = (
-            part
-            for i in range(0, len(live), _RUNS_PER_CHUNK)
-            for part in _scan(memories, in_filter("run_id", live[i : i + _RUNS_PER_CHUNK]))
-        )
+        chunks = store.scan_memories(live, schema.names, runs_per_chunk=_RUNS_PER_CHUNK)
         paths[MEMORIES] = _write(out / "memories.parquet", schema, chunks)
         for name in (CAPTIONS, ANSWERS):
             if name in names:
-                paths[name] = _write(
-                    out / f"{name}.parquet", SCHEMAS[name], _scan(db.open_table(name), None)
-                )
+                rows = _tables(store.qa_row_batches(name, None))
+                paths[name] = _write(out / f"{name}.parquet", SCHEMAS[name], rows)
     except StoreError:
         raise
     except Exception as e:  # lancedb / pyarrow raise plain errors
