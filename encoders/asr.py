@@ -315,7 +315,8 @@ class WhisperRecognizer:
             vad_filter=cfg.vad,
             # Always aligned: Whisper's own segment times are coarse (a segment's end
             # ran a second into the silence after the voice); with word alignment
-            # faster-whisper moves them to the first and last word, for ~10% more time.
+            # faster-whisper moves them to the first and last word (bench/asr.py
+            # measures what the alignment costs: little next to decoding).
             word_timestamps=True,
         )
         t0, end = window.start_s, window.end_s
