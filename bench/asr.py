@@ -120,7 +120,11 @@ def main() -> None:
         for aligned in (False, True, False, True):  # interleaved: drifting load hits both
             t = time.perf_counter()
             segments, _ = rec.model.transcribe(
-                x, beam_size=5, vad_filter=True, word_timestamps=aligned
+                x,
+                beam_size=5,
+                vad_filter=True,
+                condition_on_previous_text=rec.config.condition_on_previous_text,
+                word_timestamps=aligned,
             )
             list(segments)
             dt = time.perf_counter() - t

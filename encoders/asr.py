@@ -255,6 +255,11 @@ class ASRConfig:
     word_timestamps: bool = False
     # Beam search width: 5 is Whisper's own setting (espeak-ng speech came back exact).
     beam_size: int = 5
+    # Whisper's own default feeds each 30 s window the text of the one before; on
+    # repeated lines (choruses, a repeated phrase) it then skips or loops: a 74 s
+    # espeak-ng clip whose sentences come twice scored WER 0.37-0.46 with it, 0.10
+    # without (bench/asr.py). Off, as WhisperX does.
+    condition_on_previous_text: bool = False
     # Silero VAD drops silence before Whisper (which invents words in long silences).
     vad: bool = True
     # Seconds of audio per transcribed window: bounds memory, long enough that cuts
@@ -313,6 +318,7 @@ class WhisperRecognizer:
             language=cfg.language,
             beam_size=cfg.beam_size,
             vad_filter=cfg.vad,
+            condition_on_previous_text=cfg.condition_on_previous_text,
             # Always aligned: Whisper's own segment times are coarse (a segment's end
             # ran a second into the silence after the voice); with word alignment
             # faster-whisper moves them to the first and last word (bench/asr.py
