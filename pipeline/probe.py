@@ -9,6 +9,8 @@ Design decisions:
   may include a longer audio track), and only the first input program is read. When
   neither reports a duration, the video stream is stream-copied to the null muxer
   (no decoding) and its frames counted.
+* The first audio stream is reported (codec, sample rate, channels) so the speech
+  track can tell "no audio" from a failure without opening the file again.
 * ``VideoSource.rotation`` is clockwise degrees; the container's display matrix is
   counter-clockwise, hence the sign flip in :func:`_clockwise`. Display-matrix
   mirroring is not read (only rotation).
@@ -53,6 +55,8 @@ class _Stream:
     duration: float | None = None
     rotation: int = 0  # clockwise degrees
     attached_pic: bool = False  # cover art in audio files: a "video" stream of 1 image
+    sample_rate: int | None = None  # audio
+    channels: int | None = None  # audio
 
 
 def _snap_fps(fps: float | None) -> float | None:
@@ -82,6 +86,14 @@ def _float(text: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _int(text: Any) -> int | None:
+    try:
+        value = int(str(text))
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def _clockwise(display_matrix_degrees: float) -> int:
@@ -134,6 +146,8 @@ def _probe_ffprobe(path: Path, exe: str, timeout_s: float) -> tuple[list[_Stream
                 duration=_float(s.get("duration")),
                 rotation=rotation,
                 attached_pic=bool((s.get("disposition") or {}).get("attached_pic")),
+                sample_rate=_int(s.get("sample_rate")),
+                channels=_int(s.get("channels")),
             )
         )
     return streams, _float(info["format"].get("duration"))
@@ -145,6 +159,11 @@ _SIZE_RE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
 _RATE_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
 _ROTATION_RE = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 _ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?\d+)")
+_HZ_RE = re.compile(r"\b(\d+) Hz\b")
+#: ffmpeg's printed channel layouts -> channel count ("N channels" is parsed as is)
+_LAYOUTS: Final = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6,
+                   "6.1": 7, "7.1": 8}  # fmt: skip
+_CHANNELS_RE = re.compile(r"\b(\d+) channels\b")
 
 
 def _parse_ffmpeg_info(stderr: str) -> tuple[list[_Stream], float | None] | None:
@@ -172,6 +191,16 @@ def _parse_ffmpeg_info(stderr: str) -> tuple[list[_Stream], float | None] | None
                 rates = {u: float(v) * (1000 if k else 1) for v, k, u in _RATE_RE.findall(rest)}
                 st.fps = _snap_fps(rates.get("fps") or rates.get("tbr"))
                 st.attached_pic = "(attached pic)" in rest
+            elif kind == "audio":
+                # "aac (LC) (mp4a / 0x6134706D), 48000 Hz, 5.1(side), fltp, 383 kb/s"
+                if hz := _HZ_RE.search(rest):
+                    st.sample_rate = int(hz.group(1))
+                fields = [f.strip().split("(")[0] for f in rest.split(",")]
+                layouts = [_LAYOUTS[f] for f in fields if f in _LAYOUTS]
+                if n := _CHANNELS_RE.search(rest):
+                    st.channels = int(n.group(1))
+                elif layouts:
+                    st.channels = layouts[0]
             streams.append(st)
             continue
         if streams and (m := _ROTATION_RE.search(ln)):  # side data of the last stream
@@ -245,6 +274,7 @@ def probe(
         )
         raise DecodeError(str(uri), f"no video stream (the file only has: {', '.join(kinds)})")
     v = videos[0]
+    audio = next((s for s in streams if s.kind == "audio"), None)
     duration = v.duration if v.duration is not None else fmt_duration
     num_frames = v.num_frames
     if duration is None or (num_frames is None and duration <= 0):
@@ -272,4 +302,7 @@ def probe(
         codec=v.codec,
         rotation=v.rotation,
         probed_with=probed_with,
+        audio_codec=(audio.codec or "unknown") if audio is not None else None,
+        audio_sample_rate=audio.sample_rate if audio is not None else None,
+        audio_channels=audio.channels if audio is not None else None,
     )

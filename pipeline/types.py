@@ -420,6 +420,15 @@ class VideoSource:
     codec: str | None = None
     rotation: int = 0  # clockwise degrees the player applies: 0, 90, 180, 270
     probed_with: str = "ffprobe"  # "ffprobe" or "ffmpeg" (no ffprobe available)
+    # The first audio stream, if any: the speech track reads it (pipeline.audio), and a
+    # video without one is "no audio", not a failure. None = no audio stream.
+    audio_codec: str | None = None
+    audio_sample_rate: int | None = None
+    audio_channels: int | None = None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
 
     @property
     def display_size(self) -> tuple[int, int] | None:
