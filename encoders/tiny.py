@@ -64,13 +64,14 @@ def tiny_checkpoint(family: str = "llava", cache_dir: str | Path | None = None) 
     temporary folder and renames it into place; a loser of that race drops its copy
     (the builders are seeded, so every copy is the same checkpoint).
     """
-    import os
     import shutil
     import tempfile
 
+    from videomem.pipeline.cache import cache_dir as default_cache_dir
+
     if family not in TINY_BUILDERS:
         raise ValueError(f"no tiny builder for {family!r}; have {sorted(TINY_BUILDERS)}")
-    root = Path(cache_dir or os.environ.get("VIDEOMEM_CACHE", Path.home() / ".cache" / "videomem"))
+    root = Path(cache_dir or default_cache_dir())
     out = root / "tiny" / f"{family}-{tiny_cache_key(family)}" / family
     if not (out / "config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
