@@ -175,8 +175,9 @@ def measure(rows: list[Row], seconds: int, batch_size: int, dev: str) -> None:
     import torch
     from videomem.encoders import load_encoder
     from videomem.jobs.index_step import index_video
+    from videomem.memory.config import MemoryConfig
     from videomem.pipeline.decode import decode
-    from videomem.pipeline.types import DecodeConfig, MemoryConfig
+    from videomem.pipeline.types import DecodeConfig
 
     def sync() -> None:
         if dev == "cuda":

@@ -82,12 +82,14 @@ def build_moderate_clip(out: Path) -> Path:
 
 def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: int) -> dict:
     import torch
+    from videomem.encoders.config import EncoderConfig
     from videomem.encoders.registry import load_encoder
     from videomem.jobs.executor import LocalExecutor
     from videomem.jobs.index import IndexStepSpec, TaskSpec, WorkItem
+    from videomem.memory.config import MemoryConfig
     from videomem.pipeline.decode import decode
     from videomem.pipeline.probe import probe
-    from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
+    from videomem.pipeline.types import DecodeConfig
 
     enc = load_encoder(ckpt, "cpu", batch_size=batch)
     cfg = DecodeConfig(fps=fps, size=enc.input_size, batch_size=batch)

@@ -43,9 +43,11 @@ from pathlib import Path
 import torch
 from videomem.memory import schema
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.quality import scene_recall, slot_purity, synthetic_scenes, uniform_spans
 from videomem.memory.schema import memory_rows
-from videomem.pipeline.types import FrameTokens, MemoryConfig, VideoMemory
+from videomem.memory.types import VideoMemory
+from videomem.pipeline.types import FrameTokens
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIPS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")

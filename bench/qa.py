@@ -103,7 +103,8 @@ class PeakRSS:
 
 
 def memory_of(slots: int, tokens: int, dim: int):  # type: ignore[no-untyped-def]
-    from videomem.pipeline.types import MemoryConfig, VideoMemory
+    from videomem.memory.config import MemoryConfig
+    from videomem.memory.types import VideoMemory
 
     g = torch.Generator().manual_seed(0)
     return VideoMemory(

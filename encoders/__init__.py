@@ -7,7 +7,7 @@ transformers.
 
 Modules: ``contract`` (the FrameEncoder/TextEncoder protocols), ``registry`` (families,
 ``load_encoder``), ``hf`` (Hugging Face loading, shared with the QA stage),
-``fingerprint``, ``preprocess`` (batch pixel preprocessing), ``batched`` (the shared
+``config`` (``EncoderConfig``), ``fingerprint``, ``preprocess`` (batch pixel preprocessing), ``batched`` (the shared
 encode loop), one module per family, ``tiny`` (random test checkpoints).
 """
 

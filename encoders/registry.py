@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from videomem.encoders.config import EncoderConfig
 from videomem.encoders.contract import FrameEncoder
 from videomem.encoders.hf import (
     LoadSettings,
@@ -22,7 +23,6 @@ from videomem.encoders.hf import (
     resolve_dtype,
 )
 from videomem.pipeline.errors import EncoderError
-from videomem.pipeline.types import EncoderConfig
 
 #: ``factory(path, config, settings, **options) -> FrameEncoder``
 EncoderFactory = Callable[..., FrameEncoder]

@@ -190,11 +190,13 @@ def index(
     import json
     import sys
 
+    from videomem.encoders.config import EncoderConfig
     from videomem.jobs.index import IndexJob, run_index
     from videomem.jobs.progress import PlainReporter, RichReporter, failure_line
+    from videomem.memory.config import MemoryConfig
     from videomem.memory.lease import LeaseConfig
     from videomem.pipeline.errors import ConfigError, VideomemError
-    from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
+    from videomem.pipeline.types import DecodeConfig
 
     if fps is not None and frames is not None:
         raise _fail_usage("--fps and --frames are mutually exclusive")

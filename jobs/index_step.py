@@ -31,16 +31,12 @@ from typing import Any
 
 import torch
 from videomem.encoders.contract import FrameEncoder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.schema import VideoCommit, VideoRecord
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.decode import DecodeInfo
 from videomem.pipeline.errors import DecodeError, VideomemError
-from videomem.pipeline.types import (
-    DecodeConfig,
-    FrameBatch,
-    MemoryConfig,
-    VideoMemory,
-    VideoSource,
-)
+from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
 log = logging.getLogger(__name__)
 

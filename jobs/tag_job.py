@@ -76,8 +76,8 @@ class TagStep:
         return {"step": "tag"}
 
     def tagger(self, rec: VideoRecord, task: TagTask) -> Any:
+        from videomem.encoders.config import EncoderConfig
         from videomem.encoders.registry import load_encoder_from_config
-        from videomem.pipeline.types import EncoderConfig
         from videomem.qa.tags import TagError, make_tagger
 
         key = (rec.encoder_fingerprint, task.k, task.vocabulary)

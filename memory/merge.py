@@ -45,8 +45,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from videomem.memory.config import Metric, Weighting
 from videomem.pipeline.errors import ConfigError
-from videomem.pipeline.types import Metric, Weighting
 
 METRICS: tuple[str, ...] = ("cosine", "dot", "token_cosine")
 WEIGHTINGS: tuple[str, ...] = ("size", "plain")

@@ -84,8 +84,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 from videomem.memory.codec import PackedTokens, pack_tokens, reconstruction_error, unpack_tokens
+from videomem.memory.config import TOKEN_DTYPES
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import TOKEN_DTYPES, VideoMemory, VideoSource
+from videomem.pipeline.types import VideoSource
 
 Status = Literal["indexed", "failed"]
 KEY = ("video_id", "encoder_fingerprint", "config_hash")

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
+from videomem.memory.config import MemoryConfig
 from videomem.memory.lease import LeaseConfig, WriterLock, take_writer_lock
 from videomem.memory.schema import (
     ADDED_COLUMNS,
@@ -68,8 +69,8 @@ from videomem.memory.schema import (
     storage_fields,
     tokens_from_rows,
 )
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import MemoryConfig, VideoMemory
 
 # --------------------------------------------------------------------------- store
 

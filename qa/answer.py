@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
+from videomem.memory.config import MemoryConfig
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.types import MemoryConfig, VideoMemory
 from videomem.qa.fit import fit_visual
 from videomem.qa.model import GenerationSettings, QAModel
 from videomem.qa.prompt import Prompt

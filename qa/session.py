@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from videomem.memory.config import MemoryConfig
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.types import DecodeConfig, MemoryConfig
+from videomem.pipeline.types import DecodeConfig
 from videomem.qa.model import NO_LM, QAError, QAModel, load_qa_model, no_lm_error
 
 

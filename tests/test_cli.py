@@ -312,7 +312,7 @@ def test_int8_tokens_end_to_end(indexed, videos: Path, env, tmp_path: Path) -> N
 def test_memory_presets_and_threshold_reach_the_stored_config(
     videos: Path, env, tmp_path: Path
 ) -> None:
-    from videomem.pipeline.types import MEMORY_PRESETS
+    from videomem.memory.config import MEMORY_PRESETS
 
     store = tmp_path / "store"
     runs = {

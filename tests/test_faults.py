@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from videomem.encoders.config import EncoderConfig
 from videomem.jobs.index import IndexJob, run_index
+from videomem.memory.config import MemoryConfig
 from videomem.memory.schema import MEMORIES, VideoCommit
 from videomem.memory.store import Store
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
+from videomem.pipeline.types import DecodeConfig
 
 from tests.test_store import bits, make_memory, record, whole_videos
 from tests.videos import make_pattern

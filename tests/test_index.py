@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from videomem.encoders.config import EncoderConfig
 from videomem.jobs.executor import LocalExecutor, RayExecutor
 from videomem.jobs.index import (
     IndexJob,
@@ -26,6 +27,7 @@ from videomem.jobs.index import (
 )
 from videomem.jobs.index_step import BatchPrefetcher, index_one, index_video
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.lease import LeaseConfig
 from videomem.memory.store import Store
 from videomem.pipeline.decode import decode
@@ -33,7 +35,7 @@ from videomem.pipeline.errors import DecodeError, EncoderError
 from videomem.pipeline.plan import make_plan, plan_parts
 from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import cpu_share
-from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
+from videomem.pipeline.types import DecodeConfig
 
 from tests.test_store import whole_videos
 from tests.videos import (
@@ -546,7 +548,7 @@ def test_sigkill_midway_then_rerun_completes(
 RSS_SCRIPT = """
 import json, resource, sys
 from videomem.jobs.index import IndexJob, run_index
-from videomem.pipeline.types import EncoderConfig
+from videomem.encoders.config import EncoderConfig
 from videomem.pipeline.types import DecodeConfig
 job = IndexJob(paths=[sys.argv[1]], store=sys.argv[2],
                encoder=EncoderConfig(model=sys.argv[3], device="cpu", batch_size=32),

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from videomem.pipeline.types import DecodeConfig, MemoryConfig, VideoMemory
+from videomem.memory.config import MemoryConfig
+from videomem.memory.types import VideoMemory
+from videomem.pipeline.types import DecodeConfig
 
 QUESTIONS = [
     "what happens in this video ?",

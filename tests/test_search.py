@@ -16,6 +16,7 @@ from videomem.encoders.clip import ContrastiveEncoder
 from videomem.encoders.text import SentenceEncoder, TextTowers, minilm_dir
 from videomem.encoders.tiny import tiny_checkpoint
 from videomem.jobs.cli import app
+from videomem.memory.config import MemoryConfig
 from videomem.memory.schema import VideoCommit, VideoRecord
 from videomem.memory.search import merge_by_rank, search
 from videomem.memory.search_index import (
@@ -25,8 +26,8 @@ from videomem.memory.search_index import (
     slot_index_name,
 )
 from videomem.memory.store import Store
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import MemoryConfig, VideoMemory
 
 QUERY = "a red square"
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from videomem.memory.config import MEMORY_PRESETS, MemoryConfig
 from videomem.memory.lease import LeaseConfig
 from videomem.memory.schema import (
     MEMORIES_SCHEMA,
@@ -26,8 +27,8 @@ from videomem.memory.schema import (
     memory_rows,
 )
 from videomem.memory.store import Store
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import MEMORY_PRESETS, MemoryConfig, VideoMemory
 
 N, D, E = 4, 8, 6
 

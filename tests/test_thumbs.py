@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.thumbs import ThumbnailTracker
 from videomem.pipeline.thumbs import jpeg_thumbnails
-from videomem.pipeline.types import FrameTokens, MemoryConfig
+from videomem.pipeline.types import FrameTokens
 
 from tests.videos import frame_color, make_scenes
 
