@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from videomem.encoders.fingerprint import Fingerprint
 from videomem.encoders.hf import LoadSettings, load_pretrained, resolve_device
 from videomem.pipeline.errors import EncoderError
 
@@ -145,12 +146,10 @@ def load_text_tower(record: Any, device: str | torch.device | None = "cpu") -> A
             f"{record.model} ({model_type}) has no text tower; visual search needs a "
             f"memory made by {sorted(TEXT_TOWER_FAMILIES)}"
         )
-    parts = record.encoder_fingerprint.split(":")
-    dtype = parts[2] if len(parts) >= 3 else None
     encoder = load_encoder(
         resolve_model(record.model),
         device,
-        dtype,
+        Fingerprint.parse(record.encoder_fingerprint).dtype,
         trust_remote_code=trust,
         **(enc_cfg.get("options") or {}),
     )

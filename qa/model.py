@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from videomem.encoders.fingerprint import Fingerprint
 from videomem.encoders.hf import (
     LoadSettings,
     load_config,
@@ -118,7 +119,10 @@ def _pooled(features: torch.Tensor) -> Any:
 
 def stored_token_kind(encoder_fingerprint: str) -> str:
     """BLIP-2 memories hold Q-Former outputs unless indexed with ``tokens=projected``."""
-    return "projected" if "tokens=projected" in encoder_fingerprint.split(":") else "qformer"
+    if not encoder_fingerprint:  # none given: the encoder's default output, Q-Former tokens
+        return "qformer"
+    projected = Fingerprint.parse(encoder_fingerprint).choice("tokens") == "projected"
+    return "projected" if projected else "qformer"
 
 
 def generation_kwargs(settings: GenerationSettings, pad_id: int | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from videomem.encoders.fingerprint import Fingerprint
 from videomem.memory.config import MemoryConfig
 from videomem.pipeline.errors import VideomemError
 from videomem.pipeline.types import DecodeConfig
@@ -50,12 +51,6 @@ class QASession:
         return str(self.encoder.fingerprint)
 
 
-def fingerprint_dtype(encoder_fingerprint: str) -> str | None:
-    """The dtype an encoder fingerprint names (``name:digest:dtype[:choices]``)."""
-    parts = encoder_fingerprint.split(":")
-    return parts[2] if len(parts) >= 3 else None
-
-
 def load_for_record(
     record: Any,
     model: str | None = None,
@@ -82,12 +77,16 @@ def load_for_record(
     config = load_config(path, trust_remote_code=trust)
     if config.model_type in NO_LM:
         raise no_lm_error(f"the memory of video {record.video_id} ({name})", config.model_type)
+    try:
+        stored = Fingerprint.parse(record.encoder_fingerprint)
+    except VideomemError as e:
+        raise QAError(f"video {record.video_id}: {e}") from e
     qa = load_qa_model(path, device, dtype, trust_remote_code=trust)
     try:
         encoder = load_encoder(
             path,
             qa.device,
-            fingerprint_dtype(record.encoder_fingerprint),
+            stored.dtype,
             trust_remote_code=trust,
             **(enc_cfg.get("options") or {}),
         )

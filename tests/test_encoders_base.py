@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from videomem.encoders import FrameEncoder, TextEncoder, load_encoder
-from videomem.encoders.fingerprint import fingerprint, weights_identity
+from videomem.encoders.fingerprint import Fingerprint, fingerprint, weights_identity
 from videomem.encoders.hf import load_config, resolve_device, resolve_dtype
 from videomem.encoders.preprocess import timestamps_tensor, to_pixel_tensor
 from videomem.encoders.registry import FAMILIES, family_factory
@@ -230,8 +230,8 @@ def test_weights_identity_follows_content_not_file_times(clip_dir: Path, tmp_pat
         shutil.copyfile(f, copy / f.name)  # new mtimes, same bytes
     assert weights_identity(str(copy)) == weights_identity(str(clip_dir))
     assert (
-        load_encoder(copy).fingerprint.split(":")[1]
-        == (load_encoder(clip_dir).fingerprint.split(":")[1])
+        Fingerprint.parse(load_encoder(copy).fingerprint).digest
+        == Fingerprint.parse(load_encoder(clip_dir).fingerprint).digest
     )
 
     state = load_file(copy / "model.safetensors")
