@@ -7,6 +7,7 @@ compile) are not hashed, so a memory made on a GPU is found again on a CPU.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,3 +38,9 @@ class EncoderConfig(ConfigBase):
     # Run the forward under torch.compile (faster on GPUs once compiled), kept only if
     # its tokens match eager on the first batch; not in the fingerprint, like device.
     compile: bool = False
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any], model: str) -> EncoderConfig:
+        """The config a stored memory's encoder ran with: the encoder part of its
+        ``config_json`` (``IndexConfig.encoder``), ``model`` where that names none."""
+        return cls.from_dict({"model": model, **stored})  # type: ignore[no-any-return]

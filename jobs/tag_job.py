@@ -17,7 +17,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from videomem.jobs.executor import ExecutorName, ProgressFn, make_executor, run_to_end
@@ -82,12 +82,13 @@ class TagStep:
 
         key = (rec.encoder_fingerprint, task.k, task.vocabulary)
         if key not in self._taggers:
-            enc = dict(rec.config.get("encoder") or {"model": rec.model})
-            enc["device"] = task.device
-            encoder = load_encoder_from_config(EncoderConfig.from_dict(enc))
+            enc = replace(
+                EncoderConfig.from_stored(rec.config.encoder, rec.model), device=task.device
+            )
+            encoder = load_encoder_from_config(enc)
             if encoder.fingerprint != rec.encoder_fingerprint:
                 raise TagError(
-                    f"the encoder loaded from {enc.get('model')!r} is "
+                    f"the encoder loaded from {enc.model!r} is "
                     f"{encoder.fingerprint}, but the memory was made by "
                     f"{rec.encoder_fingerprint} (checkpoint changed or moved?)"
                 )

@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-from videomem.memory.config import MemoryConfig
 from videomem.memory.lease import LeaseConfig, WriterLock, take_writer_lock
 from videomem.memory.schema import (
     ADDED_COLUMNS,
@@ -344,8 +343,7 @@ class Store:
         if n_slots and "thumbnail" in slots.column_names:
             col = slots.column("thumbnail")
             thumbs = None if col.null_count == n_slots else col.to_pylist()
-        cfg = rec.config.get("memory")
-        memory_config = MemoryConfig.from_dict(cfg) if cfg else MemoryConfig()
+        memory_config = rec.config.memory
         recent_tokens = recent_ts = None
         if len(recent):
             recent_tokens = tokens_from_rows(recent, n, d)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from videomem.encoders.config import EncoderConfig
 from videomem.encoders.fingerprint import Fingerprint
 from videomem.memory.config import MemoryConfig
 from videomem.pipeline.errors import VideomemError
@@ -33,9 +34,7 @@ class VideoContext:
     @classmethod
     def from_record(cls, record: Any) -> VideoContext:
         cfg = record.config
-        decode = DecodeConfig.from_dict(cfg["decode"]) if cfg.get("decode") else DecodeConfig()
-        memory = MemoryConfig.from_dict(cfg["memory"]) if cfg.get("memory") else MemoryConfig()
-        return cls(record.uri, record.video_id, decode, memory, record.duration_s)
+        return cls(record.uri, record.video_id, cfg.decode, cfg.memory, record.duration_s)
 
 
 @dataclass
@@ -72,8 +71,8 @@ def load_for_record(
     if not name:
         raise QAError(f"video {record.video_id}: the store does not name the model; pass one")
     path = resolve_model(name)
-    enc_cfg = record.config.get("encoder") or {}
-    trust = bool(enc_cfg.get("trust_remote_code", False))
+    enc_cfg = EncoderConfig.from_stored(record.config.encoder, record.model)
+    trust = enc_cfg.trust_remote_code
     config = load_config(path, trust_remote_code=trust)
     if config.model_type in NO_LM:
         raise no_lm_error(f"the memory of video {record.video_id} ({name})", config.model_type)
@@ -88,7 +87,7 @@ def load_for_record(
             qa.device,
             stored.dtype,
             trust_remote_code=trust,
-            **(enc_cfg.get("options") or {}),
+            **enc_cfg.options,
         )
     except VideomemError as e:
         raise QAError(f"{name}: cannot load its encoder side to check it ({e})") from e

@@ -65,7 +65,7 @@ def test_index_job_through_ray_job_submit(cluster, s3, tiny: Path, tmp_path: Pat
         rows = store.list_videos()
         assert len(rows) == 3 and all(r.status == "indexed" for r in rows)
         assert len(whole_videos(store)) == 3
-        assert all(r.config["encoder"]["device"] == "cpu" for r in rows)
+        assert all(r.config.encoder["device"] == "cpu" for r in rows)
 
 
 def driver_pids(marker: str) -> list[int]:

@@ -337,7 +337,7 @@ def test_folder_job_statuses_errors_spans_rerun_and_force(
             assert float(mem.start_s[0]) < 0.6
             assert float(mem.end_s[-1]) == pytest.approx(r.duration_s, abs=0.6)
             assert torch.allclose(mem.end_s[:-1], mem.start_s[1:])
-            assert r.config["decode"]["fps"] == 2.0 and r.config["memory"]["long_term_len"] == 8
+            assert r.config.decode.fps == 2.0 and r.config.memory.long_term_len == 8
         counts = store.count_rows()
         n_mem = sum(r.slots + r.recent for r in rows.values())
         assert counts == {"videos": 11, "memories": n_mem}
@@ -386,8 +386,8 @@ def test_each_worker_decodes_with_its_share_of_the_cores(
     s1 = run_index(job([clip], tmp_path / "b", tiny_dir))
     assert s3.indexed == s1.indexed == 1 and s3.config_hash == s1.config_hash
     with Store(tmp_path / "a") as a, Store(tmp_path / "b") as b:
-        assert a.list_videos()[0].config["decode"]["cpus"] == cpu_share(3)
-        assert b.list_videos()[0].config["decode"]["cpus"] == cpu_share(1)
+        assert a.list_videos()[0].config.decode.cpus == cpu_share(3)
+        assert b.list_videos()[0].config.decode.cpus == cpu_share(1)
 
 
 def test_duplicate_content_is_indexed_once(clip: Path, tmp_path: Path, tiny_dir: Path) -> None:
