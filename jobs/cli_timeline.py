@@ -119,7 +119,7 @@ def eval_(
     from videomem.jobs.eval_job import EvalJob, run_eval
     from videomem.pipeline.errors import VideomemError
     from videomem.qa.eval import summary_table
-    from videomem.qa.model import GenerationSettings
+    from videomem.qa.types import GenerationSettings
 
     if not bench.exists():
         raise _fail_usage(f"no such bench file or folder: {bench}")

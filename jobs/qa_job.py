@@ -34,7 +34,7 @@ from videomem.jobs.executor import (
 )
 from videomem.jobs.questions import QuestionRow, question_id, read_questions
 from videomem.pipeline.errors import ConfigError, VideomemError
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 log = logging.getLogger(__name__)
 

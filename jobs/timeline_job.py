@@ -32,7 +32,7 @@ from videomem.jobs.qa_job import (
     resolve_video,
 )
 from videomem.pipeline.errors import VideomemError
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 log = logging.getLogger(__name__)
 

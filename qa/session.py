@@ -18,7 +18,8 @@ from videomem.encoders.fingerprint import Fingerprint
 from videomem.memory.config import MemoryConfig
 from videomem.pipeline.errors import VideomemError
 from videomem.pipeline.types import DecodeConfig
-from videomem.qa.model import NO_LM, QAError, QAModel, load_qa_model, no_lm_error
+from videomem.qa.model import NO_LM, QAModel, load_qa_model, no_lm_error
+from videomem.qa.types import QAError
 
 
 @dataclass(frozen=True)

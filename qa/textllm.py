@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 import torch
 from videomem.pipeline.errors import VideomemError
-from videomem.qa.answer import Answer, Question
-from videomem.qa.model import GenerationSettings, QAError, generation_kwargs
+from videomem.qa.model import generation_kwargs
 from videomem.qa.timeline import SYSTEM, Line, build_prompt, lines_from_captions
+from videomem.qa.types import Answer, GenerationSettings, QAError, Question
 
 #: tokens kept free for the answer beyond max_new_tokens (template end tokens)
 SLACK = 8

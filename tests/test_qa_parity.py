@@ -53,7 +53,7 @@ def _setup(family: str, cache_dir: Path):  # type: ignore[no-untyped-def]
 
 def _ours(qa, enc, tokens, n_slots=3):  # type: ignore[no-untyped-def]
     from videomem.qa.layout import Span
-    from videomem.qa.model import GenerationSettings
+    from videomem.qa.types import GenerationSettings
 
     spans = [Span(t, t) for t in TIMES[:n_slots]]
     prompt = qa.prompts.build(QUESTION, spans, enc.tokens_per_frame, style="native", duration_s=3.0)
