@@ -80,7 +80,7 @@ def siglip_base(out: Path) -> Path:
     random weights, through the same loading path as a real one."""
     import torch
     from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
-    from videomem.encoders.tiny import build_tiny
+    from videomem.encoders.testing import build_tiny
 
     build_tiny("siglip", out)  # tokenizer and a tiny text tower
     config = SiglipConfig.from_pretrained(out)

@@ -54,7 +54,7 @@ def build_moderate_clip(out: Path) -> Path:
     """A CLIP checkpoint with a ViT-S/16 vision tower at 224 px, random weights."""
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
-    from videomem.encoders.tiny import build_tiny
+    from videomem.encoders.testing import build_tiny
 
     build_tiny("clip", out)  # tokenizer + processor files
     tiny = CLIPConfig.from_pretrained(out)
@@ -145,7 +145,7 @@ def main() -> None:
     )
 
     import torch
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
 
     tmp = Path(tempfile.mkdtemp(prefix="videomem-bench-"))
     try:

@@ -39,7 +39,7 @@ QUESTIONS = [
 def build_model(out: Path, hidden: int, layers: int) -> Path:
     """The tiny OneVision checkpoint with its LM swapped for a wider Qwen2."""
     import transformers
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
 
     tiny = tiny_checkpoint("llava_onevision", out.parent / "tiny-cache")
     config = transformers.AutoConfig.from_pretrained(tiny)

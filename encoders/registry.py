@@ -105,10 +105,10 @@ def reject_unknown_options(
 
 def resolve_model(model: str) -> str:
     """What ``EncoderConfig.model`` names, as a hub id or directory: ``"tiny"`` is the
-    smoke-test preset, the cached tiny random LLaVA of ``encoders.tiny`` (its tokens are
+    smoke-test preset, the cached tiny random LLaVA of ``encoders.testing`` (its tokens are
     meaningless; shapes and code paths are real)."""
     if model == "tiny":
-        from videomem.encoders.tiny import tiny_checkpoint
+        from videomem.encoders.testing import tiny_checkpoint
 
         return str(tiny_checkpoint("llava"))
     return model

@@ -239,7 +239,7 @@ def test_relative_paths_are_stored_absolute(
 
 
 def test_time_window_and_encoder_options(videos: Path, env, tmp_path: Path) -> None:
-    from videomem.encoders.tiny import build_tiny
+    from videomem.encoders.testing import build_tiny
 
     clip = build_tiny("clip", tmp_path / "clip")
     store = tmp_path / "store"

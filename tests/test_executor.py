@@ -138,7 +138,7 @@ def test_no_worker_can_start_is_a_clear_job_error(ray_local) -> None:
 
 def test_killed_worker_of_a_real_index_job(ray_local, tmp_path: Path) -> None:
     from videomem.encoders.config import EncoderConfig
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.jobs.index import IndexJob, IndexStepSpec, run_index
     from videomem.jobs.progress import NullReporter
     from videomem.memory.config import MemoryConfig

@@ -40,7 +40,7 @@ def _frames(size: int, n: int = 3, seed: int = 0) -> np.ndarray:
 
 def _setup(family: str, cache_dir: Path):  # type: ignore[no-untyped-def]
     from videomem.encoders import load_encoder
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.qa.model import load_qa_model
 
     ckpt = tiny_checkpoint(family, cache_dir)

@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 from videomem.encoders import load_encoder
 from videomem.encoders.clip import ContrastiveEncoder
+from videomem.encoders.testing import tiny_checkpoint
 from videomem.encoders.text import SentenceEncoder, TextTowers, minilm_dir
-from videomem.encoders.tiny import tiny_checkpoint
 from videomem.jobs.cli import app
 from videomem.memory.config import MemoryConfig
 from videomem.memory.schema import VideoCommit, VideoRecord

@@ -103,7 +103,7 @@ def test_index_video_stores_a_thumbnail_per_slot(tmp_path: Path) -> None:
     """Five solid-colour scenes in four slots: every thumbnail shows a colour of a
     scene inside its slot's span, and they survive the store round trip."""
     from videomem.encoders import load_encoder
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.jobs.index_step import index_video
     from videomem.memory.schema import VideoCommit, VideoRecord
     from videomem.memory.store import Store
