@@ -80,7 +80,7 @@ def siglip_base(out: Path) -> Path:
     random weights, through the same loading path as a real one."""
     import torch
     from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
-    from videomem.encoders.tiny import build_tiny
+    from videomem.encoders.testing import build_tiny
 
     build_tiny("siglip", out)  # tokenizer and a tiny text tower
     config = SiglipConfig.from_pretrained(out)
@@ -175,8 +175,9 @@ def measure(rows: list[Row], seconds: int, batch_size: int, dev: str) -> None:
     import torch
     from videomem.encoders import load_encoder
     from videomem.jobs.index_video import index_video
+    from videomem.memory.config import MemoryConfig
     from videomem.pipeline.decode import decode
-    from videomem.pipeline.types import DecodeConfig, MemoryConfig
+    from videomem.pipeline.types import DecodeConfig
 
     def sync() -> None:
         if dev == "cuda":

@@ -54,7 +54,7 @@ def build_moderate_clip(out: Path) -> Path:
     """A CLIP checkpoint with a ViT-S/16 vision tower at 224 px, random weights."""
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
-    from videomem.encoders.tiny import build_tiny
+    from videomem.encoders.testing import build_tiny
 
     build_tiny("clip", out)  # tokenizer + processor files
     tiny = CLIPConfig.from_pretrained(out)
@@ -82,12 +82,14 @@ def build_moderate_clip(out: Path) -> Path:
 
 def bench_model(name: str, ckpt: Path, videos: list[Path], fps: float, batch: int) -> dict:
     import torch
+    from videomem.encoders.config import EncoderConfig
     from videomem.encoders.registry import load_encoder
     from videomem.jobs.executor import LocalExecutor
     from videomem.jobs.index import IndexStepSpec, TaskSpec, WorkItem
+    from videomem.memory.config import MemoryConfig
     from videomem.pipeline.decode import decode
     from videomem.pipeline.probe import probe
-    from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
+    from videomem.pipeline.types import DecodeConfig
 
     enc = load_encoder(ckpt, "cpu", batch_size=batch)
     cfg = DecodeConfig(fps=fps, size=enc.input_size, batch_size=batch)
@@ -143,7 +145,7 @@ def main() -> None:
     )
 
     import torch
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
 
     tmp = Path(tempfile.mkdtemp(prefix="videomem-bench-"))
     try:

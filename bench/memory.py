@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.quality import (
     event_kept,
     scene_recall,
@@ -56,7 +57,8 @@ from videomem.memory.quality import (
 )
 from videomem.memory.store import schema
 from videomem.memory.store.schema import memory_rows
-from videomem.pipeline.types import FrameTokens, MemoryConfig, VideoMemory
+from videomem.memory.types import VideoMemory
+from videomem.pipeline.types import FrameTokens
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIPS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")

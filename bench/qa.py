@@ -39,7 +39,7 @@ QUESTIONS = [
 def build_model(out: Path, hidden: int, layers: int) -> Path:
     """The tiny OneVision checkpoint with its LM swapped for a wider Qwen2."""
     import transformers
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
 
     tiny = tiny_checkpoint("llava_onevision", out.parent / "tiny-cache")
     config = transformers.AutoConfig.from_pretrained(tiny)
@@ -103,7 +103,8 @@ class PeakRSS:
 
 
 def memory_of(slots: int, tokens: int, dim: int):  # type: ignore[no-untyped-def]
-    from videomem.pipeline.types import MemoryConfig, VideoMemory
+    from videomem.memory.config import MemoryConfig
+    from videomem.memory.types import VideoMemory
 
     g = torch.Generator().manual_seed(0)
     return VideoMemory(

@@ -60,8 +60,9 @@ def synthetic_embeddings(
 
 
 def build_store(path: Path, emb: np.ndarray, n: int, d: int, fp: str) -> float:
+    from videomem.memory.config import MemoryConfig
     from videomem.memory.store import Store, VideoCommit, VideoRecord
-    from videomem.pipeline.types import MemoryConfig, VideoMemory
+    from videomem.memory.types import VideoMemory
 
     videos, slots, _ = emb.shape
     t0 = time.perf_counter()

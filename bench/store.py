@@ -70,8 +70,9 @@ def commits(start: int, count: int, seed: int = 0):
     import json as _json
 
     import torch
+    from videomem.memory.config import MemoryConfig
     from videomem.memory.store import VideoCommit, VideoRecord
-    from videomem.pipeline.types import MemoryConfig, VideoMemory
+    from videomem.memory.types import VideoMemory
 
     cfg = _json.dumps({"memory": MemoryConfig().to_dict()})
     g = torch.Generator().manual_seed(seed + start)

@@ -7,8 +7,9 @@ transformers.
 
 Modules: ``contract`` (the FrameEncoder/TextEncoder protocols), ``registry`` (families,
 ``load_encoder``), ``hf`` (Hugging Face loading, shared with the QA stage),
-``fingerprint``, ``preprocess`` (batch pixel preprocessing), ``batched`` (the shared
-encode loop), one module per family, ``tiny`` (random test checkpoints).
+``config`` (``EncoderConfig``), ``fingerprint``, ``preprocess`` (batch pixel
+preprocessing), ``batched`` (the shared encode loop), one module per family, ``testing``
+(tiny random test checkpoints, one module per family).
 """
 
 from videomem.encoders.contract import FrameEncoder, TextEncoder

@@ -25,14 +25,13 @@ Design decisions:
   silence before Whisper sees it (Whisper invents words in long silences).
 * The job code sees a :class:`SpeechRecognizer` (a Protocol: a model id and
   ``transcribe(chunks) -> segments``), so it can be tested with a stub.
-* The cache folder comes from a private helper (``$VIDEOMEM_CACHE`` or
-  ``~/.cache/videomem``), the same rule as the other named models.
+* The cache folder is the project's one cache root (``pipeline.cache.cache_dir``),
+  as for the other named models.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -44,6 +43,7 @@ import numpy as np
 from videomem.encoders.asr_windows import speech_windows
 from videomem.encoders.hf import check_hub, resolve_checkpoint
 from videomem.pipeline.audio import SAMPLE_RATE, AudioChunk
+from videomem.pipeline.cache import cache_dir as default_cache_dir
 from videomem.pipeline.errors import ConfigError, EncoderError
 from videomem.pipeline.transcript import SpeechSegment, Word
 
@@ -91,11 +91,6 @@ NAMED_ASR: dict[str, SplitModel] = {
 DEFAULT_ASR_MODEL: Final = "whisper-base"
 
 
-def _cache_root() -> Path:
-    # the project's cache rule; the shared cache function replaces this at merge
-    return Path(os.environ.get("VIDEOMEM_CACHE", Path.home() / ".cache" / "videomem"))
-
-
 def _installed_file(distribution: str, filename: str, hint: str) -> Path:
     """The path of ``filename`` inside the installed ``distribution``."""
     try:
@@ -120,7 +115,7 @@ def prepare_asr(name: str, cache_dir: str | Path | None = None, force: bool = Fa
         source = NAMED_ASR[name]
     except KeyError:
         raise EncoderError(f"no named speech model {name!r}; have {sorted(NAMED_ASR)}") from None
-    out = Path(cache_dir or _cache_root()) / "models" / name
+    out = Path(cache_dir or default_cache_dir()) / "models" / name
     if _is_assembled(out) and not force:
         return out
     pieces = [_installed_file(d, f, source.install_hint) for d, f in source.parts]

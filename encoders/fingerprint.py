@@ -1,15 +1,69 @@
 """Encoder fingerprints: a stable string naming the exact encoder (same string <=>
-same tokens), part of every stored memory's key."""
+same tokens), part of every stored memory's key.
+
+Built here (:func:`fingerprint`) and parsed here (:meth:`Fingerprint.parse`) only: the
+string is ``name:digest:dtype[:choice=value…]`` and stored in every ``videos`` and
+``memories`` row, so its format cannot change; readers that need a part of it (the
+dtype to reload the encoder in, a family choice such as ``tokens=projected``) take it
+from the typed record instead of splitting the string themselves.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from videomem.encoders.hf import LoadSettings
+from videomem.pipeline.errors import EncoderError
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """The parts of an encoder fingerprint, ``name:digest:dtype[:choice=value…]``;
+    ``str()`` gives the stored string back byte for byte."""
+
+    #: the checkpoint as the user named it (a local directory by its folder's name)
+    name: str
+    #: 12 hex digits of the SHA-256 of its config, weights identity and choices
+    digest: str
+    #: the dtype the encoder ran in ("float32", "bfloat16" …)
+    dtype: str
+    #: family choices that change the tokens, as (name, value) sorted by name
+    choices: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        return ":".join(
+            [self.name, self.digest, self.dtype, *(f"{k}={v}" for k, v in self.choices)]
+        )
+
+    def choice(self, name: str) -> str | None:
+        """The value of a family choice (e.g. ``tokens``), or None when not set."""
+        return dict(self.choices).get(name)
+
+    @classmethod
+    def parse(cls, text: str) -> Fingerprint:
+        """The record of a stored fingerprint string. Raises :class:`EncoderError` when
+        it does not have the three leading parts."""
+        parts = text.split(":")
+        if len(parts) < 3 or not all(parts[:3]):
+            raise EncoderError(
+                f"not an encoder fingerprint (name:digest:dtype[:choice=value…]): {text!r}"
+            )
+        choices: list[tuple[str, str]] = []
+        for part in parts[3:]:
+            if "=" in part:
+                k, v = part.split("=", 1)
+                choices.append((k, v))
+            elif choices:  # a choice's value that held a ":" itself
+                k, v = choices[-1]
+                choices[-1] = (k, f"{v}:{part}")
+            else:
+                raise EncoderError(f"encoder fingerprint {text!r}: {part!r} is not a choice=value")
+        return cls(parts[0], parts[1], parts[2], tuple(choices))
 
 
 def checkpoint_fingerprint(
@@ -44,9 +98,8 @@ def fingerprint(
     ).encode()
     digest = hashlib.sha256(blob).hexdigest()[:12]
     name = Path(source).name if Path(source).is_dir() else source
-    parts = [f"{name}", digest, str(dtype).removeprefix("torch.")]
-    parts += [f"{k}={v}" for k, v in sorted(choices.items()) if v is not None]
-    return ":".join(parts)
+    chosen = tuple((k, f"{v}") for k, v in sorted(choices.items()) if v is not None)
+    return str(Fingerprint(name, digest, str(dtype).removeprefix("torch."), chosen))
 
 
 #: bytes read per sample and samples per file by :func:`weights_identity`

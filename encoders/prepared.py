@@ -24,12 +24,12 @@ Design decisions:
 from __future__ import annotations
 
 import importlib.metadata as md
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from videomem.pipeline.cache import cache_dir as default_cache_dir
 from videomem.pipeline.errors import VideomemError
 
 
@@ -58,12 +58,8 @@ PREPARED: dict[str, GGUFSource] = {
 }
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("VIDEOMEM_CACHE", Path.home() / ".cache" / "videomem"))
-
-
 def prepared_dir(name: str, cache_dir: str | Path | None = None) -> Path:
-    return Path(cache_dir or cache_root()) / "models" / name
+    return Path(cache_dir or default_cache_dir()) / "models" / name
 
 
 def is_prepared(path: Path) -> bool:

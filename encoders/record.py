@@ -17,18 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from videomem.encoders.config import EncoderConfig
 from videomem.encoders.contract import FrameEncoder
+from videomem.encoders.fingerprint import Fingerprint
 from videomem.pipeline.errors import EncoderError
 
 
 class EncoderMismatchError(EncoderError):
     """The encoder loaded now is not the one whose fingerprint the memory stores."""
-
-
-def fingerprint_dtype(encoder_fingerprint: str) -> str | None:
-    """The dtype an encoder fingerprint names (``name:digest:dtype[:choices]``)."""
-    parts = encoder_fingerprint.split(":")
-    return parts[2] if len(parts) >= 3 else None
 
 
 def load_record_encoder(
@@ -48,13 +44,13 @@ def load_record_encoder(
     name = model or record.model
     if not name:
         raise EncoderError(f"video {record.video_id}: the store does not name its model")
-    enc_cfg = record.config.get("encoder") or {}
+    enc_cfg = EncoderConfig.from_stored(record.config.encoder, record.model)
     encoder = load_encoder(
         resolve_model(name),
         device,
-        fingerprint_dtype(record.encoder_fingerprint),
-        trust_remote_code=bool(enc_cfg.get("trust_remote_code", False)),
-        **(enc_cfg.get("options") or {}),
+        Fingerprint.parse(record.encoder_fingerprint).dtype,
+        trust_remote_code=enc_cfg.trust_remote_code,
+        **enc_cfg.options,
     )
     if encoder.fingerprint != record.encoder_fingerprint:
         raise EncoderMismatchError(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from videomem.encoders.config import EncoderConfig
 from videomem.encoders.contract import FrameEncoder
 from videomem.encoders.hf import (
     LoadSettings,
@@ -22,7 +23,6 @@ from videomem.encoders.hf import (
     resolve_dtype,
 )
 from videomem.pipeline.errors import EncoderError
-from videomem.pipeline.types import EncoderConfig
 
 #: ``factory(path, config, settings, **options) -> FrameEncoder``
 EncoderFactory = Callable[..., FrameEncoder]
@@ -105,7 +105,7 @@ def reject_unknown_options(
 
 def resolve_model(model: str) -> str:
     """What ``EncoderConfig.model`` names, as a hub id or directory: ``"tiny"`` is the
-    smoke-test preset, the cached tiny random LLaVA of ``encoders.tiny`` (its tokens are
+    smoke-test preset, the cached tiny random LLaVA of ``encoders.testing`` (its tokens are
     meaningless; shapes and code paths are real). A named model of
     :data:`videomem.encoders.prepared.PREPARED` (``"smollm2"``) is its prepared
     checkpoint, converted on first use; every use of a name goes through here, so a
@@ -113,7 +113,7 @@ def resolve_model(model: str) -> str:
     from videomem.encoders.prepared import PREPARED, prepare
 
     if model == "tiny":
-        from videomem.encoders.tiny import tiny_checkpoint
+        from videomem.encoders.testing import tiny_checkpoint
 
         return str(tiny_checkpoint("llava"))
     if model in PREPARED:

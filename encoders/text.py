@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from videomem.encoders.config import EncoderConfig
 from videomem.encoders.hf import LoadSettings, load_pretrained, resolve_device
 from videomem.pipeline.errors import EncoderError
 
@@ -135,8 +136,8 @@ def load_text_tower(record: Any, device: str | torch.device | None = "cpu") -> A
     """
     from videomem.encoders.record import load_record_encoder
 
-    enc_cfg = record.config.get("encoder") or {}
-    trust = bool(enc_cfg.get("trust_remote_code", False))
+    enc_cfg = EncoderConfig.from_stored(record.config.encoder, record.model)
+    trust = enc_cfg.trust_remote_code
     if not record.model:
         raise EncoderError(f"video {record.video_id}: the store does not name its model")
     model_type = fingerprint_model_type(record.model, trust)

@@ -5,7 +5,7 @@ and scripts call these, so all of them do the same thing::
 
     from videomem.jobs import api
     from videomem.jobs.index import IndexJob
-    from videomem.pipeline.types import EncoderConfig
+    from videomem.encoders.config import EncoderConfig
 
     api.index(IndexJob(paths=["clips/"], store="videomem-store",
                        encoder=EncoderConfig(model="tiny")))
@@ -39,7 +39,7 @@ from videomem.jobs.index import IndexJob, IndexSummary
 from videomem.jobs.qa_job import QAJob, QASummary
 from videomem.jobs.tag_job import TagJob, TagSummary
 from videomem.pipeline.errors import ConfigError
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 if TYPE_CHECKING:
     from videomem.jobs.progress import Reporter

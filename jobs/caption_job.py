@@ -15,7 +15,7 @@ from typing import Any
 from videomem.jobs.executor import ExecutorName, run_to_end
 from videomem.jobs.qa_step import QAItem, caption_settings, vlm_executor
 from videomem.jobs.videos import indexed_records
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 
 @dataclass(frozen=True)

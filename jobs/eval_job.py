@@ -30,7 +30,7 @@ from videomem.qa.eval import (
     question_text,
     summarise,
 )
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 #: the judge's generation: greedy, room for the dict and a little more
 JUDGE_SETTINGS = GenerationSettings(max_new_tokens=48)

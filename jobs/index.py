@@ -35,14 +35,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from videomem.encoders.config import EncoderConfig
 from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
 from videomem.jobs.index_video import IndexOutcome
 from videomem.jobs.progress import NullReporter, Reporter
+from videomem.memory.config import MemoryConfig
+from videomem.memory.index_config import index_config_hash
 from videomem.memory.store import LeaseConfig, Store, VideoRecord
 from videomem.pipeline.errors import ConfigError, VideomemError
 from videomem.pipeline.ffmpeg_choice import ffmpeg_info
 from videomem.pipeline.segments import cpu_share
-from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig, index_config_hash
+from videomem.pipeline.types import DecodeConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from videomem.memory.config import MemoryConfig
 from videomem.pipeline.errors import ConfigError
-from videomem.pipeline.types import DecodeConfig, MemoryConfig
+from videomem.pipeline.types import DecodeConfig
 
 
 def decode_config(

@@ -19,7 +19,6 @@ Design decisions:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import threading
@@ -31,16 +30,13 @@ from typing import Any
 
 import torch
 from videomem.encoders.contract import FrameEncoder
+from videomem.memory.config import MemoryConfig
+from videomem.memory.index_config import IndexConfig
 from videomem.memory.store import VideoCommit, VideoRecord
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.decode import DecodeInfo
 from videomem.pipeline.errors import DecodeError, VideomemError
-from videomem.pipeline.types import (
-    DecodeConfig,
-    FrameBatch,
-    MemoryConfig,
-    VideoMemory,
-    VideoSource,
-)
+from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -287,15 +283,9 @@ def index_one(
     message; any other exception is a bug or an environment problem (out of memory …):
     it is logged with its traceback and recorded with its type name, marked retryable.
     """
-    config_json = json.dumps(
-        {
-            "decode": decode_config.to_dict(),
-            "memory": memory_config.to_dict(),
-            "encoder": encoder_config or {"model": model},
-        },
-        sort_keys=True,
-        default=str,
-    )
+    config_json = IndexConfig(
+        decode_config, memory_config, encoder_config or {"model": model}
+    ).to_json()
     record = VideoRecord(
         video_id=video_id,
         encoder_fingerprint=encoder.fingerprint,

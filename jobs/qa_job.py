@@ -23,7 +23,7 @@ from videomem.jobs.questions import QuestionRow, question_id, read_questions
 from videomem.jobs.rows import answer_row
 from videomem.jobs.videos import resolve_video
 from videomem.pipeline.errors import VideomemError
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from videomem.jobs.executor import Executor, ProgressFn, make_executor
 from videomem.jobs.rows import answer_row, caption_row, failed_rows, settings_with
 from videomem.pipeline.errors import VideomemError
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 
 def now() -> dt.datetime:

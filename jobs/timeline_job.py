@@ -25,7 +25,7 @@ from videomem.jobs.questions import QuestionRow
 from videomem.jobs.rows import answer_row, caption_row, failed_rows, settings_with
 from videomem.jobs.videos import indexed_records
 from videomem.pipeline.errors import VideomemError
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 log = logging.getLogger(__name__)
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from videomem.memory.config import Metric, Weighting
 from videomem.memory.merge import (
     _NO_PAIR,
     TOKEN_METRICS,
@@ -62,7 +63,6 @@ from videomem.memory.merge import (
     pooled_similarity,
 )
 from videomem.pipeline.errors import ConfigError
-from videomem.pipeline.types import Metric, Weighting
 
 _END = -1  # "no next/previous slot" in the links
 

@@ -74,9 +74,11 @@ from typing import TypeVar
 
 import torch
 from videomem.memory.adaptive import AdaptiveChain
+from videomem.memory.config import MemoryConfig
 from videomem.memory.merge import LinkedBank, adjacent_similarity, merge_adjacent_, pair_similarity
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import DecodeError, EncoderError
-from videomem.pipeline.types import FrameTokens, MemoryConfig, VideoMemory
+from videomem.pipeline.types import FrameTokens
 
 
 class MemoryBuilder:

@@ -26,9 +26,10 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from videomem.memory.config import Metric
 from videomem.memory.merge import merge_adjacent
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import ConfigError
-from videomem.pipeline.types import Metric, VideoMemory
 
 
 def consolidate_memory(mem: VideoMemory, k: int, metric: Metric | None = None) -> VideoMemory:

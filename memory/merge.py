@@ -55,8 +55,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from videomem.memory.config import Metric, Weighting
 from videomem.pipeline.errors import ConfigError
-from videomem.pipeline.types import Metric, Weighting
 
 METRICS: tuple[str, ...] = ("cosine", "dot", "token_cosine", "token_min")
 #: metrics that compare tokens position by position, so pooled frames cannot give them

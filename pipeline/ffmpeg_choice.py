@@ -27,9 +27,9 @@ import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Final
 
+from videomem.pipeline.cache import cache_dir
 from videomem.pipeline.errors import DecodeError
 
 __all__ = ["FFmpegChoice", "choose_ffmpeg", "ffmpeg_info", "ffmpeg_version", "measure_ffmpeg"]
@@ -44,10 +44,6 @@ class FFmpegChoice:
     version: str  # "5.1.9", "9.0.2", or "unknown"
     source: str  # "VIDEOMEM_FFMPEG", "PATH" or "imageio-ffmpeg"
     reason: str  # one line: why this one
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("VIDEOMEM_CACHE", Path.home() / ".cache" / "videomem"))
 
 
 @functools.lru_cache(maxsize=16)
@@ -86,7 +82,7 @@ def _identity(exe: str) -> dict[str, Any]:
 def _measured(candidates: list[str]) -> tuple[str, dict[str, float]] | None:
     """The cached measurement for exactly these binaries, if any."""
     try:
-        data = json.loads((_cache_dir() / CACHE_FILE).read_text())
+        data = json.loads((cache_dir() / CACHE_FILE).read_text())
         if data.get("candidates") != [_identity(c) for c in candidates]:
             return None
         seconds = {str(k): float(v) for k, v in data["seconds"].items()}
@@ -133,7 +129,7 @@ def _choose(env: str | None, path_env: str | None, cache_key: str) -> FFmpegChoi
 def choose_ffmpeg() -> FFmpegChoice:
     """The ffmpeg to run (see the module docstring). Raises DecodeError when there is
     none or ``VIDEOMEM_FFMPEG`` names no executable."""
-    cache = _cache_dir() / CACHE_FILE
+    cache = cache_dir() / CACHE_FILE
     try:
         stamp = f"{cache}:{cache.stat().st_mtime_ns}"
     except OSError:
@@ -174,7 +170,7 @@ def measure_ffmpeg(repeats: int = 3, seconds: float = 8.0) -> dict[str, float]:
                 subprocess.run(cmd, check=True, capture_output=True)
                 dt = time.perf_counter() - t0
                 out[exe] = min(out.get(exe, dt), dt)
-    cache = _cache_dir()
+    cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     tmp_file = cache / f".{CACHE_FILE}.{os.getpid()}.tmp"
     data = {"candidates": [_identity(c) for c in candidates], "seconds": out}

@@ -5,17 +5,20 @@ checks it did); ``answer(session.qa, memory, questions)`` and ``caption(...)`` r
 Modules: ``layout`` (how each family lays out visual tokens), ``prompt`` (chat
 template -> ids), ``model`` (the VLM taking stored tokens), ``visual`` (global and
 breakpoint views), ``fit`` (context fitting), ``answer`` (answers and captions),
-``session`` (loading for a store record).
+``session`` (loading for a store record), ``types`` (modes, questions, answers,
+captions, generation settings, the QA error).
 """
 
-from videomem.qa.answer import Answer, Caption, Question, answer, caption
-from videomem.qa.model import GenerationSettings, QAError, QAModel, load_qa_model
+from videomem.qa.answer import answer, caption
+from videomem.qa.model import QAModel, load_qa_model
 from videomem.qa.session import QASession, VideoContext, load_for_record
+from videomem.qa.types import Answer, Caption, GenerationSettings, Mode, QAError, Question
 
 __all__ = [
     "Answer",
     "Caption",
     "GenerationSettings",
+    "Mode",
     "QAError",
     "QAModel",
     "QASession",

@@ -17,56 +17,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 import torch
+from videomem.memory.config import MemoryConfig
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.types import MemoryConfig, VideoMemory
 from videomem.qa.fit import fit_visual
-from videomem.qa.model import GenerationSettings, QAModel
+from videomem.qa.model import QAModel
 from videomem.qa.prompt import Prompt
+from videomem.qa.types import Answer, Caption, GenerationSettings, Question
 from videomem.qa.visual import Visual, breakpoint_visual, global_visual
-
-Mode = Literal["global", "breakpoint"]
-
-
-@dataclass(frozen=True)
-class Question:
-    """A question; ``time_s`` set = breakpoint mode at that time."""
-
-    question: str
-    time_s: float | None = None
-    question_id: str | None = None
-
-    @property
-    def mode(self) -> Mode:
-        return "global" if self.time_s is None else "breakpoint"
-
-
-@dataclass
-class Answer:
-    """One answer (or failure) with what produced it."""
-
-    question: Question
-    status: Literal["answered", "failed"] = "answered"
-    answer: str = ""
-    error: str | None = None
-    tokens: list[int] = field(default_factory=list)
-    prompt_tokens: int = 0
-    #: slots the prompt showed, and the stored memory's slots before fitting
-    slots: int = 0
-    memory_slots: int = 0
-    #: QA-time consolidation target (None: the memory fit as stored)
-    k: int | None = None
-    #: "memory" or "video" (breakpoint frames decoded again)
-    source: str = "memory"
-    seconds: float = 0.0
-    dtype: str = ""
-
-    @property
-    def new_tokens(self) -> int:
-        return len(self.tokens)
 
 
 def _failed(q: Question, error: str) -> Answer:
@@ -217,19 +178,6 @@ def answer(
 
 GLOBAL_CAPTION = "Describe this video in detail."
 DENSE_CAPTION = "Describe what happens in this part of the video."
-
-
-@dataclass
-class Caption:
-    """A caption of a whole video (``global``) or of a segment of slots (``dense``)."""
-
-    kind: Literal["global", "dense"]
-    start_s: float
-    end_s: float
-    text: str
-    tokens: list[int]
-    status: Literal["answered", "failed"] = "answered"
-    error: str | None = None
 
 
 def segments(memory: VideoMemory, every_s: float | None) -> list[tuple[int, int]]:

@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from videomem.pipeline.errors import VideomemError
+from videomem.qa.types import Mode
 
-Mode = Literal["global", "breakpoint"]
 QType = Literal["open", "yes/no", "short", "choice"]
 QTYPES = ("open", "yes/no", "short", "choice")
 

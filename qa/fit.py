@@ -15,9 +15,11 @@ from typing import Any
 
 import torch
 from videomem.memory import consolidate_memory
+from videomem.memory.config import MemoryConfig
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.types import MemoryConfig, VideoMemory
-from videomem.qa.model import GenerationSettings, QAModel
+from videomem.qa.model import QAModel
+from videomem.qa.types import GenerationSettings
 from videomem.qa.visual import Visual, _spans
 
 

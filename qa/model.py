@@ -27,13 +27,11 @@ Design decisions (checked facts in DESIGN.md, "QA stage"):
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from videomem.encoders.fingerprint import Fingerprint
 from videomem.encoders.hf import (
     LoadSettings,
     load_config,
@@ -42,14 +40,9 @@ from videomem.encoders.hf import (
     resolve_device,
     resolve_dtype,
 )
-from videomem.pipeline.errors import VideomemError
-from videomem.qa.layout import PROMPT_STYLES, PromptStyle, layout_for
+from videomem.qa.layout import layout_for
 from videomem.qa.prompt import Prompt, PromptBuilder, load_chat_template
-
-
-class QAError(VideomemError):
-    """The QA stage cannot run for this model or memory (a usage-level error)."""
-
+from videomem.qa.types import GenerationSettings, QAError
 
 #: model_type -> the transformers class of the whole VLM
 VLM_CLASSES: dict[str, str] = {
@@ -74,42 +67,6 @@ def no_lm_error(model: str, model_type: str) -> QAError:
     )
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    """What changes an answer; its hash is part of the key answers resume on."""
-
-    # Cap on generated tokens per answer.
-    max_new_tokens: int = 64
-    # Greedy by default: reproducible answers, resumable jobs.
-    do_sample: bool = False
-    # Sampling temperature and nucleus mass (only when do_sample).
-    temperature: float = 1.0
-    top_p: float = 1.0
-    # Seed of the sampler (each question reseeds, so batching cannot change samples).
-    seed: int | None = None
-    # Optional system message, rendered by the chat template.
-    system_prompt: str | None = None
-    # "timestamped" (slot spans as text) or "native" (the processor's exact layout).
-    prompt_style: PromptStyle = "timestamped"
-    # Context budget in tokens (None: the LM's max positions); past it the memory is
-    # consolidated further to K slots at QA time.
-    max_context: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise QAError("max_new_tokens must be >= 1")
-        if self.prompt_style not in PROMPT_STYLES:
-            raise QAError(f"unknown prompt style {self.prompt_style!r}; use {PROMPT_STYLES}")
-        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
-            raise QAError("sampling needs temperature > 0 and 0 < top_p <= 1")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    def hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
-
-
 def _pooled(features: torch.Tensor) -> Any:
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -118,7 +75,10 @@ def _pooled(features: torch.Tensor) -> Any:
 
 def stored_token_kind(encoder_fingerprint: str) -> str:
     """BLIP-2 memories hold Q-Former outputs unless indexed with ``tokens=projected``."""
-    return "projected" if "tokens=projected" in encoder_fingerprint.split(":") else "qformer"
+    if not encoder_fingerprint:  # none given: the encoder's default output, Q-Former tokens
+        return "qformer"
+    projected = Fingerprint.parse(encoder_fingerprint).choice("tokens") == "projected"
+    return "projected" if projected else "qformer"
 
 
 def generation_kwargs(settings: GenerationSettings, pad_id: int | None) -> dict[str, Any]:

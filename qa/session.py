@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from videomem.encoders.config import EncoderConfig
+from videomem.encoders.fingerprint import Fingerprint
+from videomem.memory.config import MemoryConfig
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.types import DecodeConfig, MemoryConfig
-from videomem.qa.model import NO_LM, QAError, QAModel, load_qa_model, no_lm_error
+from videomem.pipeline.types import DecodeConfig
+from videomem.qa.model import NO_LM, QAModel, load_qa_model, no_lm_error
+from videomem.qa.types import QAError
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,7 @@ class VideoContext:
     @classmethod
     def from_record(cls, record: Any) -> VideoContext:
         cfg = record.config
-        decode = DecodeConfig.from_dict(cfg["decode"]) if cfg.get("decode") else DecodeConfig()
-        memory = MemoryConfig.from_dict(cfg["memory"]) if cfg.get("memory") else MemoryConfig()
-        return cls(record.uri, record.video_id, decode, memory, record.duration_s)
+        return cls(record.uri, record.video_id, cfg.decode, cfg.memory, record.duration_s)
 
 
 @dataclass
@@ -71,11 +73,15 @@ def load_for_record(
     if not name:
         raise QAError(f"video {record.video_id}: the store does not name the model; pass one")
     path = resolve_model(name)
-    enc_cfg = record.config.get("encoder") or {}
-    trust = bool(enc_cfg.get("trust_remote_code", False))
+    enc_cfg = EncoderConfig.from_stored(record.config.encoder, record.model)
+    trust = enc_cfg.trust_remote_code
     config = load_config(path, trust_remote_code=trust)
     if config.model_type in NO_LM:
         raise no_lm_error(f"the memory of video {record.video_id} ({name})", config.model_type)
+    try:
+        Fingerprint.parse(record.encoder_fingerprint)  # a clear error before any load
+    except VideomemError as e:
+        raise QAError(f"video {record.video_id}: {e}") from e
     qa = load_qa_model(path, device, dtype, trust_remote_code=trust)
     try:
         encoder = load_record_encoder(record, qa.device, name)

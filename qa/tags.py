@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.types import VideoMemory
 
 Tag = tuple[str, float]
 ScoreFn = Literal["softmax", "sigmoid"]

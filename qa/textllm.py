@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from videomem.pipeline.errors import VideomemError
-from videomem.qa.answer import Answer, Question
-from videomem.qa.model import GenerationSettings, QAError, generation_kwargs
+from videomem.qa.model import generation_kwargs
 from videomem.qa.timeline import SYSTEM, Line, build_prompt, lines_from_captions
+from videomem.qa.types import Answer, GenerationSettings, QAError, Question
 
 if TYPE_CHECKING:
     from transformers import BatchEncoding

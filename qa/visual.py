@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.types import VideoMemory
 from videomem.qa.layout import Span
 
 log = logging.getLogger(__name__)

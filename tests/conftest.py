@@ -55,9 +55,10 @@ def tagged_store(
 ) -> Path:
     """The real sample clips indexed with the real MobileNetV2 (centre crop, 1 fps) and
     tagged: a store with a real text timeline, shared by the timeline and eval tests."""
+    from videomem.encoders.config import EncoderConfig
     from videomem.jobs.index import IndexJob, run_index
     from videomem.jobs.tag_job import TagJob, run_tag
-    from videomem.pipeline.types import DecodeConfig, EncoderConfig
+    from videomem.pipeline.types import DecodeConfig
 
     store = tmp_path_factory.mktemp("tagged") / "store"
     run_index(

@@ -10,16 +10,13 @@ import math
 import pytest
 import torch
 from videomem.memory import AdaptiveChain, MemoryBuilder, consolidate_memory
+from videomem.memory.config import MemoryConfig
+from videomem.memory.index_config import index_config_hash
 from videomem.memory.merge import pair_similarity
 from videomem.memory.quality import scene_recall, slot_purity, synthetic_scenes
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import ConfigError
-from videomem.pipeline.types import (
-    DecodeConfig,
-    FrameTokens,
-    MemoryConfig,
-    VideoMemory,
-    index_config_hash,
-)
+from videomem.pipeline.types import DecodeConfig, FrameTokens
 
 from tests.test_builder import build, video
 from tests.test_merge import naive_merge

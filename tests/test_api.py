@@ -141,10 +141,10 @@ def test_no_cli_command_function_is_over_30_lines() -> None:
 def test_index_options_are_checked_by_the_library_not_the_cli(tmp_path: Path) -> None:
     """The checks ``videomem index`` relies on raise ConfigError from the library, with
     the messages the CLI prints (exit 2)."""
+    from videomem.encoders.config import EncoderConfig
     from videomem.jobs.index import IndexJob
     from videomem.jobs.index_config import check_inputs, decode_config, memory_config
     from videomem.pipeline.errors import ConfigError
-    from videomem.pipeline.types import EncoderConfig
 
     with pytest.raises(ConfigError, match="--fps and --frames are mutually exclusive"):
         decode_config(2.0, 8)

@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import ConfigError, DecodeError, EncoderError
-from videomem.pipeline.types import FrameTokens, MemoryConfig, VideoMemory
+from videomem.pipeline.types import FrameTokens
 
 from tests.test_merge import malmm_step, naive_merge
 

@@ -241,7 +241,7 @@ def test_relative_paths_are_stored_absolute(
 
 
 def test_time_window_and_encoder_options(videos: Path, env, tmp_path: Path) -> None:
-    from videomem.encoders.tiny import build_tiny
+    from videomem.encoders.testing import build_tiny
 
     clip = build_tiny("clip", tmp_path / "clip")
     store = tmp_path / "store"
@@ -314,7 +314,7 @@ def test_int8_tokens_end_to_end(indexed, videos: Path, env, tmp_path: Path) -> N
 def test_memory_presets_and_threshold_reach_the_stored_config(
     videos: Path, env, tmp_path: Path
 ) -> None:
-    from videomem.pipeline.types import MEMORY_PRESETS
+    from videomem.memory.config import MEMORY_PRESETS
 
     store = tmp_path / "store"
     runs = {

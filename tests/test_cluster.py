@@ -39,7 +39,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
 
     return tiny_checkpoint("llava", cache_dir=tmp_path_factory.mktemp("cache"))
 
@@ -66,7 +66,7 @@ def test_index_job_through_ray_job_submit(cluster, s3, tiny: Path, tmp_path: Pat
         rows = store.list_videos()
         assert len(rows) == 3 and all(r.status == "indexed" for r in rows)
         assert len(whole_videos(store)) == 3
-        assert all(r.config["encoder"]["device"] == "cpu" for r in rows)
+        assert all(r.config.encoder["device"] == "cpu" for r in rows)
 
 
 def driver_pids(marker: str) -> list[int]:

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 from videomem.encoders import FrameEncoder, TextEncoder, load_encoder
-from videomem.encoders.fingerprint import fingerprint, weights_identity
+from videomem.encoders.fingerprint import Fingerprint, fingerprint, weights_identity
 from videomem.encoders.hf import load_config, resolve_device, resolve_dtype
 from videomem.encoders.preprocess import timestamps_tensor, to_pixel_tensor
 from videomem.encoders.registry import FAMILIES, family_factory
-from videomem.encoders.tiny import build_tiny
+from videomem.encoders.testing import build_tiny
 from videomem.pipeline.errors import EncoderError, VideomemError
 from videomem.pipeline.types import FrameTokens
 
@@ -230,8 +230,8 @@ def test_weights_identity_follows_content_not_file_times(clip_dir: Path, tmp_pat
         shutil.copyfile(f, copy / f.name)  # new mtimes, same bytes
     assert weights_identity(str(copy)) == weights_identity(str(clip_dir))
     assert (
-        load_encoder(copy).fingerprint.split(":")[1]
-        == (load_encoder(clip_dir).fingerprint.split(":")[1])
+        Fingerprint.parse(load_encoder(copy).fingerprint).digest
+        == Fingerprint.parse(load_encoder(clip_dir).fingerprint).digest
     )
 
     state = load_file(copy / "model.safetensors")
@@ -297,7 +297,7 @@ def test_tiny_checkpoint_built_by_several_processes_at_once(tmp_path: Path) -> N
     # Ray actors given `--model tiny` all ask for the cached checkpoint at the same time
     from concurrent.futures import ProcessPoolExecutor
 
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
 
     with ProcessPoolExecutor(3) as pool:
         outs = list(pool.map(tiny_checkpoint, ["llava"] * 3, [tmp_path] * 3))
@@ -311,23 +311,26 @@ def test_tiny_checkpoint_cache_is_keyed_by_builder_source_and_transformers(
 ) -> None:
     # a changed builder or a transformers upgrade must build afresh, not reuse
     import transformers
-    from videomem.encoders import tiny
+    from videomem.encoders import testing
 
-    first = tiny.tiny_checkpoint("llava", tmp_path)
-    assert tiny.tiny_checkpoint("llava", tmp_path) == first
+    first = testing.tiny_checkpoint("llava", tmp_path)
+    assert testing.tiny_checkpoint("llava", tmp_path) == first
     assert first.name == "llava"  # fingerprints name a checkpoint by its folder
     monkeypatch.setattr(transformers, "__version__", transformers.__version__ + ".post9")
-    upgraded = tiny.tiny_checkpoint("llava", tmp_path)
+    upgraded = testing.tiny_checkpoint("llava", tmp_path)
     assert upgraded != first and (upgraded / "config.json").is_file()
     monkeypatch.undo()
-    key = tiny.tiny_cache_key("llava")
+    key = testing.tiny_cache_key("llava")
     real_read = Path.read_bytes
-    monkeypatch.setattr(
-        Path,
-        "read_bytes",
-        lambda self: real_read(self) + (b"# edited" if self.name == "tiny.py" else b""),
-    )
-    assert tiny.tiny_cache_key("llava") != key  # an edited builder module
+    for edited in ("llava.py", "parts.py"):  # the family's builders, the shared parts
+        monkeypatch.setattr(
+            Path,
+            "read_bytes",
+            lambda self, name=edited: real_read(self) + (b"# edited" if self.name == name else b""),
+        )
+        assert testing.tiny_cache_key("llava") != key, edited
+        monkeypatch.setattr(Path, "read_bytes", real_read)
+    assert testing.tiny_cache_key("llava") == key
 
 
 HUB_SCRIPT = """

@@ -18,7 +18,7 @@ from videomem.encoders.blip2 import (
     load_visual_lean,
 )
 from videomem.encoders.hf import LoadSettings, load_config
-from videomem.encoders.tiny import build_tiny
+from videomem.encoders.testing import build_tiny
 from videomem.pipeline.errors import EncoderError
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from videomem.encoders import load_encoder
 from videomem.encoders.clip import ContrastiveEncoder, pool_patch_grid
-from videomem.encoders.tiny import build_tiny
+from videomem.encoders.testing import build_tiny
 from videomem.pipeline.errors import EncoderError
 
 FAMILIES = ["clip", "siglip"]

@@ -13,9 +13,9 @@ import pytest
 import torch
 from videomem.encoders import load_encoder
 from videomem.encoders.compiled import TOLERANCE, CompiledForward, parity_error
+from videomem.encoders.config import EncoderConfig
 from videomem.encoders.registry import load_encoder_from_config
-from videomem.encoders.tiny import build_tiny
-from videomem.pipeline.types import EncoderConfig
+from videomem.encoders.testing import build_tiny
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from videomem.encoders.gpu import (
     half_dtype,
     is_out_of_memory,
 )
-from videomem.encoders.tiny import build_tiny
+from videomem.encoders.testing import build_tiny
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """LLaVA-family frame encoders against the models' own processors and forward passes.
 
-Tiny random checkpoints of the real architectures (encoders/tiny.py) are saved and
+Tiny random checkpoints of the real architectures (encoders/testing/) are saved and
 loaded through ``load_encoder`` exactly like a user's checkpoint. References are
 transformers' own code: the PIL image processors, ``get_image_features`` /
 ``get_video_features`` on a fully loaded model, and the native forward whose
@@ -18,7 +18,7 @@ import torch
 import transformers
 from videomem.encoders.contract import FrameEncoder
 from videomem.encoders.registry import load_encoder
-from videomem.encoders.tiny import build_tiny
+from videomem.encoders.testing import build_tiny
 from videomem.pipeline.errors import EncoderError
 
 transformers.logging.set_verbosity_error()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from videomem.encoders import load_encoder
 from videomem.encoders.mobilenet import MobileNetEncoder, feature_grid
 from videomem.encoders.registry import FAMILIES
-from videomem.encoders.tiny import build_tiny
+from videomem.encoders.testing import build_tiny
 from videomem.pipeline.errors import EncoderError
 
 from tests.test_encoders_clip import naive_pool  # the same k x k grid-pool reference

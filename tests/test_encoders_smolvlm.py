@@ -1,6 +1,6 @@
 """SmolVLM / Idefics3 frame encoders against the models' own processor and forward.
 
-Tiny random checkpoints of the real architectures are built by encoders/tiny.py
+Tiny random checkpoints of the real architectures are built by encoders/testing/
 and loaded through ``load_encoder``. References: the PIL image processor with image
 splitting off (SmolVLM's frame/video layout), ``get_image_features`` on a fully
 loaded model, and the native forward's logits.
@@ -17,7 +17,7 @@ import transformers
 from transformers.models.smolvlm.processing_smolvlm import get_image_prompt_string
 from videomem.encoders.contract import FrameEncoder
 from videomem.encoders.registry import load_encoder
-from videomem.encoders.tiny import build_tiny
+from videomem.encoders.testing import build_tiny
 from videomem.pipeline.errors import EncoderError
 
 transformers.logging.set_verbosity_error()

@@ -138,11 +138,13 @@ def test_no_worker_can_start_is_a_clear_job_error(ray_local) -> None:
 
 @pytest.mark.slow  # a real index job on Ray actors that each load a model, ~12 s
 def test_killed_worker_of_a_real_index_job(ray_local, tmp_path: Path) -> None:
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.config import EncoderConfig
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.jobs.index import IndexJob, IndexStepSpec, run_index
     from videomem.jobs.progress import NullReporter
+    from videomem.memory.config import MemoryConfig
     from videomem.memory.store import Store
-    from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
+    from videomem.pipeline.types import DecodeConfig
 
     from tests.videos import make_pattern
 

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from videomem.encoders.config import EncoderConfig
 from videomem.jobs.index import IndexJob, run_index
+from videomem.memory.config import MemoryConfig
 from videomem.memory.store import MEMORIES, Store, VideoCommit
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
+from videomem.pipeline.types import DecodeConfig
 
 from tests.test_store import bits, make_memory, record, whole_videos
 from tests.videos import make_pattern
@@ -82,7 +84,7 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
 
     return tiny_checkpoint("llava", cache_dir=tmp_path_factory.mktemp("cache"))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from videomem.encoders.config import EncoderConfig
 from videomem.jobs.executor import LocalExecutor, RayExecutor
 from videomem.jobs.index import (
     IndexJob,
@@ -26,13 +27,14 @@ from videomem.jobs.index import (
 )
 from videomem.jobs.index_video import BatchPrefetcher, index_one, index_video
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.store import LeaseConfig, Store
 from videomem.pipeline.decode import decode
 from videomem.pipeline.errors import DecodeError, EncoderError
 from videomem.pipeline.plan import make_plan, plan_parts
 from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import cpu_share
-from videomem.pipeline.types import DecodeConfig, EncoderConfig, MemoryConfig
+from videomem.pipeline.types import DecodeConfig
 
 from tests.test_store import whole_videos
 from tests.videos import (
@@ -53,7 +55,7 @@ SMALL_MEMORY = MemoryConfig(short_term_len=6, merge_to=2, long_term_len=8, keep_
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
 
     return tiny_checkpoint("llava", cache_dir=tmp_path_factory.mktemp("cache"))
 
@@ -336,7 +338,7 @@ def test_folder_job_statuses_errors_spans_rerun_and_force(
             assert float(mem.start_s[0]) < 0.6
             assert float(mem.end_s[-1]) == pytest.approx(r.duration_s, abs=0.6)
             assert torch.allclose(mem.end_s[:-1], mem.start_s[1:])
-            assert r.config["decode"]["fps"] == 2.0 and r.config["memory"]["long_term_len"] == 8
+            assert r.config.decode.fps == 2.0 and r.config.memory.long_term_len == 8
         counts = store.count_rows()
         n_mem = sum(r.slots + r.recent for r in rows.values())
         assert counts == {"videos": 11, "memories": n_mem}
@@ -385,8 +387,8 @@ def test_each_worker_decodes_with_its_share_of_the_cores(
     s1 = run_index(job([clip], tmp_path / "b", tiny_dir))
     assert s3.indexed == s1.indexed == 1 and s3.config_hash == s1.config_hash
     with Store(tmp_path / "a") as a, Store(tmp_path / "b") as b:
-        assert a.list_videos()[0].config["decode"]["cpus"] == cpu_share(3)
-        assert b.list_videos()[0].config["decode"]["cpus"] == cpu_share(1)
+        assert a.list_videos()[0].config.decode.cpus == cpu_share(3)
+        assert b.list_videos()[0].config.decode.cpus == cpu_share(1)
 
 
 def test_duplicate_content_is_indexed_once(clip: Path, tmp_path: Path, tiny_dir: Path) -> None:
@@ -547,7 +549,7 @@ def test_sigkill_midway_then_rerun_completes(
 RSS_SCRIPT = """
 import json, resource, sys
 from videomem.jobs.index import IndexJob, run_index
-from videomem.pipeline.types import EncoderConfig
+from videomem.encoders.config import EncoderConfig
 from videomem.pipeline.types import DecodeConfig
 job = IndexJob(paths=[sys.argv[1]], store=sys.argv[2],
                encoder=EncoderConfig(model=sys.argv[3], device="cpu", batch_size=32),

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from videomem.memory.config import MemoryConfig
+from videomem.memory.index_config import index_config_hash
 from videomem.pipeline.decode import decode
 from videomem.pipeline.errors import ConfigError, DecodeError
 from videomem.pipeline.ffmpeg import find_ffmpeg, find_ffprobe
 from videomem.pipeline.probe import probe
-from videomem.pipeline.types import DecodeConfig, MemoryConfig, index_config_hash
+from videomem.pipeline.types import DecodeConfig
 
 from tests.test_decode import collect
 from tests.videos import (

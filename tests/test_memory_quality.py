@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.quality import (
     event_kept,
     fifo_spans,
@@ -14,7 +15,7 @@ from videomem.memory.quality import (
     synthetic_scenes,
     uniform_spans,
 )
-from videomem.pipeline.types import FrameTokens, MemoryConfig
+from videomem.pipeline.types import FrameTokens
 
 # very uneven scenes: three long ones and three short ones between them
 LENGTHS = [300, 9, 250, 14, 400, 11]

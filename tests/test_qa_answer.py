@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from videomem.pipeline.types import DecodeConfig, MemoryConfig, VideoMemory
+from videomem.memory.config import MemoryConfig
+from videomem.memory.types import VideoMemory
+from videomem.pipeline.types import DecodeConfig
 
 QUESTIONS = [
     "what happens in this video ?",
@@ -30,7 +32,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @cache
 def _loaded(family: str, cache_dir: Path):  # type: ignore[no-untyped-def]
     from videomem.encoders import load_encoder
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.qa import load_qa_model
 
     ckpt = tiny_checkpoint(family, cache_dir)
@@ -266,7 +268,7 @@ def _record(model: str, fingerprint: str, **kw):  # type: ignore[no-untyped-def]
 
 
 def test_a_memory_without_a_language_model_points_to_the_text_timeline(cache_dir: Path) -> None:
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.qa import QAError, load_for_record
 
     clip = tiny_checkpoint("clip", cache_dir)
@@ -275,7 +277,7 @@ def test_a_memory_without_a_language_model_points_to_the_text_timeline(cache_dir
 
 
 def test_only_the_encoding_checkpoint_may_answer(cache_dir: Path) -> None:
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.qa import QAError, load_for_record
 
     ckpt, enc, _ = _loaded("llava", cache_dir)

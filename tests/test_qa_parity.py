@@ -40,7 +40,7 @@ def _frames(size: int, n: int = 3, seed: int = 0) -> np.ndarray:
 
 def _setup(family: str, cache_dir: Path):  # type: ignore[no-untyped-def]
     from videomem.encoders import load_encoder
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.qa.model import load_qa_model
 
     ckpt = tiny_checkpoint(family, cache_dir)
@@ -53,7 +53,7 @@ def _setup(family: str, cache_dir: Path):  # type: ignore[no-untyped-def]
 
 def _ours(qa, enc, tokens, n_slots=3):  # type: ignore[no-untyped-def]
     from videomem.qa.layout import Span
-    from videomem.qa.model import GenerationSettings
+    from videomem.qa.types import GenerationSettings
 
     spans = [Span(t, t) for t in TIMES[:n_slots]]
     prompt = qa.prompts.build(QUESTION, spans, enc.tokens_per_frame, style="native", duration_s=3.0)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from videomem.memory.config import MemoryConfig
 from videomem.memory.store import ANSWERS_SCHEMA, CAPTIONS_SCHEMA, Store, VideoCommit, VideoRecord
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import MemoryConfig, VideoMemory
 
 
 def _answer(qid: str, status: str = "answered", answer: str = "a", **kw) -> dict:

@@ -22,11 +22,13 @@ import torch
 from videomem.encoders import load_encoder
 from videomem.encoders.mobilenet import MobileNetEncoder
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.merge import adjacent_similarity
 from videomem.memory.quality import scene_recall, slot_purity, uniform_spans
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.decode import decode
 from videomem.pipeline.probe import probe
-from videomem.pipeline.types import DecodeConfig, FrameTokens, MemoryConfig, VideoMemory
+from videomem.pipeline.types import DecodeConfig, FrameTokens
 
 from tests.videos import ConcatVideo, make_concat, make_static_camera
 

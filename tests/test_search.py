@@ -13,9 +13,10 @@ import torch
 from typer.testing import CliRunner
 from videomem.encoders import load_encoder
 from videomem.encoders.clip import ContrastiveEncoder
+from videomem.encoders.testing import tiny_checkpoint
 from videomem.encoders.text import SentenceEncoder, TextTowers, minilm_dir
-from videomem.encoders.tiny import tiny_checkpoint
 from videomem.jobs.cli import app
+from videomem.memory.config import MemoryConfig
 from videomem.memory.search import (
     CAPTION_INDEX,
     merge_by_rank,
@@ -25,8 +26,8 @@ from videomem.memory.search import (
     slot_index_name,
 )
 from videomem.memory.store import IndexTable, Store, VideoCommit, VideoRecord
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import MemoryConfig, VideoMemory
 
 QUERY = "a red square"
 

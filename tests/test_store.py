@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from videomem.memory.config import MEMORY_PRESETS, MemoryConfig
 from videomem.memory.store import LeaseConfig, Store
 from videomem.memory.store.schema import (
     MEMORIES_SCHEMA,
@@ -25,8 +26,8 @@ from videomem.memory.store.schema import (
     VideoRecord,
     memory_rows,
 )
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import MEMORY_PRESETS, MemoryConfig, VideoMemory
 
 N, D, E = 4, 8, 6
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from videomem.encoders.tiny import tiny_checkpoint
+from videomem.encoders.testing import tiny_checkpoint
 from videomem.jobs.cli import app
 from videomem.memory.store import Store
 

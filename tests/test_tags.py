@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 from videomem.encoders.registry import load_encoder
-from videomem.encoders.tiny import build_tiny
-from videomem.pipeline.types import MemoryConfig, VideoMemory
+from videomem.encoders.testing import build_tiny
+from videomem.memory.config import MemoryConfig
+from videomem.memory.types import VideoMemory
 from videomem.qa.tags import (
     ClassifierTagger,
     TagError,

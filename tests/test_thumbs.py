@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 from videomem.memory.builder import MemoryBuilder
+from videomem.memory.config import MemoryConfig
 from videomem.memory.thumbs import ThumbnailTracker
 from videomem.pipeline.thumbs import jpeg_thumbnails
-from videomem.pipeline.types import FrameTokens, MemoryConfig
+from videomem.pipeline.types import FrameTokens
 
 from tests.videos import frame_color, make_scenes
 
@@ -104,7 +105,7 @@ def test_index_video_stores_a_thumbnail_per_slot(tmp_path: Path) -> None:
     """Five solid-colour scenes in four slots: every thumbnail shows a colour of a
     scene inside its slot's span, and they survive the store round trip."""
     from videomem.encoders import load_encoder
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.jobs.index_video import index_video
     from videomem.memory.store import Store, VideoCommit, VideoRecord
     from videomem.pipeline.types import DecodeConfig

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from typer.testing import CliRunner
-from videomem.qa.answer import Question
-from videomem.qa.model import GenerationSettings
 from videomem.qa.tags import parse_tags_text
 from videomem.qa.textllm import Reply, TextLLM, TimelineAnswerer
 from videomem.qa.timeline import (
@@ -24,6 +22,7 @@ from videomem.qa.timeline import (
     merge_lines,
     render_line,
 )
+from videomem.qa.types import GenerationSettings, Question
 
 
 def words(text: str) -> int:

@@ -171,7 +171,7 @@ def test_index_one_video_from_torchcodec_frames(videos: dict[str, Path]) -> None
     """Tensors from the decoder go through the encoder and the thumbnails as they are;
     the memory is the ffmpeg path's up to resize rounding; the row names the decoder."""
     from videomem.encoders.registry import load_encoder
-    from videomem.encoders.tiny import tiny_checkpoint
+    from videomem.encoders.testing import tiny_checkpoint
     from videomem.jobs.index_video import index_one
 
     enc = load_encoder(tiny_checkpoint("clip"), "cpu", batch_size=8)

@@ -94,10 +94,10 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions):
 
     def job(self) -> Any:
         """The :class:`~videomem.jobs.index.IndexJob` (validated: ConfigError)."""
+        from videomem.encoders.config import EncoderConfig
         from videomem.jobs.index import IndexJob
         from videomem.jobs.index_config import check_inputs, decode_config, memory_config
         from videomem.memory.store import LeaseConfig
-        from videomem.pipeline.types import EncoderConfig
 
         if self.fps is not None and self.frames is not None:
             decode_config(self.fps, self.frames)  # the first check users meet

@@ -27,7 +27,7 @@ from typing import Any, get_type_hints
 
 import typer
 from videomem.pipeline.errors import ConfigError, VideomemError
-from videomem.qa.model import GenerationSettings
+from videomem.qa.types import GenerationSettings
 
 
 def command(fn: Callable[[Any], None]) -> Callable[..., None]:

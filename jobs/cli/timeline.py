@@ -104,7 +104,7 @@ class EvalOptions(StoreOptions, ModelDeviceOptions):
 
     def job(self) -> Any:
         from videomem.jobs.eval_job import EvalJob
-        from videomem.qa.model import GenerationSettings
+        from videomem.qa.types import GenerationSettings
 
         if not self.bench.exists():
             raise fail_usage(f"no such bench file or folder: {self.bench}")

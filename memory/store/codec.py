@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from videomem.memory.config import TOKEN_DTYPES, TOKEN_SCALES, TokenDtype, TokenScale
 from videomem.pipeline.errors import ConfigError, EncoderError
-from videomem.pipeline.types import TOKEN_DTYPES, TOKEN_SCALES, TokenDtype, TokenScale
 
 _QMAX = 127
 

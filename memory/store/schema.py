@@ -24,7 +24,7 @@ width height       int32, null
 codec probed_with  string, null
 rotation           int32, null
 model              string        what the user passed as ``--model``
-config_json        string        {"decode": …, "memory": …, "encoder": …} as used
+config_json        string        {"decode": …, "memory": …, "encoder": …} as used (``IndexConfig``)
 frames_sampled     int64         frames decoded and encoded
 slots              int32         long-term memory length L
 recent             int32         raw recent frames stored (breakpoint mode)
@@ -75,7 +75,6 @@ round trip bit-exact (NaN payloads and subnormals included). The encodings are
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, NamedTuple
@@ -83,14 +82,17 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pyarrow as pa
 import torch
+from videomem.memory.config import TOKEN_DTYPES
+from videomem.memory.index_config import IndexConfig
 from videomem.memory.store.codec import (
     PackedTokens,
     pack_tokens,
     reconstruction_error,
     unpack_tokens,
 )
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import TOKEN_DTYPES, VideoMemory, VideoSource
+from videomem.pipeline.types import VideoSource
 
 Status = Literal["indexed", "failed"]
 KEY = ("video_id", "encoder_fingerprint", "config_hash")
@@ -254,9 +256,9 @@ class VideoRecord:
         return (self.video_id, self.encoder_fingerprint, self.config_hash)
 
     @property
-    def config(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.config_json or "{}")
-        return parsed
+    def config(self) -> IndexConfig:
+        """What the memory was made with, parsed from ``config_json``."""
+        return IndexConfig.parse(self.config_json)
 
     def with_source(self, source: VideoSource) -> VideoRecord:
         """This record with the probe fields of ``source`` filled in."""

@@ -75,8 +75,8 @@ from videomem.memory.store.schema import (
     storage_fields,
     tokens_from_rows,
 )
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.types import MemoryConfig, VideoMemory
 
 log = logging.getLogger(__name__)
 
@@ -389,8 +389,7 @@ class Store:
         if n_slots and "thumbnail" in slots.column_names:
             col = slots.column("thumbnail")
             thumbs = None if col.null_count == n_slots else col.to_pylist()
-        cfg = rec.config.get("memory")
-        memory_config = MemoryConfig.from_dict(cfg) if cfg else MemoryConfig()
+        memory_config = rec.config.memory
         recent_tokens = recent_ts = None
         if len(recent):
             recent_tokens = tokens_from_rows(recent, n, d)

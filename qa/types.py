@@ -1,0 +1,113 @@
+"""The QA stage's types: the question modes, a question and its answer, a caption, the
+generation settings that change an answer, and the QA error.
+
+One home for what every QA module and job hands around (the VLM path in ``answer``,
+the text-LLM path in ``textllm``, scoring in ``eval``, the jobs), so a mode or a status
+is defined once. Plain dataclasses: importing this module loads neither torch nor
+transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from videomem.pipeline.errors import VideomemError
+from videomem.qa.layout import PROMPT_STYLES, PromptStyle
+
+
+class QAError(VideomemError):
+    """The QA stage cannot run for this model or memory (a usage-level error)."""
+
+
+#: "global": about the whole video; "breakpoint": about the moment ``time_s``
+Mode = Literal["global", "breakpoint"]
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question; ``time_s`` set = breakpoint mode at that time."""
+
+    question: str
+    time_s: float | None = None
+    question_id: str | None = None
+
+    @property
+    def mode(self) -> Mode:
+        return "global" if self.time_s is None else "breakpoint"
+
+
+@dataclass
+class Answer:
+    """One answer (or failure) with what produced it."""
+
+    question: Question
+    status: Literal["answered", "failed"] = "answered"
+    answer: str = ""
+    error: str | None = None
+    tokens: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    #: slots the prompt showed, and the stored memory's slots before fitting
+    slots: int = 0
+    memory_slots: int = 0
+    #: QA-time consolidation target (None: the memory fit as stored)
+    k: int | None = None
+    #: "memory" or "video" (breakpoint frames decoded again)
+    source: str = "memory"
+    seconds: float = 0.0
+    dtype: str = ""
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class Caption:
+    """A caption of a whole video (``global``) or of a segment of slots (``dense``)."""
+
+    kind: Literal["global", "dense"]
+    start_s: float
+    end_s: float
+    text: str
+    tokens: list[int]
+    status: Literal["answered", "failed"] = "answered"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What changes an answer; its hash is part of the key answers resume on."""
+
+    # Cap on generated tokens per answer.
+    max_new_tokens: int = 64
+    # Greedy by default: reproducible answers, resumable jobs.
+    do_sample: bool = False
+    # Sampling temperature and nucleus mass (only when do_sample).
+    temperature: float = 1.0
+    top_p: float = 1.0
+    # Seed of the sampler (each question reseeds, so batching cannot change samples).
+    seed: int | None = None
+    # Optional system message, rendered by the chat template.
+    system_prompt: str | None = None
+    # "timestamped" (slot spans as text) or "native" (the processor's exact layout).
+    prompt_style: PromptStyle = "timestamped"
+    # Context budget in tokens (None: the LM's max positions); past it the memory is
+    # consolidated further to K slots at QA time.
+    max_context: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise QAError("max_new_tokens must be >= 1")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise QAError(f"unknown prompt style {self.prompt_style!r}; use {PROMPT_STYLES}")
+        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise QAError("sampling needs temperature > 0 and 0 < top_p <= 1")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
