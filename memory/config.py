@@ -154,6 +154,14 @@ class MemoryConfig(ConfigBase):
             data = {**data, "max_span_s": None}
         return ConfigBase.from_dict.__func__(cls, data)  # type: ignore[attr-defined]
 
+    def to_dict(self) -> dict[str, Any]:
+        # max_span_s came after memories were stored and only the adaptive method reads
+        # it: the stored JSON of the other methods stays byte for byte as it was.
+        out = ConfigBase.to_dict(self)
+        if self.method != "adaptive":
+            out.pop("max_span_s", None)
+        return out
+
     def hashed_dict(self) -> dict[str, Any]:
         out = ConfigBase.hashed_dict(self)
         if self.method != "adaptive":

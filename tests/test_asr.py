@@ -8,7 +8,6 @@ Word error rate bound: WER_BOUND (3 words in 15 of the test sentences); espeak-n
 from __future__ import annotations
 
 import dataclasses
-import os
 import resource
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,7 +280,11 @@ def test_device_follows_what_ctranslate2_sees() -> None:
 def test_cache_folder_follows_videomem_cache(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """The named model lives under the project's one cache root (pipeline.cache)."""
     monkeypatch.setenv("VIDEOMEM_CACHE", str(tmp_path))
-    assert asr._cache_root() == tmp_path
-    monkeypatch.delenv("VIDEOMEM_CACHE")
-    assert asr._cache_root() == Path(os.path.expanduser("~")) / ".cache" / "videomem"
+    planted = tmp_path / "models" / "whisper-base"
+    planted.mkdir(parents=True)
+    (planted / "model.bin").write_bytes(b"")
+    (planted / "config.json").write_text("{}")
+    assert prepare_asr("whisper-base") == planted  # found there, not assembled again
+    assert (planted / "model.bin").stat().st_size == 0

@@ -13,6 +13,7 @@ Outside ``memory/store/`` no code folder (nor ``bench/``) imports ``lancedb`` or
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,47 @@ def test_every_folder_has_modules() -> None:
     assert (
         len(outside_store()) > 40 and (REPO / "memory" / "search" / "query.py") in outside_store()
     )
+
+
+def layout_rows() -> dict[str, list[tuple[str, str]]]:
+    """The README's Layout table: per code folder, its rows as (first cell, whole row)."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, list[tuple[str, str]]] = {}
+    folder = None
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 2:
+            continue
+        heading = re.fullmatch(r"\*\*`(\w+)/`\*\*", cells[0])
+        if heading:
+            folder = heading.group(1)
+            rows[folder] = []
+        elif folder is not None:
+            rows[folder].append((cells[0], line))
+    return rows
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_the_readme_layout_names_every_module(folder: str) -> None:
+    """Every module has a row (or is named in its sub-package's row) of the README's
+    Layout table, so the table cannot fall behind the code."""
+    rows = layout_rows().get(folder, [])
+    assert rows, f"the README's Layout table has no **`{folder}/`** section"
+    missing = []
+    for path in modules(folder):
+        if path.name == "__init__.py" or path.name == "__main__.py":
+            continue
+        rel = path.relative_to(REPO / folder)
+        parts = rel.parts
+        named = f"`{rel.as_posix()}`"
+        if len(parts) == 1:
+            ok = any(named in first for first, _ in rows)
+        else:  # in a sub-package: its own row, or named in the sub-package's row
+            sub = f"`{'/'.join(parts[:-1])}/`"
+            ok = any(named in first for first, _ in rows) or any(
+                first.startswith(sub) and f"`{parts[-1]}`" in row for first, row in rows
+            )
+        if not ok:
+            missing.append(f"{folder}/{rel.as_posix()}")
+    assert not missing, "modules the README's Layout table does not name: " + ", ".join(missing)

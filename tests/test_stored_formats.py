@@ -126,14 +126,28 @@ def test_a_videos_row_reads_its_config_through_the_record() -> None:
     assert row.config.decode.size == (224, 224)
 
 
-@pytest.mark.parametrize(
-    "text", ["{}", "", '{"memory": {"method": "adaptive"}}', '{"encoder": {"model": "m"}}']
-)
+@pytest.mark.parametrize("text", ["{}", "", '{"encoder": {"model": "m"}}'])
 def test_missing_parts_read_as_defaults(text: str) -> None:
     cfg = IndexConfig.parse(text)
     assert cfg.decode == DecodeConfig()
     assert cfg.memory == MemoryConfig()
     assert EncoderConfig.from_stored(cfg.encoder, "m") == EncoderConfig(model="m")
+
+
+def test_an_adaptive_memory_stored_before_max_span_s_reads_as_unlimited() -> None:
+    """A field added later reads as what the memory was built with: adaptive memories
+    stored before max_span_s had no span limit (and keep the key they were stored under)."""
+    old = IndexConfig.parse('{"memory": {"method": "adaptive", "metric": "cosine"}}').memory
+    assert old == MemoryConfig(metric="cosine", max_span_s=None)
+    assert old.hashed_dict() != MemoryConfig().hashed_dict()
+
+
+def test_max_span_s_stays_out_of_the_json_of_methods_that_do_not_read_it() -> None:
+    for preset in ("moviechat", "moviechat_reference", "mbc"):
+        cfg = MemoryConfig.preset(preset)
+        assert "max_span_s" not in cfg.to_dict()
+        assert MemoryConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    assert MemoryConfig().to_dict()["max_span_s"] == 20.0
 
 
 @pytest.mark.parametrize(
