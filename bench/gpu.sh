@@ -31,7 +31,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # the test files that use the gpu mark: only they are collected, so a test module that
 # imports a development-only package (duckdb, moto, ...) cannot stop the GPU run
 gpu_test_files() {
-    grep -lE 'pytest\.mark\.gpu|pytestmark.*\bgpu\b' tests/test_*.py
+    grep -lE 'pytest\.mark\.gpu|pytestmark.*\bgpu\b' $(find tests -name 'test_*.py')
 }
 case "${1:-}" in
 --list-tests) gpu_test_files; exit 0 ;;

@@ -1,6 +1,6 @@
 """How well a consolidated memory keeps a video's scenes: synthetic scenes and two scores.
 
-Used by ``tests/test_memory_quality.py`` and ``bench/memory.py``; pure functions.
+Used by ``tests/memory/test_quality.py`` and ``bench/memory.py``; pure functions.
 
 * :func:`synthetic_scenes`: K scenes, each a random prototype ``[N, D]`` plus
   per-frame noise, with given (typically very uneven) lengths, sampled at 1 fps.

@@ -6,14 +6,11 @@ videos with ffmpeg); this file only holds what every area needs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-#: real clips nobody on this project made; tests skip cleanly when absent
-SHARED = Path(os.environ.get("VIDEOMEM_SHARED", REPO.parent / "shared"))
+from tests.paths import SHARED
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import ConfigError
 from videomem.pipeline.types import DecodeConfig, FrameTokens
 
-from tests.test_builder import build, video
-from tests.test_merge import naive_merge
+from tests.memory.test_builder import build, video
+from tests.memory.test_merge import naive_merge
 
 # --------------------------------------------------------------------------- naive references
 

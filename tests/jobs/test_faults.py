@@ -26,7 +26,7 @@ from videomem.memory.store import MEMORIES, Store, VideoCommit
 from videomem.pipeline.errors import StoreError
 from videomem.pipeline.types import DecodeConfig
 
-from tests.test_store import bits, make_memory, record, whole_videos
+from tests.memory.store.test_store import bits, make_memory, record, whole_videos
 from tests.videos import make_pattern
 
 # --------------------------------------------------------------------------- full disk

@@ -84,7 +84,7 @@ def test_ls(indexed, env) -> None:
 
 
 def test_index_with_torchcodec_says_so(videos: Path, env: dict[str, str], tmp_path: Path) -> None:
-    from tests.test_torch_decode import WHY_NOT
+    from tests.pipeline.test_torch_decode import WHY_NOT
 
     if WHY_NOT is not None:
         pytest.skip(WHY_NOT)
@@ -348,7 +348,7 @@ def test_memory_presets_and_threshold_reach_the_stored_config(
 def test_ls_pages_through_a_store(tmp_path: Path) -> None:
     from videomem.memory.store import Store, VideoCommit
 
-    from tests.test_store import make_memory, record
+    from tests.memory.store.test_store import make_memory, record
 
     with Store(tmp_path / "s", writer=True) as st:
         st.commit([VideoCommit(record(f"v{i}"), make_memory(f"v{i}")) for i in range(5)])

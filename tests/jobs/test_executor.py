@@ -19,7 +19,7 @@ import pytest
 from videomem.jobs.executor import LocalExecutor, RayExecutor, WorkerError, make_executor
 from videomem.pipeline.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 
 @dataclass(frozen=True)

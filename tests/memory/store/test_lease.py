@@ -19,7 +19,8 @@ from videomem.memory.store import Store, VideoCommit
 from videomem.memory.store.lease import LEASE_NAME, LeaseConfig, object_store
 from videomem.pipeline.errors import ConfigError, StoreError
 
-from tests.test_store import make_memory, record
+from tests.memory.store.test_store import make_memory, record
+from tests.paths import REPO
 
 TTL = 4.0
 
@@ -30,7 +31,7 @@ import json, sys
 from videomem.memory.store import LeaseConfig
 from videomem.memory.store import VideoCommit
 from videomem.memory.store import Store
-from tests.test_store import make_memory, record
+from tests.memory.store.test_store import make_memory, record
 uri, options, ttl = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
 store = Store(uri, writer=True, storage_options=options, lease=LeaseConfig(ttl_s=ttl))
 print("ready", flush=True)
@@ -57,7 +58,7 @@ def holder(uri: str, options: dict[str, str], ttl: float = TTL) -> subprocess.Po
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=REPO,
     )
     line = proc.stdout.readline()  # type: ignore[union-attr]
     if line.strip() != "ready":

@@ -23,7 +23,8 @@ from videomem.qa.eval import (
     summary_table,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
+
 BENCH = REPO / "bench" / "sample_clips_qa.json"
 
 

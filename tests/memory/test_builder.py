@@ -13,7 +13,7 @@ from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import ConfigError, DecodeError, EncoderError
 from videomem.pipeline.types import FrameTokens
 
-from tests.test_merge import malmm_step, naive_merge
+from tests.memory.test_merge import malmm_step, naive_merge
 
 
 def video(t: int, n: int = 4, d: int = 16, e: int | None = 5, seed: int = 0, fps: float = 2.0):

@@ -36,7 +36,7 @@ from videomem.pipeline.probe import probe
 from videomem.pipeline.segments import cpu_share
 from videomem.pipeline.types import DecodeConfig
 
-from tests.test_store import whole_videos
+from tests.memory.store.test_store import whole_videos
 from tests.videos import (
     make_broken,
     make_long,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from videomem.jobs.cli import app
 from videomem.memory.store import Store, VideoCommit
 
-from tests.test_store import make_memory, record
+from tests.memory.store.test_store import make_memory, record
 
 
 @pytest.fixture()

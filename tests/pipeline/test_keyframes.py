@@ -17,7 +17,7 @@ from videomem.pipeline.ffmpeg import find_ffmpeg, find_ffprobe
 from videomem.pipeline.probe import probe
 from videomem.pipeline.types import DecodeConfig
 
-from tests.test_decode import collect
+from tests.pipeline.test_decode import collect
 from tests.videos import (
     imageio_ffmpeg_exe,
     make_long,

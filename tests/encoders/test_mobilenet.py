@@ -16,7 +16,7 @@ from videomem.encoders.registry import FAMILIES
 from videomem.encoders.testing import build_tiny
 from videomem.pipeline.errors import EncoderError
 
-from tests.test_encoders_clip import naive_pool  # the same k x k grid-pool reference
+from tests.encoders.test_clip import naive_pool  # the same k x k grid-pool reference
 
 
 @pytest.fixture(scope="session")

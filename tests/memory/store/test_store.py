@@ -29,6 +29,8 @@ from videomem.memory.store.schema import (
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
 
+from tests.paths import REPO
+
 N, D, E = 4, 8, 6
 
 
@@ -247,13 +249,12 @@ def test_a_killed_writer_leaves_no_marker_so_the_next_job_collects(tmp_path: Pat
     child = (
         "import os, signal\n"
         "from videomem.memory.store import Store\n"
-        "from tests.test_store import orphans\n"
+        "from tests.memory.store.test_store import orphans\n"
         f"s = Store({str(path)!r}, writer=True)\n"
         "orphans(s)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    repo = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", child], cwd=repo, capture_output=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True, timeout=300)
     assert r.returncode == -9, r.stderr.decode()
     # a writer that collects nothing (a QA job) and closes must not vouch for the kill
     Store(path, writer=True).close()

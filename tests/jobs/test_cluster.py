@@ -19,8 +19,8 @@ import pytest
 from videomem.memory.store import Store
 from videomem.pipeline.errors import StoreError
 
+from tests.memory.store.test_store import whole_videos
 from tests.ray_cluster import LocalRayCluster
-from tests.test_store import whole_videos
 from tests.videos import make_pattern
 
 # a real head node (`ray start --head`, ~15 s) and model loads in actors

@@ -15,13 +15,13 @@ from videomem.pipeline.audio import SAMPLE_RATE, AudioChunk, NoAudio, open_audio
 from videomem.pipeline.errors import ConfigError, DecodeError
 from videomem.pipeline.probe import probe
 
+from tests.pipeline.test_decode import child_pids
 from tests.speech import (
     SpeechClip,
     make_long_speech_video,
     make_silent_video,
     make_speech_video,
 )
-from tests.test_decode import child_pids
 from tests.videos import make_scenes, run_ffmpeg, which_ffprobe
 
 

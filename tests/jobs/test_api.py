@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from videomem.jobs.cli import app
 from videomem.memory.store import Store
 
+from tests.paths import REPO
 from tests.videos import make_pattern
 
 
@@ -125,7 +126,7 @@ def test_no_cli_command_function_is_over_30_lines() -> None:
     for group in app.registered_groups:
         commands += group.typer_instance.registered_commands
     names = {c.callback.__name__ for c in commands}
-    cli = Path(__file__).resolve().parents[1] / "jobs" / "cli"
+    cli = REPO / "jobs" / "cli"
     seen, long = set(), []
     for path in sorted(cli.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

@@ -27,7 +27,7 @@ from videomem.pipeline.segments import (
 )
 from videomem.pipeline.types import DecodeConfig, VideoSource
 
-from tests.test_decode import child_pids, collect
+from tests.pipeline.test_decode import child_pids, collect
 from tests.videos import make_long, make_scenes, run_ffmpeg, tricky_videos
 from tests.waiting import holds_for, wait_until
 

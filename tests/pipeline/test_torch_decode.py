@@ -17,7 +17,7 @@ from videomem.pipeline.thumbs import jpeg_thumbnails
 from videomem.pipeline.torch_decode import decode_torchcodec, fit_box, shape_frames
 from videomem.pipeline.types import DecodeConfig
 
-from tests.test_index import SMALL_MEMORY
+from tests.jobs.test_index import SMALL_MEMORY
 from tests.videos import make_pattern, make_truncated_faststart, tricky_videos
 
 

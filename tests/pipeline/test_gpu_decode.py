@@ -13,7 +13,7 @@ from videomem.pipeline.decode import DecodeInfo, decode
 from videomem.pipeline.probe import probe
 from videomem.pipeline.types import DecodeConfig
 
-from tests.test_decode import collect
+from tests.pipeline.test_decode import collect
 from tests.videos import make_rotated, make_scenes, run_ffmpeg
 
 CONFIGS = [
