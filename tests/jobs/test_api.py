@@ -165,3 +165,36 @@ def test_index_options_are_checked_by_the_library_not_the_cli(tmp_path: Path) ->
         from videomem.jobs.api import SearchRequest
 
         SearchRequest("s", "  ")
+
+
+def readme_python_example() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow  # SmolLM2 answers on the CPU
+def test_the_readme_python_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_testdata: Path
+) -> None:
+    """The README's Python API example, run verbatim in a folder holding what it names
+    (``clips/bikes.mp4``, ``questions.jsonl``): the documented calls exist, take the
+    documented arguments and return what the example reads."""
+    import shutil
+
+    (tmp_path / "clips").mkdir()
+    shutil.copy(shared_testdata / "bikes.mp4", tmp_path / "clips" / "bikes.mp4")
+    (tmp_path / "questions.jsonl").write_text(
+        json.dumps({"video": "bikes.mp4", "question": "Is there a bicycle?"}) + "\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(readme_python_example(), "README.md (Python API)", "exec"), namespace)
+    assert namespace["summary"].indexed == 1  # type: ignore[attr-defined]
+    assert namespace["result"].answer.answer.strip()  # type: ignore[attr-defined]
+    assert namespace["page"] is not None
+    assert namespace["hits"].moments  # type: ignore[attr-defined]  # the captions are found
+    with Store("videomem-store") as st:
+        assert st.count_videos("indexed") == 1
+        (row,) = st.read_qa_rows("answers")  # the bulk qa's; ask stores nothing
+        assert row["status"] == "answered" and row["model"] == "smollm2", row["error"]
