@@ -57,6 +57,8 @@ __all__ = [
     "SplitModel",
     "WhisperRecognizer",
     "asr_device",
+    "asr_model_dir",
+    "is_assembled",
     "load_recognizer",
     "load_whisper",
     "prepare_asr",
@@ -105,8 +107,14 @@ def _installed_file(distribution: str, filename: str, hint: str) -> Path:
     raise EncoderError(f"{distribution} is installed but has no {filename}: {hint}")
 
 
-def _is_assembled(path: Path) -> bool:
+def is_assembled(path: Path) -> bool:
+    """Whether ``path`` holds an assembled CTranslate2 model."""
     return (path / "model.bin").is_file() and (path / "config.json").is_file()
+
+
+def asr_model_dir(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Where the named offline speech model is assembled."""
+    return Path(cache_dir or default_cache_dir()) / "models" / name
 
 
 def prepare_asr(name: str, cache_dir: str | Path | None = None, force: bool = False) -> Path:
@@ -115,8 +123,8 @@ def prepare_asr(name: str, cache_dir: str | Path | None = None, force: bool = Fa
         source = NAMED_ASR[name]
     except KeyError:
         raise EncoderError(f"no named speech model {name!r}; have {sorted(NAMED_ASR)}") from None
-    out = Path(cache_dir or default_cache_dir()) / "models" / name
-    if _is_assembled(out) and not force:
+    out = asr_model_dir(name, cache_dir)
+    if is_assembled(out) and not force:
         return out
     pieces = [_installed_file(d, f, source.install_hint) for d, f in source.parts]
     first = source.parts[0][0]
@@ -141,7 +149,7 @@ def prepare_asr(name: str, cache_dir: str | Path | None = None, force: bool = Fa
         try:
             tmp.rename(out)
         except OSError:
-            if not _is_assembled(out):  # not a lost race with another process: a real error
+            if not is_assembled(out):  # not a lost race with another process: a real error
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

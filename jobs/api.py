@@ -361,18 +361,28 @@ class NamedModel:
 
 
 def models() -> list[NamedModel]:
-    """The named models (``--llm smollm2`` …) and whether each is prepared."""
+    """The named models (``--llm smollm2``, the speech model ``whisper-base`` …) and
+    whether each is prepared in the cache."""
+    from videomem.encoders.asr import NAMED_ASR, asr_model_dir, is_assembled
     from videomem.encoders.prepared import PREPARED, is_prepared, prepared_dir
 
     out = []
     for name, src in PREPARED.items():
         path = prepared_dir(name)
         out.append(NamedModel(name, path, is_prepared(path), f"{src.distribution}: {src.filename}"))
+    for name, split in NAMED_ASR.items():
+        path = asr_model_dir(name)
+        parts = " + ".join(f"{d}: {f}" for d, f in split.parts)
+        out.append(NamedModel(name, path, is_assembled(path), parts))
     return out
 
 
 def prepare_model(name: str, force: bool = False) -> Path:
-    """Convert a named model once into a safetensors checkpoint in the cache."""
+    """Make a named model ready once in the cache: an LLM converted to a safetensors
+    checkpoint, the speech model assembled from its package halves."""
+    from videomem.encoders.asr import NAMED_ASR, prepare_asr
     from videomem.encoders.prepared import prepare
 
+    if name in NAMED_ASR:
+        return prepare_asr(name, force=force)
     return prepare(name, force=force)

