@@ -59,8 +59,13 @@ def test_wheel_builds_and_installs(tmp_path: Path) -> None:
     )
     (wheel,) = wheel_dir.glob("videomem-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for folder in FOLDERS:
-        assert f"videomem/{folder}/__init__.py" in names
+    # every module of the five folders, sub-packages included, is in the wheel
+    modules = {
+        f"videomem/{p.relative_to(REPO).as_posix()}"
+        for folder in FOLDERS
+        for p in (REPO / folder).rglob("*.py")
+    }
+    assert not sorted(modules - set(names)), "modules missing from the wheel"
     assert not [n for n in names if n.split("/")[0] in FOLDERS], "bare package in wheel"
     assert not [n for n in names if n.startswith("tests/") or n.startswith("bench/")]
 
