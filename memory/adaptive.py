@@ -61,6 +61,7 @@ from videomem.memory.merge import (
     pair_similarity,
     pooled,
     pooled_similarity,
+    ranking_metric,
 )
 from videomem.pipeline.errors import ConfigError
 
@@ -77,6 +78,8 @@ class AdaptiveChain:
     sims   [C] float32        similarity of a slot with the next one; -inf: none/free
     esims  [C] float32        ``sims`` where the pair's union fits ``max_span_s``, else
                               -inf; None when there is no span limit
+    rsims  [C] float32        the pair's ``ranking_metric`` similarity, which orders the
+                              merges a budget forces; None when that is ``metric`` itself
     sizes, starts, last, first  per row: frames merged, start time, last frame's
                               time, first frame's index
     nxt, prv                  per row: next/previous slot's row, ``-1`` at the ends
@@ -88,6 +91,7 @@ class AdaptiveChain:
     pool: torch.Tensor | None
     sims: torch.Tensor
     esims: torch.Tensor | None
+    rsims: torch.Tensor | None
     sizes: list[int]
     starts: list[float]
     last: list[float]
@@ -138,6 +142,7 @@ class AdaptiveChain:
             else torch.zeros(c, 1, d, dtype=torch.float32, device=device),
             sims=no_pair,
             esims=None if max_span_s is None else no_pair.clone(),
+            rsims=None if ranking_metric(metric) == metric else no_pair.clone(),
             sizes=[0] * c,
             starts=[0.0] * c,
             last=[0.0] * c,
@@ -199,7 +204,10 @@ class AdaptiveChain:
                 return
             # Under budget only pairs whose union stays within max_span_s may merge;
             # over budget every pair may (the budget wins over the span).
-            sims = self.sims if over or self.esims is None else self.esims
+            if over:
+                sims = self.sims if self.rsims is None else self.rsims
+            else:
+                sims = self.sims if self.esims is None else self.esims
             best = sims.max()
             if not (over or (threshold is not None and float(best) >= threshold)):
                 return  # (-inf, no pair that may merge, is never >= threshold)
@@ -213,9 +221,14 @@ class AdaptiveChain:
             self.sims[i] = _NO_PAIR
             if self.esims is not None:
                 self.esims[i] = _NO_PAIR
+            if self.rsims is not None:
+                self.rsims[i] = _NO_PAIR
             return
         s = self._sim(i, k)
         self.sims[i] = s
+        if self.rsims is not None:
+            rank = ranking_metric(self.metric)
+            self.rsims[i] = pair_similarity(self.x[i : i + 1], self.x[k : k + 1], rank)[0]
         if self.esims is not None and self.max_span_s is not None:
             fits = self.last[k] - self.starts[i] < self.max_span_s
             self.esims[i] = s if fits else _NO_PAIR

@@ -7,8 +7,9 @@ same stored memory and K always give the same slots.
 
 Design decisions:
 
-* **The memory's own criterion** (``memory_config.metric``; ``token_min`` for the
-  adaptive default), so re-consolidation keeps the local events indexing kept. No
+* **The memory's own budget criterion** (``merge.ranking_metric`` of its
+  ``memory_config.metric``: the mean per-position cosine for the adaptive default's
+  ``token_min``), the order in which indexing merges when its budget forces it. No
   span limit: reaching K is a budget, and the budget wins over the span.
 * **Always size-weighted**, whatever the memory was built with: a re-consolidated slot
   is then the mean of the frames it covers, and its embedding the mean of theirs.
@@ -27,7 +28,7 @@ import dataclasses
 
 import torch
 from videomem.memory.config import Metric
-from videomem.memory.merge import merge_adjacent
+from videomem.memory.merge import merge_adjacent, ranking_metric
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import ConfigError
 
@@ -42,7 +43,7 @@ def consolidate_memory(mem: VideoMemory, k: int, metric: Metric | None = None) -
         raise ConfigError(f"consolidate_memory: k must be >= 1, got {k}")
     if len(mem) <= k:
         return mem
-    metric = mem.memory_config.metric if metric is None else metric
+    metric = ranking_metric(mem.memory_config.metric) if metric is None else metric
     spans = torch.stack([mem.start_s, mem.end_s], dim=1)
     emb = None if mem.embedding is None else mem.embedding.float()
     out = merge_adjacent(mem.tokens.float(), mem.sizes, spans, k, metric, "size", embedding=emb)

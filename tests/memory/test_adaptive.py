@@ -12,7 +12,7 @@ import torch
 from videomem.memory import AdaptiveChain, MemoryBuilder, consolidate_memory
 from videomem.memory.config import MemoryConfig
 from videomem.memory.index_config import index_config_hash
-from videomem.memory.merge import pair_similarity
+from videomem.memory.merge import pair_similarity, ranking_metric
 from videomem.memory.quality import scene_recall, slot_purity, synthetic_scenes
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import ConfigError
@@ -44,8 +44,10 @@ def naive_adaptive(
         st.append(float(ts[f]))
         last.append(float(ts[f]))
         while len(xs) > 1:
+            # over budget, the pair to merge is ranked by the metric's ranking metric
+            rank = metric if len(xs) <= budget else ranking_metric(metric)
             sims = [
-                float(pair_similarity(xs[i][None], xs[i + 1][None], metric))
+                float(pair_similarity(xs[i][None], xs[i + 1][None], rank))
                 for i in range(len(xs) - 1)
             ]
             if len(xs) <= budget:
@@ -218,7 +220,13 @@ def test_consolidate_memory_matches_naive_merge(cfg: MemoryConfig, k: int) -> No
     got = consolidate_memory(mem, k)
     spans = torch.stack([mem.start_s, mem.end_s], 1)
     want_x, want_sz, want_sp, want_e = naive_merge(
-        mem.tokens.float(), mem.sizes.tolist(), spans, k, cfg.metric, "size", mem.embedding
+        mem.tokens.float(),
+        mem.sizes.tolist(),
+        spans,
+        k,
+        ranking_metric(cfg.metric),
+        "size",
+        mem.embedding,
     )
     assert len(got) == k < n0
     assert got.sizes.tolist() == want_sz  # the merge order of the naive loop

@@ -297,3 +297,29 @@ def test_index_video_end_to_end(
     print("\ntop-3 ImageNet labels, one frame per second:")
     for t, row in enumerate(names):
         print(f"  {t:5.1f}s  {', '.join(row)}")
+
+
+@pytest.mark.parametrize("budget", [3, 6])
+def test_budget_merges_of_the_default_keep_every_clip_at_1_fps(
+    shared_testdata: Path, encoder: MobileNetEncoder, budget: int
+) -> None:
+    """The three sample clips, each decoded whole at 1 fps and joined (21 frames), under
+    budgets of 3 and 6 slots: every clip keeps a clean slot. When the budget forces
+    merges the default ranks them by the mean per-position cosine, not by its lowest
+    position (``merge.ranking_metric``); ranked by the lowest position, cuts of busy
+    footage (every position moves) tie with motion inside a clip, and these budgets
+    kept 1 and 2 of the 3 clips."""
+    parts, ends = [], [0]
+    for clip in ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"):
+        for batch in decode(shared_testdata / clip, DecodeConfig(fps=1.0, size=encoder.input_size)):
+            parts.append(encoder.encode(batch.frames, batch.timestamps))
+        ends.append(sum(len(p.timestamps) for p in parts))
+    x = torch.cat([p.tokens for p in parts])
+    emb = torch.cat([p.embedding for p in parts if p.embedding is not None])
+    ts = torch.arange(x.shape[0], dtype=torch.float64)  # joined, one frame a second
+    mem = build(FrameTokens(x, ts, emb), MemoryConfig(long_term_len=budget))
+    b = torch.tensor(ends, dtype=torch.float64)
+    print(f"\n1 fps, L={budget}: {spans(mem)} (cuts {b.tolist()})")
+    assert len(mem) == budget
+    assert scene_recall(mem.start_s, mem.end_s, b) == 1.0
+    assert slot_purity(mem.start_s, mem.end_s, b) == 1.0
