@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 from videomem.encoders.asr_windows import speech_windows
 from videomem.encoders.hf import check_hub, resolve_checkpoint
 from videomem.pipeline.audio import SAMPLE_RATE, AudioChunk
+from videomem.pipeline.cache import build_folder
 from videomem.pipeline.cache import cache_dir as default_cache_dir
 from videomem.pipeline.errors import ConfigError, EncoderError
 from videomem.pipeline.transcript import SpeechSegment, Word
@@ -129,9 +129,8 @@ def prepare_asr(name: str, cache_dir: str | Path | None = None, force: bool = Fa
     pieces = [_installed_file(d, f, source.install_hint) for d, f in source.parts]
     first = source.parts[0][0]
     files = [_installed_file(first, f, source.install_hint) for f in source.files]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
-    try:
+
+    def assemble(tmp: Path) -> None:
         for f in files:
             shutil.copyfile(f, tmp / f.name)
         with open(tmp / "model.bin.tmp", "wb") as dst:
@@ -144,15 +143,8 @@ def prepare_asr(name: str, cache_dir: str | Path | None = None, force: bool = Fa
                 f"assembling {name}: wrote {got} bytes of model.bin, expected {want}"
             )
         (tmp / "model.bin.tmp").rename(tmp / "model.bin")
-        if force and out.exists():
-            shutil.rmtree(out)
-        try:
-            tmp.rename(out)
-        except OSError:
-            if not is_assembled(out):  # not a lost race with another process: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    build_folder(out, assemble, is_assembled, force)
     return out
 
 

@@ -24,11 +24,10 @@ Design decisions:
 from __future__ import annotations
 
 import importlib.metadata as md
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from videomem.pipeline.cache import build_folder
 from videomem.pipeline.cache import cache_dir as default_cache_dir
 from videomem.pipeline.errors import VideomemError
 
@@ -119,17 +118,4 @@ def prepare(name: str, cache_dir: str | Path | None = None, force: bool = False)
     if is_prepared(out) and not force:
         return out
     gguf = gguf_path(source)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
-    try:
-        convert_gguf(gguf, tmp)
-        if force and out.exists():
-            shutil.rmtree(out)
-        try:
-            tmp.rename(out)
-        except OSError:
-            if not is_prepared(out):  # not a lost race: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return build_folder(out, lambda tmp: convert_gguf(gguf, tmp), is_prepared, force)

@@ -25,3 +25,31 @@ def test_every_cache_user_shares_the_root(monkeypatch: pytest.MonkeyPatch, tmp_p
 
     monkeypatch.setenv("VIDEOMEM_CACHE", str(tmp_path))
     assert prepared_dir("smollm2") == tmp_path / "models" / "smollm2"
+
+
+def test_build_folder_is_atomic_and_replaces_only_when_forced(tmp_path: Path) -> None:
+    from videomem.pipeline.cache import build_folder
+
+    out = tmp_path / "models" / "m"
+
+    def write(text: str):  # type: ignore[no-untyped-def]
+        return lambda tmp: (tmp / "f").write_text(text)
+
+    def ready(p: Path) -> bool:
+        return (p / "f").is_file()
+
+    assert build_folder(out, write("one"), ready) == out
+    assert (out / "f").read_text() == "one"
+    build_folder(out, write("two"), ready, force=True)
+    assert (out / "f").read_text() == "two"
+    # another process got there first: its folder stays, ours is thrown away
+    build_folder(out, write("three"), ready)
+    assert (out / "f").read_text() == "two"
+
+    def broken(tmp: Path) -> None:
+        (tmp / "half").write_text("x")
+        raise RuntimeError("build failed")
+
+    with pytest.raises(RuntimeError):
+        build_folder(tmp_path / "models" / "n", broken, ready)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["m"]  # no half folder
