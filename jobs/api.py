@@ -211,8 +211,7 @@ class SearchOutcome:
 
 def search(request: SearchRequest) -> SearchOutcome:
     """Ranked (video, time span) moments for a query across the store."""
-    from videomem.encoders.text import TextTowers, sentence_embedder
-    from videomem.memory.search import search as run_search
+    from videomem.jobs.searcher import Searcher
 
     refreshed = None
     if request.refresh:
@@ -223,14 +222,8 @@ def search(request: SearchRequest) -> SearchOutcome:
         if not request.query.strip():
             return SearchOutcome(None, refreshed)
     with open_store(request.store, request.storage_options) as st:
-        result = run_search(
-            st,
-            request.query,
-            k=request.k,
-            video=request.video,
-            source=request.source,
-            text_embedder=lambda: sentence_embedder(request.device),
-            tower_for=TextTowers(request.device),
+        result = Searcher(request.device).search(
+            st, request.query, k=request.k, video=request.video, source=request.source
         )
         if request.plot is not None:
             from videomem.jobs.plot import plot_contact_sheet
