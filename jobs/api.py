@@ -43,6 +43,7 @@ from videomem.qa.types import GenerationSettings
 
 if TYPE_CHECKING:
     from videomem.jobs.progress import Reporter
+    from videomem.jobs.serve import ServeConfig
     from videomem.memory.search import RefreshReport, SearchResult
     from videomem.memory.store import RepairReport, Store, VideoRecord
     from videomem.pipeline.types import DecodeConfig
@@ -69,6 +70,7 @@ __all__ = [
     "qa",
     "repair",
     "search",
+    "serve",
     "show",
     "tag",
 ]
@@ -232,6 +234,14 @@ def search(request: SearchRequest) -> SearchOutcome:
             thumbs = moment_thumbnails(st, result.moments)
             plot_contact_sheet(request.query, result.moments, thumbs, request.plot)
     return SearchOutcome(result, refreshed)
+
+
+def serve(config: ServeConfig, announce: Callable[[str], None] = print) -> None:
+    """Serve a store as a local web app and JSON API until interrupted (models load
+    once and stay warm); ``announce`` gets the URL once the socket is bound."""
+    from videomem.jobs.serve import serve as run_server
+
+    run_server(config, announce)
 
 
 # --------------------------------------------------------------------------- the store
