@@ -78,7 +78,8 @@ def test_video_page_and_json(served: Running, searchable_store: Path) -> None:
         assert len(data["slots"]) == rec.slots > 0
         assert data["slots"][0]["start_s"] == 0.0
         assert all(
-            a["end_s"] <= b["start_s"] + 1e-9 for a, b in zip(data["slots"], data["slots"][1:])
+            a["end_s"] <= b["start_s"] + 1e-9
+            for a, b in zip(data["slots"], data["slots"][1:], strict=False)
         )
         assert data["tag_lines"] == n_tags > 0
         assert any(s["tags"] for s in data["slots"])
