@@ -50,7 +50,12 @@ def _query(request: Request, **change: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
+def _secs(s: float | None) -> str:
+    return "–" if s is None else f"{s:.2f} s"
+
+
 _ENV.filters["clock"] = _clock
+_ENV.filters["secs"] = _secs
 _ENV.globals["query"] = _query
 
 
