@@ -16,8 +16,10 @@ Prints, all measured in this run (``memory.needle``, ``memory.redundancy``):
        real ImageNet MobileNetV2 ([49, 1280]) at --real-fps, joined and looped (the
        tokens, not the video) to the same length; every clip of every loop is a scene.
    Each seed places 3, 2 or 1 needles (seed 0, 1, 2, ...) of one frame, and of one
-   second where that is more than one frame, at random places: frames of another
-   scene (or clip). Recall = needles recalled / needles placed, over all seeds.
+   second where that is more than one frame (real clips at --real-fps 2; at 1 fps
+   the two are the same), at random places: frames of another scene (or clip).
+   Recall = needles recalled / needles placed, over all seeds. --scenes 12 by
+   default, as the issue's "12 uneven scenes".
 2. Token-level redundancy of the same memories (seed 0) and of the default memory of
    the sample clips joined (at 1 and 4 fps): at each tau, the fraction of tokens per
    slot whose cosine distance to the same position of the previous slot exceeds tau
@@ -271,7 +273,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 seed, 20 minutes per stream")
     ap.add_argument("--seeds", type=int, help="seeds per stream (default 4; --quick 1)")
     ap.add_argument("--minutes", type=int, help="length of each stream (default 60; --quick 20)")
-    ap.add_argument("--scenes", type=int, default=24, help="scenes of the synthetic stream")
+    ap.add_argument("--scenes", type=int, default=12, help="scenes of the synthetic stream")
     ap.add_argument("--real-fps", type=float, default=1.0, help="sampling rate of the real clips")
     args = ap.parse_args()
     seeds = args.seeds or (1 if args.quick else 4)
