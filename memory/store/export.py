@@ -8,8 +8,8 @@ Design decisions:
   chunks of runs so a large store never sits in memory at once. ``tokens=False``
   leaves the token bytes out (the slots' spans, sizes and embeddings are a few
   hundred bytes a row; tokens are most of a store).
-* ``captions`` and ``answers`` (the QA stage's tables) when the store has them, as
-  they are. The search indexes are derived data and are not exported.
+* ``captions`` and ``answers`` (the QA stage's tables) and ``transcripts`` (the speech
+  track's, segments nested) when the store has them, as they are. The search indexes are derived data and are not exported.
 * Each file is written to ``.tmp`` and renamed: a reader never sees half a file.
 """
 
@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from videomem.memory.store.qa_tables import ANSWERS, CAPTIONS, SCHEMAS
 from videomem.memory.store.schema import MEMORIES, MEMORIES_SCHEMA, VIDEOS, VIDEOS_SCHEMA, conform
+from videomem.memory.store.transcripts import TRANSCRIPTS, TRANSCRIPTS_SCHEMA
 from videomem.pipeline.errors import StoreError
 
 if TYPE_CHECKING:
@@ -51,8 +52,8 @@ def _tables(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
 def export_store(
     store: Store, out_dir: str | os.PathLike[str], *, tokens: bool = True
 ) -> dict[str, Path]:
-    """Write ``<table>.parquet`` for videos, memories, and captions/answers when
-    present, to ``out_dir``. Returns table name -> path."""
+    """Write ``<table>.parquet`` for videos, memories, and captions/answers/transcripts
+    when present, to ``out_dir``. Returns table name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -74,6 +75,9 @@ def export_store(
             if name in names:
                 rows = _tables(store.qa_row_batches(name, None))
                 paths[name] = _write(out / f"{name}.parquet", SCHEMAS[name], rows)
+        if TRANSCRIPTS in names:
+            rows = _tables(store.transcript_batches())
+            paths[TRANSCRIPTS] = _write(out / "transcripts.parquet", TRANSCRIPTS_SCHEMA, rows)
     except StoreError:
         raise
     except Exception as e:  # lancedb / pyarrow raise plain errors

@@ -77,6 +77,7 @@ from videomem.memory.store.schema import (
 )
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
+from videomem.pipeline.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -706,6 +707,77 @@ class Store:
         where = f"video_id = {sql_str(video_id)} AND run_id = {sql_str(rec.run_id)}"
         rows = self.read_qa_rows("captions", where)
         return sorted(rows, key=lambda r: (r["kind"] != "global", r["start_s"], r["kind"]))
+
+    # ------------------------------------------------------------------ transcripts
+
+    def _transcripts_table(self, create: bool) -> Any:
+        from videomem.memory.store.transcripts import TRANSCRIPTS, TRANSCRIPTS_SCHEMA
+
+        if TRANSCRIPTS not in self.table_names():
+            if not create:
+                return None
+            self.require_writer()
+            return self._db.create_table(TRANSCRIPTS, schema=TRANSCRIPTS_SCHEMA, exist_ok=True)
+        return self._db.open_table(TRANSCRIPTS)
+
+    def add_transcripts(self, transcripts: Sequence[Transcript]) -> int:
+        """Upsert transcripts on their key (video, model, settings hash) in one commit:
+        a re-run replaces rows, never duplicates them. Returns the rows written."""
+        from videomem.memory.store.transcripts import TRANSCRIPT_KEY, transcripts_table
+
+        self.require_writer()
+        if not transcripts:
+            return 0
+        table = self._transcripts_table(create=True)
+        try:
+            (
+                table.merge_insert(list(TRANSCRIPT_KEY))
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(transcripts_table(list(transcripts)))
+            )
+        except Exception as e:
+            raise self._lance_error("transcripts", "write", e) from e
+        return len(transcripts)
+
+    def transcripts(
+        self, video_id: str | None = None, *, model: str | None = None
+    ) -> list[Transcript]:
+        """Every stored transcript (of ``video_id`` / by ``model`` when given)."""
+        from videomem.memory.store.transcripts import transcript_from_row
+
+        table = self._transcripts_table(create=False)
+        if table is None:
+            return []
+        where = " AND ".join(
+            f"{col} = {sql_str(v)}" for col, v in (("video_id", video_id), ("model", model)) if v
+        )
+        return [transcript_from_row(r) for r in self._scan(table, where or None).to_pylist()]
+
+    def transcript(self, video_id: str, model: str | None = None) -> Transcript | None:
+        """The transcript a reader of ``video_id`` sees (by ``model`` when given): the
+        newest finished one, else the newest failure; None if it was never transcribed."""
+        from videomem.memory.store.transcripts import preferred
+
+        return preferred(self.transcripts(video_id, model=model))
+
+    def transcribed(self, model: str, settings_hash: str) -> set[str]:
+        """Videos with a finished transcript (``done`` or ``no_audio``) by this model and
+        settings: what a resumed transcription skips (failures are tried again)."""
+        table = self._transcripts_table(create=False)
+        if table is None:
+            return set()
+        where = (
+            f"model = {sql_str(model)} AND settings_hash = {sql_str(settings_hash)}"
+            " AND status != 'failed'"
+        )
+        return {r["video_id"] for r in self._scan(table, where, ["video_id"]).to_pylist()}
+
+    def transcript_batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream ``transcripts`` rows (only ``columns``); nothing if there is none."""
+        table = self._transcripts_table(create=False)
+        if table is not None:
+            yield from self._batches(table, None, columns)
 
     # ------------------------------------------------------------------ derived tables
 

@@ -1,0 +1,89 @@
+"""The transcripts table of the store (real LanceDB)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from videomem.memory.store import Store
+from videomem.pipeline.errors import StoreError
+from videomem.pipeline.transcript import SpeechSegment, Transcript, Word
+
+SEGMENTS = (
+    SpeechSegment(
+        0.5, 2.0, " Never judge a book", "en", -0.2, 0.01, (Word(0.5, 0.9, " Never", 0.9),)
+    ),
+    SpeechSegment(2.5, 4.0, " by its cover.", "en", -0.3, 0.02),
+)
+
+
+def _t(
+    video: str,
+    status: str = "done",
+    *,
+    model: str = "whisper-base",
+    settings: str = "s1",
+    at: int = 0,
+    **kw,
+) -> Transcript:
+    return Transcript(
+        video_id=video,
+        model=model,
+        settings_hash=settings,
+        status=status,  # type: ignore[arg-type]
+        segments=SEGMENTS if status == "done" else (),
+        created_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=at),
+        **kw,
+    )
+
+
+def test_transcripts_round_trip_upsert_on_their_key_and_resume(tmp_path: Path) -> None:
+    with Store(tmp_path / "s", writer=True) as st:
+        assert st.transcripts() == [] and st.transcript("v1") is None
+        assert st.transcribed("whisper-base", "s1") == set()
+        st.add_transcripts(
+            [
+                _t("v1", language="en"),
+                _t("v2", "no_audio"),
+                _t("v3", "failed", error="truncated audio"),
+            ]
+        )
+        st.add_transcripts([_t("v1", language="en")])  # the same settings again: replaced
+        st.add_transcripts([_t("v1", settings="s2", at=5)])  # other settings: a new row
+        assert len(st.transcripts()) == 4
+        got = st.transcript("v1", model="whisper-base")
+        assert got is not None and got.settings_hash == "s2"  # the newest finished one
+        first = [t for t in st.transcripts("v1") if t.settings_hash == "s1"][0]
+        assert first.segments == SEGMENTS and first.language == "en"  # words survive
+        assert first.text == "Never judge a book by its cover."
+        # resume skips done and no-audio videos and tries a failure again
+        assert st.transcribed("whisper-base", "s1") == {"v1", "v2"}
+        assert st.transcribed("other", "s1") == set()
+        failed = st.transcript("v3")
+        assert failed is not None and failed.status == "failed" and "truncated" in failed.error
+        paths = st.export(tmp_path / "out", tokens=False)
+    rows = pq.read_table(paths["transcripts"]).to_pylist()
+    assert len(rows) == 4 and {r["video_id"] for r in rows} == {"v1", "v2", "v3"}
+    with pytest.raises(StoreError, match="read-only"), Store(tmp_path / "s") as ro:
+        ro.add_transcripts([_t("v4")])
+
+
+def test_a_finished_transcript_is_preferred_over_a_newer_failure(tmp_path: Path) -> None:
+    with Store(tmp_path / "s", writer=True) as st:
+        st.add_transcripts([_t("v1", at=0), _t("v1", "failed", settings="s2", at=9, error="x")])
+        got = st.transcript("v1")
+        assert got is not None and got.status == "done"
+
+
+def test_transcript_spans_and_invalid_records() -> None:
+    t = _t("v1")
+    assert [s.text for s in t.within(1.0, 2.2)] == [" Never judge a book"]
+    assert [s.text for s in t.within(2.0, 2.0)] == [" Never judge a book"]  # an instant
+    assert len(t.within(0.0, 10.0)) == 2 and t.within(4.5, 6.0) == []
+    assert [s.text for s in t.before(2.5)] == [" Never judge a book"]
+    with pytest.raises(ValueError, match="status"):
+        _t("v1", "weird")
+    with pytest.raises(ValueError, match="no segments"):
+        Transcript("v1", "m", "s", "no_audio", segments=SEGMENTS)
