@@ -5,7 +5,8 @@ video's live run (``Store.scan_memories`` on those columns: no token bytes read)
 thumbnails are separate requests by slot id (:mod:`.media`), so the page is small
 whatever the memory holds. The source file is checked (exists, same content id) so a
 moved or changed file is said, and the memory still shows. ``?t=`` seeks the player
-(the search results link there).
+(the search results link there). Speech lines are the video's transcript as the
+store's reader sees it (``Store.transcript``), when there is one.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ def video(request: Request) -> Response:
     for slot in slots:
         slot["tags"] = " ".join(tags.get(slot["start_s"], []))
     answers = st.read_qa_rows("answers", f"video_id = {sql_str(vid)}", limit=200)
+    transcript = st.transcript(vid)
+    speech = [
+        {"start_s": seg.start_s, "end_s": seg.end_s, "text": seg.text}
+        for seg in (transcript.segments if transcript is not None else ())
+    ]
     data = {
         "record": rec.to_dict(),
         "video_id": vid,
@@ -88,6 +94,7 @@ def video(request: Request) -> Response:
             {k: a.get(k) for k in ("question", "answer", "model", "status", "time_s", "seconds")}
             for a in answers
         ],
-        "speech": [],
+        "speech": speech,
+        "speech_model": transcript.model if transcript is not None else None,
     }
     return page(request, "video.html", data)

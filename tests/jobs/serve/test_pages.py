@@ -116,3 +116,34 @@ def test_ask_form_and_answers_pages(served: Running) -> None:
         csv = c.get("/answers?format=csv")
         assert csv.headers["content-type"].startswith("text/csv")
         assert csv.text.splitlines()[0].startswith("question_id,video_id")
+
+
+def test_video_page_shows_speech_lines_when_there_are_any(tmp_path: Path) -> None:
+    """A transcript written through the Store's writer shows as speech lines; a video
+    without one shows none."""
+    from videomem.pipeline.transcript import SpeechSegment, Transcript
+
+    from tests.jobs.serve.conftest import write_synthetic
+
+    store = tmp_path / "store"
+    write_synthetic(str(store), 0, 2)
+    said = (
+        SpeechSegment(0.5, 2.0, "Hello <b>there</b>.", "en", -0.2, 0.01),
+        SpeechSegment(3.0, 4.5, "Two bicycles.", "en", -0.3, 0.02),
+    )
+    with Store(str(store), writer=True) as st:
+        st.add_transcripts([Transcript(f"{0:024x}", "whisper-base", "h", "done", said, "en")])
+    running = start_server(ServeConfig(store=str(store)))
+    try:
+        with running.client() as c:
+            data = c.get(f"/video/{0:024x}?format=json").json()
+            assert data["speech"] == [
+                {"start_s": 0.5, "end_s": 2.0, "text": "Hello <b>there</b>."},
+                {"start_s": 3.0, "end_s": 4.5, "text": "Two bicycles."},
+            ]
+            html = c.get(f"/video/{0:024x}").text
+            assert 'id="speech"' in html and "Hello &lt;b&gt;there&lt;/b&gt;." in html
+            assert 'id="speech"' not in c.get(f"/video/{1:024x}").text
+            assert c.get(f"/video/{1:024x}?format=json").json()["speech"] == []
+    finally:
+        stop_server(running)
