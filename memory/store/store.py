@@ -276,9 +276,7 @@ class Store:
             raise StoreError(f"limit and offset must be >= 0, got {limit}, {offset}")
         if limit == 0:
             return []
-        where = self._videos_filter(
-            status, encoder_fingerprint, config_hash, video_id, model, name
-        )
+        where = self._videos_filter(status, encoder_fingerprint, config_hash, video_id, model, name)
         table = self._scan(self._videos, where, limit=limit, offset=offset)
         records = [record_from_row(r) for r in table.to_pylist()]
         return sorted(records, key=lambda r: (r.uri or "", r.indexed_at or EPOCH))
