@@ -42,7 +42,7 @@ class Running:
 def start_server(
     config: ServeConfig, searcher: Searcher | None = None, asker: Asker | None = None
 ) -> Running:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # see run.py
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     port = sock.getsockname()[1]
