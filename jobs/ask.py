@@ -66,6 +66,11 @@ class Asker:
         spec = self._llm_spec
         return spec if isinstance(spec, str | None) else spec.name
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a model has been loaded (a text LLM, or a VLM session)."""
+        return bool(self._sessions) or (isinstance(self._llm_spec, str) and self._llm is not None)
+
     def chat_model(self) -> ChatModel:
         """The text LLM, loaded on first use."""
         if self._llm is None:

@@ -134,6 +134,6 @@ def test_no_page_load_starts_a_model(searchable_store: Path) -> None:
         with httpx.Client(base_url=running.url, timeout=60) as c:
             for path in ("/", "/ask", f"/ask?video={bikes_id(searchable_store)}", "/answers"):
                 assert c.get(path).status_code == 200
-        assert asker._llm is None
+        assert not asker.loaded
     finally:
         stop_server(running)
