@@ -142,7 +142,7 @@ class Asker:
             raise VideomemError(f"video {vid} failed to index: {rec.error or 'unknown error'}")
         llm = self.chat_model()
         # the timeline, but not this LLM's own captions (a caption must not feed an answer)
-        captions = [c for c in st.captions(vid) if c["model"] != llm.name]
+        captions = [c for c in st.captions(vid, rec) if c["model"] != llm.name]
         (a,) = TimelineAnswerer(llm).answer(
             captions, [Question(question, at)], settings, rec.duration_s
         )

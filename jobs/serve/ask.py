@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from videomem.jobs.serve.params import float_param
+from videomem.jobs.serve.params import check_id, float_param
 from videomem.jobs.serve.respond import page
 from videomem.jobs.serve.security import ClientError
 from videomem.jobs.serve.state import Shared, shared
@@ -85,6 +85,7 @@ async def ask_post(request: Request) -> Response:
     at = float_param(fields.get("at"), "at")
     if not video:
         raise ClientError(400, "say which video (a video id)")
+    check_id(video)  # an id or id prefix only: never a path the server would read
     if not question:
         raise ClientError(400, "empty question: ask something")
     if len(question) > s.config.max_question:

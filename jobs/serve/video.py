@@ -64,7 +64,7 @@ def video(request: Request) -> Response:
     rec = st.latest(vid)
     t = float_param(request.query_params.get("t"), "t")
     slots = slots_of(st, rec)
-    captions = st.captions(vid) if rec.status == "indexed" else []
+    captions = st.captions(vid, rec) if rec.status == "indexed" else []
     tags: dict[float, list[str]] = {}
     for c in captions:
         if c["kind"] == "tags":

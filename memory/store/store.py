@@ -333,7 +333,9 @@ class Store:
 
     def resolve_video_id(self, prefix: str) -> str:
         """The one stored video_id starting with ``prefix`` (like a short git hash)."""
-        ids = self._scan(self._videos, None, ["video_id"]).column("video_id").to_pylist()
+        # filtered in the scan: a lookup reads the matching ids, not the whole column
+        where = f"starts_with(video_id, {sql_str(prefix)})"
+        ids = self._scan(self._videos, where, ["video_id"]).column("video_id").to_pylist()
         matches = sorted({v for v in ids if v.startswith(prefix)})
         if not matches:
             raise StoreError(f"no video {prefix!r} in store {self.uri}")
@@ -696,10 +698,13 @@ class Store:
         )
         return {(r["question_id"], r["video_id"]) for r in self.read_qa_rows("answers", where)}
 
-    def captions(self, video_id: str) -> list[dict[str, Any]]:
+    def captions(self, video_id: str, record: VideoRecord | None = None) -> list[dict[str, Any]]:
         """Captions of the memory a reader of ``video_id`` sees (its current run),
-        global first, then by start time."""
-        rec = self.latest(video_id)
+        global first, then by start time. ``record``: its ``latest`` record, when the
+        caller has just read it (saves reading it again)."""
+        rec = (
+            record if record is not None and record.video_id == video_id else self.latest(video_id)
+        )
         if rec.run_id is None:
             return []
         where = f"video_id = {sql_str(video_id)} AND run_id = {sql_str(rec.run_id)}"

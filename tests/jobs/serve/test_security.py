@@ -103,3 +103,12 @@ def test_ask_is_post_only_and_capped(served: Running) -> None:
         assert empty.status_code == 400 and "empty question" in empty.json()["error"]
         big = c.post("/ask", content=b"x" * 100_000, headers={"content-type": "text/plain"})
         assert big.status_code == 413
+
+
+def test_ask_takes_ids_only_never_a_path(served: Running, searchable_store: Path) -> None:
+    with Store(str(searchable_store)) as st:
+        uri = st.list_videos("indexed")[0].uri  # a real file the store holds
+    with served.client() as c:
+        for video in (uri, "/etc/passwd", "../bikes.mp4", "bikes.mp4"):
+            r = c.post("/ask?format=json", data={"video": video, "question": "what?"})
+            assert r.status_code == 404 and "no video" in r.json()["error"], video
