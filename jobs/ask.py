@@ -58,7 +58,9 @@ def ask_timeline(request: AskRequest) -> tuple[dict[str, Any], Answer]:
             raise VideomemError(f"video {vid} failed to index: {rec.error or 'unknown error'}")
         # the timeline, but not this LLM's own captions (a caption must not feed an answer)
         captions = [c for c in st.captions(vid) if c["model"] != llm]
+        transcript = st.transcript(vid)  # what is said, when it was transcribed
+    speech = () if transcript is None else transcript.segments
     answerer = TimelineAnswerer(TextLLM(llm, request.device, request.dtype, name=llm))
     question = Question(request.question, request.at)
-    (a,) = answerer.answer(captions, [question], request.settings, rec.duration_s)
+    (a,) = answerer.answer(captions, [question], request.settings, rec.duration_s, speech)
     return answer_row("", vid, a, llm, request.settings, rec), a
