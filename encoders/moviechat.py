@@ -83,6 +83,20 @@ class MovieChatModel(nn.Module):
 
             self.language_model = LlamaForCausalLM._from_config(config.text_config, dtype=dtype)
 
+    # ------------------------------------------- what the QA stage asks of a VLM
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The LLM's dtype (the video side stays float32)."""
+        return self.language_model.dtype  # type: ignore[no-any-return]
+
+    @property
+    def generation_config(self) -> Any:
+        return self.language_model.generation_config
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()  # type: ignore[no-any-return]
+
     # ---------------------------------------------------------------- frame side
 
     def frame_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -186,20 +200,29 @@ def load_moviechat(
     return MovieChatEncoder(path, config, settings, **options)
 
 
-def breakpoint_frames(
-    long: torch.Tensor, short: torch.Tensor, current: torch.Tensor, limit: int
-) -> torch.Tensor:
-    """MovieChat's breakpoint input (``encode_long_video(middle_video=True)``): long-term
-    [Lm, Q, D] + short-term [S, Q, D] + the frame at t [1, Q, D], cut to ``limit``
-    frames by dropping the oldest short-term frames first, then the oldest long-term
-    ones. As MovieChat does, when no long-term frame is left the result is the
-    short-term frames alone (the frame at t is not added)."""
-    excess = len(long) + len(short) + 1 - limit
-    cut_short = min(max(excess, 0), len(short))
+def breakpoint_keep(n_long: int, n_short: int, limit: int) -> list[int]:
+    """Which of long-term (0..n_long-1), short-term (next n_short) and the frame at t
+    (last) MovieChat's breakpoint mode (``encode_long_video(middle_video=True)``) keeps:
+    while there are more than ``limit``, the oldest short-term frame goes first, then
+    the oldest long-term one. As MovieChat does, when no long-term frame is left the
+    frame at t is not added (only the short-term frames go in)."""
+    long = list(range(n_long))
+    short = list(range(n_long, n_long + n_short))
+    excess = n_long + n_short + 1 - limit
+    cut_short = min(max(excess, 0), n_short)
     short = short[cut_short:]
     excess -= cut_short
     if excess > 0:
         long = long[excess:]
-    if len(long) == 0:
+    if not long:
         return short
-    return torch.cat([long, short, current])
+    return [*long, *short, n_long + n_short]
+
+
+def breakpoint_frames(
+    long: torch.Tensor, short: torch.Tensor, current: torch.Tensor, limit: int
+) -> torch.Tensor:
+    """:func:`breakpoint_keep` on tensors: long [Lm, Q, D], short [S, Q, D], the frame
+    at t [1, Q, D] -> the frames the video Q-Former sees."""
+    frames = torch.cat([long, short, current])
+    return frames[breakpoint_keep(len(long), len(short), limit)]
