@@ -62,7 +62,7 @@ def no_lm_error(model: str, model_type: str) -> QAError:
     return QAError(
         f"{model}: a {model_type} encoder has no language model, so its memories cannot "
         "be answered from directly. Index with a VLM (llava, llava_onevision, "
-        "llava_next_video, smolvlm/idefics3, blip-2), or use the text-timeline mode "
+        "llava_next_video, smolvlm/idefics3, blip-2, a converted moviechat), or use the text-timeline mode "
         "(frame tags/captions answered by a text-only LLM)."
     )
 

@@ -3,6 +3,7 @@ converted checkpoint indexes MovieChat's frame tokens with MovieChat's memory pr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,11 @@ def test_convert_then_index_uses_moviechat_preset_and_frame_tokens(tmp_path: Pat
     assert memory_config(None, model=str(ckpt)) == memory_config("moviechat_reference")
     assert memory_config(None, model="tiny") == memory_config("default")
     assert tuple(memory.tokens.shape[1:]) == (QUERIES, QF)
+    for extra in ([], ["--at", "1.5"]):  # global; breakpoint (frames decoded again)
+        r = invoke(env, "ask", str(video), "what happens in this video ?", *extra,
+                   "--store", str(store), "--max-new-tokens", "4", "--device", "cpu",
+                   "--json")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        row = json.loads(r.stdout)
+        assert row["status"] == "answered", row
+        assert row["source"] == ("video" if extra else "memory"), row
