@@ -51,3 +51,16 @@ def test_convert_then_index_uses_moviechat_preset_and_frame_tokens(tmp_path: Pat
         row = json.loads(r.stdout)
         assert row["status"] == "answered", row
         assert row["source"] == ("video" if extra else "memory"), row
+    # the bulk QA job (its worker, batching, resume) with the same model
+    qfile = tmp_path / "q.jsonl"
+    rows = [{"video": str(video), "question": q} for q in ("what is it ?", "who is it ?")]
+    rows.append({"video": str(video), "question": "what happens ?", "time_s": 1.0})
+    qfile.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["qa", str(qfile), "--store", str(store), "--max-new-tokens", "3", "--device",
+            "cpu", "--json", "--no-reuse", "--batch-size", "2"]  # fmt: skip
+    r = invoke(env, *args)
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert (s["answered"], s["failed"]) == (3, 0), s
+    s = json.loads(invoke(env, *args).stdout)  # resumed: nothing left to answer
+    assert (s["answered"], s["skipped"]) == (0, 3), s

@@ -140,3 +140,25 @@ def test_greedy_answers_are_token_identical_in_both_modes(setup, reuse, batch) -
         answers.add(tuple(a.tokens))
     assert a.slots == 256  # the breakpoint view was cut to the table
     assert len(answers) > 1  # answers depend on the question and the view
+
+
+def test_views_fit_the_position_table(setup) -> None:  # type: ignore[no-untyped-def]
+    """A global view over 256 slots is consolidated to 256; a breakpoint before any
+    long-term slot ends sees the short-term frames only, as MovieChat does."""
+    from videomem.qa.fit import limit_slots
+    from videomem.qa.visual import breakpoint_visual, global_visual
+
+    qa, llm, state = setup
+    assert qa.max_slots == 256
+    big = _memory(300, 0)
+    (a,) = answer(qa, big, ["what is it ?"], GenerationSettings(max_new_tokens=2))
+    assert a.status == "answered" and a.slots == 256 and a.memory_slots == 300
+    assert len(limit_slots(global_visual(big), 256)) == 256
+    early = _memory(3, 4)
+    early.end_s[:] = 100.0  # no long-term slot ends before t
+    early.start_s[:] = 50.0
+    view = breakpoint_visual(early, 3.45)
+    assert view.recent == 4 and len(view) == 4
+    cut = limit_slots(view, 256)
+    assert early.recent_tokens is not None
+    torch.testing.assert_close(cut.tokens, early.recent_tokens[:3])
