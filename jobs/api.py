@@ -391,3 +391,21 @@ def prepare_model(name: str, force: bool = False) -> Path:
     if name in NAMED_ASR:
         return prepare_asr(name, force=force)
     return prepare(name, force=force)
+
+
+def convert_model(
+    family: str,
+    checkpoint: str | Path,
+    qformer: str | Path,
+    llm: str | Path,
+    out: str | Path,
+    force: bool = False,
+) -> tuple[Path, Any]:
+    """Convert a released model's own weights into one safetensors checkpoint directory
+    (``family``: ``moviechat``). Returns the directory and the conversion report (every
+    input key mapped or dropped, with why)."""
+    from videomem.encoders.moviechat_convert import ConvertError, convert_moviechat
+
+    if family != "moviechat":
+        raise ConvertError(f"no conversion for {family!r}; have ['moviechat']")
+    return convert_moviechat(checkpoint, qformer, llm, out, force=force)
