@@ -33,6 +33,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,9 +106,9 @@ class Blip2Visual(nn.Module):
         return query, projected
 
 
-def _weight_files(path: str) -> list[str]:
-    """Local paths of the safetensors files that hold the visual parts' tensors
-    (for a sharded checkpoint, only the shards that hold them)."""
+def safetensors_files(path: str, wanted: Callable[[str], bool]) -> list[str]:
+    """Local paths of the safetensors files that hold the tensors whose names are
+    ``wanted`` (for a sharded checkpoint, only the shards that hold them)."""
     from transformers.utils import cached_file
 
     def fetch(name: str) -> str | None:
@@ -126,13 +127,18 @@ def _weight_files(path: str) -> list[str]:
     index = fetch("model.safetensors.index.json")
     if index is not None:
         weight_map: dict[str, str] = json.loads(Path(index).read_text())["weight_map"]
-        shards = sorted({f for k, f in weight_map.items() if k.startswith(_PARTS)})
+        shards = sorted({f for k, f in weight_map.items() if wanted(k)})
         files = [fetch(s) for s in shards]
     else:
         files = [fetch("model.safetensors")]
     if not files or any(f is None for f in files):
         raise EncoderError(f"{path}: no safetensors weights found. {SAFETENSORS_ONLY}")
     return [str(f) for f in files]
+
+
+def _weight_files(path: str) -> list[str]:
+    """The safetensors files that hold BLIP-2's visual parts."""
+    return safetensors_files(path, lambda k: k.startswith(_PARTS))
 
 
 def load_visual_lean(path: str, config: Any, settings: LoadSettings) -> Blip2Visual | None:

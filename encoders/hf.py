@@ -131,6 +131,7 @@ def unreachable_hub_error(model: str, cause: BaseException | None = None) -> Enc
 
 def load_config(model: str | os.PathLike[str], trust_remote_code: bool = False) -> Any:
     """The checkpoint's transformers config, offline-first with a clear error."""
+    import videomem.encoders.moviechat_config  # noqa: F401 (registers model_type "moviechat")
     from transformers import AutoConfig
 
     path, local = resolve_checkpoint(model)

@@ -32,6 +32,7 @@ FAMILIES: dict[str, str] = {
     "clip": "videomem.encoders.clip:load_contrastive",
     "siglip": "videomem.encoders.clip:load_contrastive",
     "blip-2": "videomem.encoders.blip2:load_blip2",
+    "moviechat": "videomem.encoders.moviechat:load_moviechat",
     "llava": "videomem.encoders.llava:load_llava",
     "llava_onevision": "videomem.encoders.llava:load_llava",
     "llava_next_video": "videomem.encoders.llava:load_llava",
@@ -101,6 +102,21 @@ def reject_unknown_options(
             f"{family}: unknown encoder options {sorted(unknown)}; "
             f"this family accepts {sorted(known)}" + (f" ({hint})" if hint else "")
         )
+
+
+def default_memory_preset(model: str | os.PathLike[str]) -> str | None:
+    """The memory preset a local checkpoint names for itself in its ``config.json``
+    (a converted MovieChat checkpoint names ``moviechat_reference``); None when it names
+    none. Read as plain JSON: nothing is loaded."""
+    import json
+    from pathlib import Path
+
+    config = Path(model) / "config.json"
+    try:
+        value = json.loads(config.read_text()).get("memory_preset") if config.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def resolve_model(model: str) -> str:

@@ -39,6 +39,7 @@ from videomem.jobs.index import IndexJob, IndexSummary
 from videomem.jobs.qa_job import QAJob, QASummary
 from videomem.jobs.tag_job import TagJob, TagSummary
 from videomem.pipeline.errors import ConfigError
+from videomem.pipeline.transcript import Transcript
 from videomem.qa.types import GenerationSettings
 
 if TYPE_CHECKING:
@@ -290,6 +291,8 @@ class VideoView:
     token_shape: tuple[int, int] | None = None
     #: the PNG drawn (``plot=``), when there was a memory to draw
     plot: Path | None = None
+    #: what was said (the transcript a reader sees), None when never transcribed
+    transcript: Transcript | None = None
 
 
 def show(
@@ -298,8 +301,8 @@ def show(
     plot: Path | None = None,
     storage_options: dict[str, str] | None = None,
 ) -> VideoView:
-    """A video's memory slots and captions (``video``: an id or unique prefix);
-    ``plot`` draws the slots along the timeline to a PNG."""
+    """A video's memory slots, captions and transcript (``video``: an id or unique
+    prefix); ``plot`` draws the slots, captions and speech along the timeline to a PNG."""
     with open_store(store, storage_options) as st:
         vid = st.resolve_video_id(video)
         mem = None
@@ -309,8 +312,9 @@ def show(
                 vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
             )
         captions = st.captions(vid)
+        transcript = st.transcript(vid)
     if mem is None:
-        return VideoView(rec, [], captions)
+        return VideoView(rec, [], captions, transcript=transcript)
     slots = [
         {"slot": i, "start_s": float(s), "end_s": float(e), "size": int(z)}
         for i, (s, e, z) in enumerate(
@@ -321,11 +325,12 @@ def show(
         from videomem.jobs.plot import plot_slots, plot_timeline
 
         if mem.thumbnails is not None:
-            plot_timeline(rec, slots, mem.thumbnails, captions, plot)
+            speech = () if transcript is None else transcript.segments
+            plot_timeline(rec, slots, mem.thumbnails, captions, plot, speech)
         else:  # a memory stored before thumbnails existed
             plot_slots(rec, slots, plot)
     n, d = tuple(mem.tokens.shape[1:])
-    return VideoView(rec, slots, captions, (int(n), int(d)), plot)
+    return VideoView(rec, slots, captions, (int(n), int(d)), plot, transcript)
 
 
 def export(
@@ -389,3 +394,21 @@ def prepare_model(name: str, force: bool = False) -> Path:
     if name in NAMED_ASR:
         return prepare_asr(name, force=force)
     return prepare(name, force=force)
+
+
+def convert_model(
+    family: str,
+    checkpoint: str | Path,
+    qformer: str | Path,
+    llm: str | Path,
+    out: str | Path,
+    force: bool = False,
+) -> tuple[Path, Any]:
+    """Convert a released model's own weights into one safetensors checkpoint directory
+    (``family``: ``moviechat``). Returns the directory and the conversion report (every
+    input key mapped or dropped, with why)."""
+    from videomem.encoders.moviechat_convert import ConvertError, convert_moviechat
+
+    if family != "moviechat":
+        raise ConvertError(f"no conversion for {family!r}; have ['moviechat']")
+    return convert_moviechat(checkpoint, qformer, llm, out, force=force)

@@ -143,8 +143,10 @@ class Asker:
         llm = self.chat_model()
         # the timeline, but not this LLM's own captions (a caption must not feed an answer)
         captions = [c for c in st.captions(vid, rec) if c["model"] != llm.name]
+        transcript = st.transcript(vid)  # what is said, when it was transcribed
+        speech = () if transcript is None else transcript.segments
         (a,) = TimelineAnswerer(llm).answer(
-            captions, [Question(question, at)], settings, rec.duration_s
+            captions, [Question(question, at)], settings, rec.duration_s, speech
         )
         return answer_row("", vid, a, llm.name, settings, rec), a
 

@@ -51,8 +51,9 @@ def decode_config(
 
 
 def memory_config(
-    preset: str = "default",
+    preset: str | None = None,
     *,
+    model: str | None = None,
     long_term_len: int | None = None,
     short_term_len: int | None = None,
     threshold: float | None = None,
@@ -60,7 +61,13 @@ def memory_config(
     token_dtype: str = "float16",
     token_scale: str | None = None,
 ) -> MemoryConfig:
-    """The ``preset`` :class:`MemoryConfig` with the given overrides (None: keep)."""
+    """The ``preset`` :class:`MemoryConfig` with the given overrides (None: keep).
+    Without a preset, the one ``model``'s checkpoint names for itself (MovieChat's:
+    ``moviechat_reference``), else ``default``."""
+    from videomem.encoders.registry import default_memory_preset
+
+    if preset is None:
+        preset = (default_memory_preset(model) if model else None) or "default"
     config = MemoryConfig.preset(preset)
     for flag, value in (("--threshold", threshold), ("--max-span", max_span)):
         if value is not None and config.method != "adaptive":

@@ -23,7 +23,7 @@ import torch
 from videomem.memory.config import MemoryConfig
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
-from videomem.qa.fit import fit_visual
+from videomem.qa.fit import fit_visual, limit_slots
 from videomem.qa.model import QAModel
 from videomem.qa.prompt import Prompt
 from videomem.qa.types import Answer, Caption, GenerationSettings, Question
@@ -64,6 +64,8 @@ def _answer_view(
     out: list[Answer | None] = [None] * len(questions)
     prompts: dict[int, Prompt] = {}
     try:
+        if qa.max_slots is not None:
+            view = limit_slots(view, qa.max_slots, memory_config)
         view = fit_visual(
             qa, view, settings, questions, duration_s=duration_s, memory_config=memory_config
         )
@@ -236,9 +238,12 @@ def caption(
         chunk = views[j : j + step]
         prompts, feats, fitted = [], [], []
         for sub in chunk:
+            view = global_visual(sub)
+            if qa.max_slots is not None:
+                view = limit_slots(view, qa.max_slots, memory.memory_config)
             view = fit_visual(
                 qa,
-                global_visual(sub),
+                view,
                 settings,
                 [Question(DENSE_CAPTION)],
                 duration_s=duration_s,

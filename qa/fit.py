@@ -56,6 +56,34 @@ def _merged(view: Visual, k: int, memory_config: MemoryConfig) -> Visual:
     )
 
 
+def limit_slots(view: Visual, limit: int, memory_config: MemoryConfig | None = None) -> Visual:
+    """At most ``limit`` slots, as MovieChat fits its position table: a breakpoint view
+    (``recent`` > 0) is cut as MovieChat's breakpoint mode cuts (oldest short-term
+    frames first, then the oldest long-term slots; :func:`breakpoint_keep`); a global
+    view over the limit is consolidated to it with the memory's own merge (MovieChat's
+    long-term memory never exceeds its table)."""
+    from videomem.encoders.moviechat import breakpoint_keep
+
+    if view.recent <= 0:
+        if len(view) <= limit:
+            return view
+        return _merged(view, limit, memory_config or MemoryConfig())
+    n_long = len(view) - view.recent
+    keep = breakpoint_keep(n_long, view.recent - 1, limit)
+    if not keep:  # only the frame at t: MovieChat would have nothing; show that frame
+        keep = [len(view) - 1]
+    if keep == list(range(len(view))):
+        return view
+    idx = torch.tensor(keep)
+    return replace(
+        view,
+        tokens=view.tokens[idx],
+        spans=tuple(view.spans[i] for i in keep),
+        sizes=view.sizes[idx],
+        recent=sum(1 for i in keep if i >= n_long),
+    )
+
+
 def fit_visual(
     qa: QAModel,
     view: Visual,

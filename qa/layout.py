@@ -228,8 +228,30 @@ class Blip2Queries(Layout):
         return ["".join(f"{span_text(s)} {block}" for s in spans)]
 
 
-def layout_for(model_type: str) -> Layout:
-    """The layout of a checkpoint's ``model_type``."""
+class MovieChatVideo(Layout):
+    """MovieChat: its fixed prompt with one ``<ImageHere>`` standing for the video Q-Former's
+    query outputs (``queries`` of them, 32), however many slots the memory has: the
+    slots go through the video Q-Former first, so no per-slot text exists."""
+
+    item = None
+    placeholder = feature_token = "<ImageHere>"
+    modality = None
+
+    def __init__(self, queries: int, prompt: str) -> None:
+        self.queries = queries
+        #: MovieChat's prompt: "{question}" and one placeholder to fill
+        self.prompt = prompt
+
+    def expand(self, spans, tokens_per_slot, style, duration_s):  # type: ignore[no-untyped-def]
+        return [self.feature_token * self.queries]
+
+
+def layout_for(model_type: str, config: object | None = None) -> Layout:
+    """The layout of a checkpoint's ``model_type`` (``config``: MovieChat's prompt and
+    query count)."""
+    if model_type == "moviechat":
+        queries = int(getattr(config, "num_video_query_tokens", 32))
+        return MovieChatVideo(queries, str(getattr(config, "prompt", "")))
     layouts: dict[str, Layout] = {
         "llava": LlavaImages(),
         "llava_next_video": VideoTokens(suffix_rows=0),

@@ -62,7 +62,7 @@ def no_lm_error(model: str, model_type: str) -> QAError:
     return QAError(
         f"{model}: a {model_type} encoder has no language model, so its memories cannot "
         "be answered from directly. Index with a VLM (llava, llava_onevision, "
-        "llava_next_video, smolvlm/idefics3, blip-2), or use the text-timeline mode "
+        "llava_next_video, smolvlm/idefics3, blip-2, a converted moviechat), or use the text-timeline mode "
         "(frame tags/captions answered by a text-only LLM)."
     )
 
@@ -107,7 +107,11 @@ class QAModel:
         self.path = path
         self.source = source
         self.model_type: str = config.model_type
-        self.layout = layout_for(self.model_type)
+        self.layout = layout_for(self.model_type, config)
+        #: most slots one view may show (MovieChat: its position table's size); None: any
+        self.max_slots: int | None = (
+            int(config.n_position) ** 2 if self.model_type == "moviechat" else None
+        )
         self.prompts = PromptBuilder(tokenizer, load_chat_template(path, tokenizer), self.layout)
         self.device = next(model.parameters()).device
         self.dtype: torch.dtype = model.dtype
@@ -139,6 +143,9 @@ class QAModel:
         [L*N (+ suffix rows), D_lm], model dtype and device."""
         if tokens.ndim != 3:
             raise QAError(f"tokens must be [L, N, D], got {tuple(tokens.shape)}")
+        if self.model_type == "moviechat":  # all slots -> the video Q-Former's queries
+            with torch.inference_mode():
+                return self.model.video_embeds(tokens).to(self.dtype)  # type: ignore[no-any-return]
         x = tokens.to(self.device, self.dtype)
         if self.model_type == "blip-2" and stored_token_kind(encoder_fingerprint) == "qformer":
             with torch.inference_mode():
@@ -163,8 +170,11 @@ class QAModel:
 
     def _embeds(self, ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """BLIP-2: input embeddings with ``features`` scattered into the query positions."""
-        embeds = self.model.get_input_embeddings()(ids)
-        mask = (ids == self.prompts.feature_id)[..., None].expand_as(embeds)
+        place = ids == self.prompts.feature_id
+        # the placeholder may lie outside the LM's vocabulary (MovieChat adds it to the
+        # tokenizer only); its rows are overwritten, so embed any id there
+        embeds = self.model.get_input_embeddings()(ids.masked_fill(place, 0))
+        mask = place[..., None].expand_as(embeds)
         return embeds.masked_scatter(mask, features.to(embeds.dtype))
 
     def _inputs(
@@ -275,7 +285,10 @@ class QAModel:
         return out.logits[0].float().cpu()
 
     def decode(self, ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True)).strip()
+        text = str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+        if self.model_type == "moviechat":  # as MovieChat's Chat.answer cleans its output
+            text = text.split(self.config.stop_text)[0].split("Assistant:")[-1]
+        return text.strip()
 
 
 def load_qa_model(
@@ -292,13 +305,15 @@ def load_qa_model(
     model_type = str(getattr(config, "model_type", None))
     if model_type in NO_LM:
         raise no_lm_error(str(model), model_type)
-    if model_type not in VLM_CLASSES:
+    if model_type not in VLM_CLASSES and model_type != "moviechat":
         raise QAError(
             f"{model}: model_type {model_type!r} is not a supported VLM family; "
             f"supported: {sorted(VLM_CLASSES)}"
         )
     path, local = resolve_checkpoint(model)
     dev = resolve_device(device)
+    if model_type == "moviechat":
+        return _load_moviechat(path, config, local, dev, dtype, str(model))
     settings = LoadSettings(
         device=dev,
         dtype=resolve_dtype(dtype, dev),
@@ -314,3 +329,29 @@ def load_qa_model(
     except (OSError, ValueError) as e:
         raise QAError(f"{model}: cannot load its tokenizer ({e})") from e
     return QAModel(vlm, tokenizer, config, path, str(model))
+
+
+def _load_moviechat(
+    path: str, config: Any, local: bool, dev: torch.device, dtype: Any, source: str
+) -> QAModel:
+    """A converted MovieChat checkpoint: its video side and LLM (the frame side is the
+    encoder's). Generation also stops at MovieChat's stop text ("###"), when the
+    tokenizer has it as one token (Vicuna: "▁###")."""
+    from transformers import AutoTokenizer
+    from videomem.encoders.moviechat import read_parts
+
+    settings = LoadSettings(dev, resolve_dtype(dtype, dev), 1, False, source)
+    model = read_parts(path, config, ("video", "llm"), settings)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+    except (OSError, ValueError) as e:
+        raise QAError(f"{source}: cannot load its tokenizer ({e})") from e
+    gen = model.generation_config
+    eos = gen.eos_token_id if gen.eos_token_id is not None else tokenizer.eos_token_id
+    stops = set(eos if isinstance(eos, list) else [eos])
+    for token in ("\u2581" + config.stop_text, config.stop_text):
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            stops.add(tid)
+    gen.eos_token_id = sorted(stops)
+    return QAModel(model, tokenizer, config, path, source)

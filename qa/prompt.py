@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from videomem.pipeline.errors import VideomemError
-from videomem.qa.layout import Layout, PromptStyle, Span
+from videomem.qa.layout import Layout, MovieChatVideo, PromptStyle, Span
 
 
 class PromptError(VideomemError):
@@ -114,6 +114,16 @@ class PromptBuilder:
         if system_prompt:
             self._check(system_prompt, "the system prompt")
         parts = self.layout.expand(spans, tokens_per_slot, style, duration_s)
+        if isinstance(self.layout, MovieChatVideo):  # its one fixed prompt
+            head, sep, rest = self.layout.prompt.partition("###")
+            prompt = (system_prompt + sep + rest) if system_prompt else self.layout.prompt
+            before, _, after = prompt.partition(self.layout.placeholder)
+            before, after = (
+                before.replace("{question}", question),
+                after.replace("{question}", question),
+            )
+            text = before + parts[0] + after
+            return text, text.rindex(question)
         if self.layout.item is None:  # BLIP-2: visual block, BOS, then the plain text
             text = BLIP2_FORMAT.format(question=question)
             if system_prompt:
@@ -159,6 +169,8 @@ class PromptBuilder:
             system_prompt=system_prompt,
             duration_s=duration_s,
         )
+        if isinstance(self.layout, MovieChatVideo):
+            return self._segments(text, q_start)
         enc = self.tokenizer(
             text,
             add_special_tokens=self.layout.item is not None,
@@ -173,3 +185,19 @@ class PromptBuilder:
             prefix_len = i + 1
         n_visual = sum(1 for t in ids if t == self.feature_id)
         return Prompt(ids=ids, prefix_len=prefix_len, n_visual=n_visual)
+
+    def _segments(self, text: str, q_start: int) -> Prompt:
+        """MovieChat's tokenisation (``Chat.get_context_emb``): the text before the
+        placeholders with BOS, the text after them without, each on its own; the
+        placeholders are one token each."""
+        block = self.layout.feature_token * self.layout.queries  # type: ignore[attr-defined]
+        cut = text.index(block)
+        before, after = text[:cut], text[cut + len(block) :]
+        head = list(self.tokenizer(before, add_special_tokens=True)["input_ids"])
+        enc = self.tokenizer(after, add_special_tokens=False, return_offsets_mapping=True)
+        tail = list(enc["input_ids"])
+        q = q_start - (len(text) - len(after))
+        in_tail = sum(1 for _, end in enc["offset_mapping"] if end <= q)
+        n = self.layout.queries  # type: ignore[attr-defined]
+        ids = head + [self.feature_id] * n + tail
+        return Prompt(ids=ids, prefix_len=len(head) + n + in_tail, n_visual=n)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from videomem.pipeline.errors import VideomemError
+from videomem.pipeline.transcript import SpeechSegment
 from videomem.qa.model import generation_kwargs
 from videomem.qa.timeline import SYSTEM, Line, build_prompt, lines_from_captions
 from videomem.qa.types import Answer, GenerationSettings, QAError, Question
@@ -167,9 +168,11 @@ class TimelineAnswerer:
         questions: Sequence[Question],
         settings: GenerationSettings,
         duration_s: float | None = None,
+        speech: Sequence[SpeechSegment] = (),
     ) -> list[Answer]:
-        """One :class:`Answer` per question (failed ones carry the error)."""
-        summary, lines = lines_from_captions(captions)
+        """One :class:`Answer` per question (failed ones carry the error), from the
+        caption rows and the transcript's segments (``speech``) of a video."""
+        summary, lines = lines_from_captions(captions, speech)
         out = []
         for q in questions:
             try:
@@ -192,7 +195,9 @@ class TimelineAnswerer:
         if q.time_s is not None and (q.time_s < 0 or late):
             raise QAError(f"time {q.time_s}s is outside the video (0–{duration_s}s)")
         if not lines and not summary:
-            raise QAError("the video has no timeline yet: run `videomem tag` (or caption)")
+            raise QAError(
+                "the video has no timeline yet: run `videomem tag` (or caption, or transcribe)"
+            )
         prompt = build_prompt(
             summary,
             lines,
@@ -217,7 +222,13 @@ class TimelineAnswerer:
             dtype=self.llm.dtype,
         )
 
-    def caption(self, captions: Sequence[dict[str, Any]], settings: GenerationSettings) -> Answer:
-        """A global caption of the video written from its timeline."""
+    def caption(
+        self,
+        captions: Sequence[dict[str, Any]],
+        settings: GenerationSettings,
+        speech: Sequence[SpeechSegment] = (),
+    ) -> Answer:
+        """A global caption of the video written from its timeline (what is said too)."""
         q = Question("Describe what happens in this video in one or two sentences.")
-        return self.answer([c for c in captions if c["kind"] != "global"], [q], settings)[0]
+        visual = [c for c in captions if c["kind"] != "global"]
+        return self.answer(visual, [q], settings, speech=speech)[0]

@@ -3,7 +3,8 @@
 VideoChat-Text's idea: describe each segment in text, then let a language model read
 the timestamped lines. Lines look like ``00:12–00:18  trolleybus 0.41, street sign 0.22``
 (tags) or ``00:12–00:18  a man rides a bicycle`` (dense captions); global captions
-go first as a summary.
+go first as a summary. What is said comes in between, by time:
+``00:04–00:06  [speech] "Never judge a book by its cover."`` (the video's transcript).
 
 Design decisions:
 
@@ -18,6 +19,12 @@ Design decisions:
 * Token counts come from the model's tokenizer: the prompt without lines once, then
   each line (plus its newline); the sum is checked against the real rendered prompt
   at the end and merging goes on while it is over.
+* **Speech lines are fitted among themselves.** A merge joins a line with the next
+  line *of its kind* (speech with speech, what is seen with what is seen), so a quote
+  is never glued to a tag list; merged speech keeps every word in order. The merged
+  line takes the place of the first, so the timeline stays in start order. When no
+  two lines of a kind are left and the prompt is still too long, the longest line's
+  middle is cut.
 * **Breakpoint questions** (about time t) see the lines that start before t, and the
   line covering t is named as the current moment.
 """
@@ -28,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from videomem.pipeline.transcript import SpeechSegment
 from videomem.qa.tags import parse_tags_text, tags_text
 
 #: what the LLM is told the timeline is (system message)
@@ -38,6 +46,10 @@ SYSTEM = (
 )
 #: caption kinds that become timeline lines, in the order they are preferred
 LINE_KINDS = ("dense", "tags")
+#: the kind of a line of the transcript
+SPEECH = "speech"
+#: how the timeline's heading says what speech lines are, when it has any
+SPEECH_NOTE = " (lines marked [speech] quote what is said then)"
 
 
 @dataclass(frozen=True)
@@ -63,23 +75,39 @@ def span_text(start_s: float, end_s: float) -> str:
 
 
 def render_line(line: Line) -> str:
+    if line.kind == SPEECH:
+        return f'{span_text(line.start_s, line.end_s)}  [speech] "{line.text}"'
     return f"{span_text(line.start_s, line.end_s)}  {line.text}"
 
 
-def lines_from_captions(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[Line]]:
-    """(global captions, timeline lines in time order) from ``captions`` rows.
+def speech_lines(segments: Sequence[SpeechSegment]) -> list[Line]:
+    """A transcript's segments as timeline lines (empty ones left out)."""
+    return [
+        Line(s.start_s, s.end_s, " ".join(s.text.split()), SPEECH)
+        for s in segments
+        if s.text.strip()
+    ]
+
+
+def lines_from_captions(
+    rows: Sequence[dict[str, Any]], speech: Sequence[SpeechSegment] = ()
+) -> tuple[list[str], list[Line]]:
+    """(global captions, timeline lines in time order) from ``captions`` rows and the
+    video's transcript segments (``speech``), interleaved by start time.
 
     When a video has both dense captions and tags, the dense captions are the
     timeline (tags are the fallback for encoders without a language model)."""
     summary = [str(r["text"]) for r in rows if r["kind"] == "global" and r.get("text")]
+    lines = speech_lines(speech)
     for kind in LINE_KINDS:
         picked = [r for r in rows if r["kind"] == kind and r.get("text") is not None]
         if picked:
-            lines = [
+            lines += [
                 Line(float(r["start_s"]), float(r["end_s"]), str(r["text"]), kind) for r in picked
             ]
-            return summary, sorted(lines, key=lambda x: (x.start_s, x.end_s))
-    return summary, []
+            break
+    # what is seen before what is said when both start together
+    return summary, sorted(lines, key=lambda x: (x.start_s, x.kind == SPEECH, x.end_s))
 
 
 # --------------------------------------------------------------------------- merging
@@ -98,14 +126,30 @@ def merge_lines(a: Line, b: Line, k: int = 5) -> Line:
         best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         text = tags_text([(n, s / (wa + wb)) for n, s in best])
         return Line(start, end, text, "tags")
+    if a.kind == SPEECH and b.kind == SPEECH:  # words in the order they were said
+        return Line(start, end, f"{a.text} {b.text}", SPEECH)
     return Line(start, end, f"{a.text} / {b.text}", a.kind if a.kind == b.kind else "dense")
 
 
-def _shortest_pair(lines: Sequence[Line]) -> int:
-    """Index i of the adjacent pair (i, i+1) whose merged span is shortest."""
+def _pairs(lines: Sequence[Line]) -> list[tuple[int, int]]:
+    """(i, j): each line and the next line of the same kind."""
+    last: dict[str, int] = {}
+    pairs = []
+    for j, line in enumerate(lines):
+        if line.kind in last:
+            pairs.append((last[line.kind], j))
+        last[line.kind] = j
+    return pairs
+
+
+def _shortest_pair(lines: Sequence[Line]) -> tuple[int, int] | None:
+    """The pair of :func:`_pairs` whose merged span is shortest (ties: the earliest);
+    None when no two lines share a kind."""
+    pairs = _pairs(lines)
+    if not pairs:
+        return None
     return min(
-        range(len(lines) - 1),
-        key=lambda i: (max(lines[i + 1].end_s, lines[i].end_s) - lines[i].start_s, i),
+        pairs, key=lambda p: (max(lines[p[1]].end_s, lines[p[0]].end_s) - lines[p[0]].start_s, p)
     )
 
 
@@ -125,27 +169,27 @@ def fit_lines(
     count: Callable[[str], int],
     k: int = 5,
 ) -> list[Line]:
-    """Merge adjacent lines until the sum of ``count(rendered line + "\\n")`` is at
+    """Merge lines of a kind until the sum of ``count(rendered line + "\\n")`` is at
     most ``budget`` tokens (see the module docstring). The first line still starts
     where the first given line starts, and the last ends where the last one ends."""
     out = list(lines)
     if not out:
         return out
     cost = [count(render_line(x) + "\n") for x in out]
-    while sum(cost) > budget and len(out) > 1:
-        i = _shortest_pair(out)
-        merged = merge_lines(out[i], out[i + 1], k)
-        out[i : i + 2] = [merged]
-        cost[i : i + 2] = [count(render_line(merged) + "\n")]
-    if sum(cost) > budget:  # one line left, still too long: cut its middle
-        line = out[0]
-        keep = len(line.text)
-        while (
-            keep > 1
-            and count(render_line(replace(line, text=cut_middle(line.text, keep))) + "\n") > budget
-        ):
-            keep = keep * 3 // 4
-        out = [replace(line, text=cut_middle(line.text, keep))]
+    while sum(cost) > budget and (pair := _shortest_pair(out)) is not None:
+        i, j = pair
+        merged = merge_lines(out[i], out[j], k)
+        del out[j], cost[j]
+        out[i], cost[i] = merged, count(render_line(merged) + "\n")
+    # one line of each kind left, still too long: cut the middle of the longest
+    full = [x.text for x in out]
+    while sum(cost) > budget:
+        i = max(range(len(out)), key=lambda x: (len(out[x].text), -x))
+        keep = len(out[i].text) * 3 // 4
+        if keep < 1:
+            break
+        out[i] = replace(out[i], text=cut_middle(full[i], keep))
+        cost[i] = count(render_line(out[i]) + "\n")
     return out
 
 
@@ -169,7 +213,8 @@ def user_message(
     if summary:
         parts.append("Summary: " + " ".join(summary))
     if lines:
-        parts.append("Timeline:\n" + "\n".join(render_line(x) for x in lines))
+        note = SPEECH_NOTE if any(x.kind == SPEECH for x in lines) else ""
+        parts.append(f"Timeline{note}:\n" + "\n".join(render_line(x) for x in lines))
     else:
         parts.append("Timeline: (nothing was recognised)")
     if time_s is not None:

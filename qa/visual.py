@@ -41,6 +41,9 @@ class Visual:
     k: int | None = None
     #: why the breakpoint view fell back to stored slots (None otherwise)
     note: str | None = None
+    #: trailing slots that are short-term frames, the last one the frame at t
+    #: (breakpoint views; 0: all slots are long-term memory)
+    recent: int = 0
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -125,7 +128,9 @@ def breakpoint_visual(
             fresh = decode_before(video, encoder, t, after)
             tokens = torch.cat([before.to(fresh.tokens.dtype), fresh.tokens])
             sizes = torch.cat([memory.sizes[done], fresh.sizes])
-            return Visual(tokens, spans + fresh.spans, sizes, "video", len(memory))
+            return Visual(
+                tokens, spans + fresh.spans, sizes, "video", len(memory), recent=len(fresh)
+            )
         except VideomemError as e:
             note = str(e)
             log.info("breakpoint at %.2fs falls back to stored slots: %s", t, e)
@@ -133,6 +138,7 @@ def breakpoint_visual(
     tokens, spans = memory.tokens[keep], _spans(memory.start_s[keep], memory.end_s[keep])
     sizes = memory.sizes[keep]
     last = float(memory.end_s[keep].max()) if bool(keep.any()) else -1.0
+    recent = 0
     if memory.recent_tokens is not None and memory.recent_timestamps is not None:
         rt = memory.recent_timestamps
         pick = (rt <= t) & (rt > last)
@@ -140,4 +146,5 @@ def breakpoint_visual(
             tokens = torch.cat([tokens, memory.recent_tokens[pick].to(tokens.dtype)])
             spans = spans + _spans(rt[pick], rt[pick])
             sizes = torch.cat([sizes, torch.ones(int(pick.sum()), dtype=sizes.dtype)])
-    return Visual(tokens, spans, sizes, "memory", len(memory), note=note)
+            recent = int(pick.sum())
+    return Visual(tokens, spans, sizes, "memory", len(memory), note=note, recent=recent)

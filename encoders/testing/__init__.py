@@ -10,7 +10,9 @@ same checkpoint every time.
 
 One module per family, as in ``encoders/`` itself (``contrastive``: CLIP and SigLIP,
 ``blip2``, ``llava``, ``smolvlm``, ``mobilenet``), the parts they share in ``parts``, and
-one table of builders here. transformers is imported inside the builders, so importing
+one table of builders here. ``moviechat`` is the exception: it builds MovieChat-format
+*inputs* (``.pth`` files with MovieChat's key names, a tiny Vicuna), which the
+converter itself turns into a checkpoint, so it has no entry in the table. transformers is imported inside the builders, so importing
 this package (``--model tiny`` resolving a name) stays cheap.
 """
 

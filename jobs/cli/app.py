@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> typer.Typer:
     )
     models.command("prepare")(timeline.models_prepare)
     models.command("ls")(timeline.models_ls)
+    models.command("convert")(timeline.models_convert)
     app.add_typer(models, name="models")
     return app
 

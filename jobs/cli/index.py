@@ -54,9 +54,11 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions):
         "BLIP-2: tokens=projected). Part of the encoder fingerprint.",
     )
     batch_size: int = typer.Option(32, help="Frames per encoder forward pass.")
-    memory_preset: str = typer.Option(
-        "default",
-        help="Memory config preset: default (= adaptive), moviechat, moviechat_reference, mbc.",
+    memory_preset: str | None = typer.Option(
+        None,
+        help="Memory config preset: default (= adaptive), moviechat, moviechat_reference, mbc "
+        "(unset: the one the checkpoint names, e.g. MovieChat's moviechat_reference, else "
+        "default).",
     )
     long_term_len: int | None = typer.Option(None, help="Override: long-term memory slots.")
     short_term_len: int | None = typer.Option(None, help="Override: short-term buffer frames.")
@@ -126,6 +128,7 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions):
             ),  # fmt: skip
             memory=memory_config(
                 self.memory_preset,
+                model=self.model,
                 long_term_len=self.long_term_len,
                 short_term_len=self.short_term_len,
                 threshold=self.threshold,

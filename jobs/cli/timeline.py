@@ -76,6 +76,27 @@ def models_prepare(o: PrepareOptions) -> None:
     typer.echo(f"{o.name}  {path}")
 
 
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    family: str = typer.Argument(..., help="The model family: moviechat.")
+    checkpoint: Path = typer.Option(..., help="MovieChat's finetuned .pth (video side).")
+    qformer: Path = typer.Option(..., help="The BLIP-2 / MiniGPT-4 .pth (frame side).")
+    llm: Path = typer.Option(..., help="The Vicuna-7B (LLaMA) directory.")
+    out: Path = typer.Option(..., help="The checkpoint directory to write.")
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out.")
+
+
+@command
+def models_convert(o: ConvertOptions) -> None:
+    """Convert a model's released weights into one safetensors checkpoint directory
+    that --model takes; every input key is mapped or dropped for a stated reason."""
+    with usage_errors():
+        path, report = api.convert_model(
+            o.family, o.checkpoint, o.qformer, o.llm, o.out, force=o.force
+        )
+    typer.echo(f"{path}  ({len(report.mapped)} tensors, {len(report.dropped)} keys dropped)")
+
+
 def models_ls() -> None:
     """List the named models and whether each is prepared."""
     for m in api.models():
