@@ -44,15 +44,17 @@ install: system-deps $(VENV)/.installed
 # ffprobe is optional (videomem probes with ffmpeg alone when it is missing), but the
 # tests of the ffprobe path need it, and torchcodec (decoder="torchcodec") loads
 # FFmpeg's shared libraries, which come with it: install Debian's ffmpeg when we can,
-# else go on. espeak-ng speaks the test and demo clips of the speech track.
+# else go on. espeak-ng speaks the test and demo clips of the speech track. chromium is
+# the headless browser of the web app's tests (Playwright drives the system browser).
 system-deps:
 	@missing=""; \
 	command -v ffprobe >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	      || echo "note: could not install$$missing; ffprobe and speech tests need them"; \
+	      || echo "note: could not install$$missing; ffprobe, speech and browser tests need them"; \
 	  else echo "note: not installed:$$missing (ffprobe is optional; espeak-ng makes the speech test clips)"; fi; \
 	fi
 

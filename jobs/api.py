@@ -44,6 +44,7 @@ from videomem.qa.types import GenerationSettings
 
 if TYPE_CHECKING:
     from videomem.jobs.progress import Reporter
+    from videomem.jobs.serve import ServeConfig
     from videomem.memory.search import RefreshReport, SearchResult
     from videomem.memory.store import RepairReport, Store, VideoRecord
     from videomem.pipeline.types import DecodeConfig
@@ -70,6 +71,7 @@ __all__ = [
     "qa",
     "repair",
     "search",
+    "serve",
     "show",
     "tag",
 ]
@@ -212,8 +214,7 @@ class SearchOutcome:
 
 def search(request: SearchRequest) -> SearchOutcome:
     """Ranked (video, time span) moments for a query across the store."""
-    from videomem.encoders.text import TextTowers, sentence_embedder
-    from videomem.memory.search import search as run_search
+    from videomem.jobs.searcher import Searcher
 
     refreshed = None
     if request.refresh:
@@ -224,14 +225,8 @@ def search(request: SearchRequest) -> SearchOutcome:
         if not request.query.strip():
             return SearchOutcome(None, refreshed)
     with open_store(request.store, request.storage_options) as st:
-        result = run_search(
-            st,
-            request.query,
-            k=request.k,
-            video=request.video,
-            source=request.source,
-            text_embedder=lambda: sentence_embedder(request.device),
-            tower_for=TextTowers(request.device),
+        result = Searcher(request.device).search(
+            st, request.query, k=request.k, video=request.video, source=request.source
         )
         if request.plot is not None:
             from videomem.jobs.plot import plot_contact_sheet
@@ -240,6 +235,14 @@ def search(request: SearchRequest) -> SearchOutcome:
             thumbs = moment_thumbnails(st, result.moments)
             plot_contact_sheet(request.query, result.moments, thumbs, request.plot)
     return SearchOutcome(result, refreshed)
+
+
+def serve(config: ServeConfig, announce: Callable[[str], None] = print) -> None:
+    """Serve a store as a local web app and JSON API until interrupted (models load
+    once and stay warm); ``announce`` gets the URL once the socket is bound."""
+    from videomem.jobs.serve import serve as run_server
+
+    run_server(config, announce)
 
 
 # --------------------------------------------------------------------------- the store

@@ -66,6 +66,13 @@ def test_wheel_builds_and_installs(tmp_path: Path) -> None:
         for p in (REPO / folder).rglob("*.py")
     }
     assert not sorted(modules - set(names)), "modules missing from the wheel"
+    # the web app's package data: its templates, JS, CSS and icon
+    assets = {
+        f"videomem/{p.relative_to(REPO).as_posix()}"
+        for sub in ("templates", "static")
+        for p in (REPO / "jobs" / "serve" / sub).iterdir()
+    }
+    assert assets and not sorted(assets - set(names)), "serve's templates/static missing"
     assert not [n for n in names if n.split("/")[0] in FOLDERS], "bare package in wheel"
     assert not [n for n in names if n.startswith("tests/") or n.startswith("bench/")]
 

@@ -261,10 +261,12 @@ class Store:
         config_hash: str | None = None,
         video_id: str | None = None,
         model: str | None = None,
+        name: str | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[VideoRecord]:
-        """Rows of the ``videos`` table, filtered, ordered by uri then indexed_at.
+        """Rows of the ``videos`` table, filtered (``name``: the uri contains it),
+        ordered by uri then indexed_at.
 
         With ``limit``, one page: ``limit`` rows from ``offset`` in storage order (about
         commit order), then sorted; a page reads only as far as it reaches, so the first
@@ -274,14 +276,16 @@ class Store:
             raise StoreError(f"limit and offset must be >= 0, got {limit}, {offset}")
         if limit == 0:
             return []
-        where = self._videos_filter(status, encoder_fingerprint, config_hash, video_id, model)
+        where = self._videos_filter(status, encoder_fingerprint, config_hash, video_id, model, name)
         table = self._scan(self._videos, where, limit=limit, offset=offset)
         records = [record_from_row(r) for r in table.to_pylist()]
         return sorted(records, key=lambda r: (r.uri or "", r.indexed_at or EPOCH))
 
-    def count_videos(self, status: Status | None = None, *, model: str | None = None) -> int:
+    def count_videos(
+        self, status: Status | None = None, *, model: str | None = None, name: str | None = None
+    ) -> int:
         """How many ``videos`` rows match (reads the filtered columns only)."""
-        where = self._videos_filter(status, None, None, None, model)
+        where = self._videos_filter(status, None, None, None, model, name)
         try:
             return int(self._videos.count_rows(where))
         except Exception as e:
@@ -294,8 +298,11 @@ class Store:
         config_hash: str | None,
         video_id: str | None,
         model: str | None,
+        name: str | None = None,
     ) -> str | None:
         conds = []
+        if name:  # a substring of the uri (strpos: no LIKE wildcards to escape)
+            conds.append(f"strpos(uri, {sql_str(name)}) > 0")
         if status is not None:
             if status not in ("indexed", "failed"):
                 raise StoreError(f"unknown status {status!r}; use 'indexed' or 'failed'")
@@ -326,7 +333,9 @@ class Store:
 
     def resolve_video_id(self, prefix: str) -> str:
         """The one stored video_id starting with ``prefix`` (like a short git hash)."""
-        ids = self._scan(self._videos, None, ["video_id"]).column("video_id").to_pylist()
+        # filtered in the scan: a lookup reads the matching ids, not the whole column
+        where = f"starts_with(video_id, {sql_str(prefix)})"
+        ids = self._scan(self._videos, where, ["video_id"]).column("video_id").to_pylist()
         matches = sorted({v for v in ids if v.startswith(prefix)})
         if not matches:
             raise StoreError(f"no video {prefix!r} in store {self.uri}")
@@ -651,10 +660,25 @@ class Store:
             ) from e
         return len(rows)
 
-    def read_qa_rows(self, name: str, where: str | None = None) -> list[dict[str, Any]]:
-        """Rows of ``answers``/``captions`` (``where``: a LanceDB filter), [] if none."""
+    def read_qa_rows(
+        self, name: str, where: str | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Rows of ``answers``/``captions`` (``where``: a LanceDB filter; ``limit`` rows
+        from ``offset`` in storage order: one page), [] if none."""
         table = self._qa_table(name, create=False)
-        return [] if table is None else self._scan(table, where).to_pylist()
+        if table is None or limit == 0:
+            return []
+        return self._scan(table, where, limit=limit, offset=offset).to_pylist()
+
+    def count_qa_rows(self, name: str, where: str | None = None) -> int:
+        """How many ``answers``/``captions`` rows match (0 if the table does not exist)."""
+        table = self._qa_table(name, create=False)
+        if table is None:
+            return 0
+        try:
+            return int(table.count_rows(where))
+        except Exception as e:
+            raise self._lance_error(name, "read", e) from e
 
     def qa_row_batches(
         self, name: str, columns: Sequence[str] | None = None
@@ -674,10 +698,13 @@ class Store:
         )
         return {(r["question_id"], r["video_id"]) for r in self.read_qa_rows("answers", where)}
 
-    def captions(self, video_id: str) -> list[dict[str, Any]]:
+    def captions(self, video_id: str, record: VideoRecord | None = None) -> list[dict[str, Any]]:
         """Captions of the memory a reader of ``video_id`` sees (its current run),
-        global first, then by start time."""
-        rec = self.latest(video_id)
+        global first, then by start time. ``record``: its ``latest`` record, when the
+        caller has just read it (saves reading it again)."""
+        rec = (
+            record if record is not None and record.video_id == video_id else self.latest(video_id)
+        )
         if rec.run_id is None:
             return []
         where = f"video_id = {sql_str(video_id)} AND run_id = {sql_str(rec.run_id)}"
