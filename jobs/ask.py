@@ -3,7 +3,7 @@
 Two answerers behind one request (:class:`videomem.jobs.api.AskRequest`): the memory's
 VLM (stored visual tokens in the prompt; breakpoint questions decode the frames at the
 asked time again), or with ``llm`` a text LLM reading the video's text timeline (its
-tags and captions). Both return the answer and the ``answers`` row a bulk job would
+tags, captions and transcript). Both return the answer and the ``answers`` row a bulk job would
 write for it, so ``ask --json`` and ``qa`` print the same shape. Nothing is written.
 """
 
@@ -58,7 +58,8 @@ def ask_timeline(request: AskRequest) -> tuple[dict[str, Any], Answer]:
             raise VideomemError(f"video {vid} failed to index: {rec.error or 'unknown error'}")
         # the timeline, but not this LLM's own captions (a caption must not feed an answer)
         captions = [c for c in st.captions(vid) if c["model"] != llm]
+        transcript = st.transcript(vid)
     answerer = TimelineAnswerer(TextLLM(llm, request.device, request.dtype, name=llm))
     question = Question(request.question, request.at)
-    (a,) = answerer.answer(captions, [question], request.settings, rec.duration_s)
+    (a,) = answerer.answer(captions, [question], request.settings, rec.duration_s, transcript)
     return answer_row("", vid, a, llm, request.settings, rec), a

@@ -25,8 +25,18 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from videomem.pipeline.errors import VideomemError
+from videomem.pipeline.transcript import Transcript
 from videomem.qa.model import generation_kwargs
-from videomem.qa.timeline import SYSTEM, Line, build_prompt, lines_from_captions
+from videomem.qa.timeline import (
+    SPEECH_NOTE,
+    SYSTEM,
+    Line,
+    build_prompt,
+    has_speech,
+    interleave,
+    lines_from_captions,
+    lines_from_transcript,
+)
 from videomem.qa.types import Answer, GenerationSettings, QAError, Question
 
 if TYPE_CHECKING:
@@ -167,9 +177,12 @@ class TimelineAnswerer:
         questions: Sequence[Question],
         settings: GenerationSettings,
         duration_s: float | None = None,
+        transcript: Transcript | None = None,
     ) -> list[Answer]:
-        """One :class:`Answer` per question (failed ones carry the error)."""
+        """One :class:`Answer` per question (failed ones carry the error); the
+        ``transcript``'s speech is interleaved with the caption lines."""
         summary, lines = lines_from_captions(captions)
+        lines = interleave(lines, lines_from_transcript(transcript))
         out = []
         for q in questions:
             try:
@@ -192,7 +205,10 @@ class TimelineAnswerer:
         if q.time_s is not None and (q.time_s < 0 or late):
             raise QAError(f"time {q.time_s}s is outside the video (0–{duration_s}s)")
         if not lines and not summary:
-            raise QAError("the video has no timeline yet: run `videomem tag` (or caption)")
+            raise QAError(
+                "the video has no timeline yet: run `videomem tag` (or caption, or transcribe)"
+            )
+        system = settings.system_prompt or (SYSTEM + SPEECH_NOTE if has_speech(lines) else SYSTEM)
         prompt = build_prompt(
             summary,
             lines,
@@ -201,7 +217,7 @@ class TimelineAnswerer:
             count_prompt=self.llm.count_prompt,
             count_text=self.llm.count_text,
             budget=context_budget(self.llm, settings),
-            system=settings.system_prompt or SYSTEM,
+            system=system,
             k=self.k,
         )
         r = self.llm.reply(prompt.messages, settings)
@@ -217,7 +233,13 @@ class TimelineAnswerer:
             dtype=self.llm.dtype,
         )
 
-    def caption(self, captions: Sequence[dict[str, Any]], settings: GenerationSettings) -> Answer:
-        """A global caption of the video written from its timeline."""
+    def caption(
+        self,
+        captions: Sequence[dict[str, Any]],
+        settings: GenerationSettings,
+        transcript: Transcript | None = None,
+    ) -> Answer:
+        """A global caption of the video written from its timeline (speech included)."""
         q = Question("Describe what happens in this video in one or two sentences.")
-        return self.answer([c for c in captions if c["kind"] != "global"], [q], settings)[0]
+        rest = [c for c in captions if c["kind"] != "global"]
+        return self.answer(rest, [q], settings, transcript=transcript)[0]

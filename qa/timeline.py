@@ -3,7 +3,9 @@
 VideoChat-Text's idea: describe each segment in text, then let a language model read
 the timestamped lines. Lines look like ``00:12–00:18  trolleybus 0.41, street sign 0.22``
 (tags) or ``00:12–00:18  a man rides a bicycle`` (dense captions); global captions
-go first as a summary.
+go first as a summary. A video's transcript adds what is said, interleaved by time:
+``00:04–00:06  [speech] "never judge a book by its cover"`` (VideoChat-Text's audio
+stream).
 
 Design decisions:
 
@@ -20,6 +22,14 @@ Design decisions:
   at the end and merging goes on while it is over.
 * **Breakpoint questions** (about time t) see the lines that start before t, and the
   line covering t is named as the current moment.
+* **Speech** lines are one per transcript segment, kind ``speech``, sorted into the
+  picture lines by start time (a picture line first on a tie). A line carries its
+  picture and its speech apart (``Line.speech``): merging merges the pictures as above
+  (tags stay top-k, so they do not grow) and joins the words said, in order, into one
+  quote after the picture (``00:00–00:09  dog 0.52 [speech] "…"``). Fitting a small
+  context so spends its budget on what was said before what was seen, and never drops
+  either, nor the end. Only a finished (``done``) transcript adds lines: "no audio"
+  and failures add none.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from videomem.pipeline.transcript import Transcript
 from videomem.qa.tags import parse_tags_text, tags_text
 
 #: what the LLM is told the timeline is (system message)
@@ -36,18 +47,32 @@ SYSTEM = (
     "one line per segment, 'start–end  what is seen there'. Tags have a confidence "
     "from 0 to 1. Answer briefly from the timeline only."
 )
+#: added to SYSTEM when the timeline holds speech
+SPEECH_NOTE = " Lines marked [speech] quote what is said in that span."
+#: what starts the text of a speech line
+SPEECH_TAG = "[speech]"
 #: caption kinds that become timeline lines, in the order they are preferred
 LINE_KINDS = ("dense", "tags")
 
 
 @dataclass(frozen=True)
 class Line:
-    """One timeline line: a span and what is seen in it."""
+    """One timeline line: a span, what is seen in it, and what is said in it."""
 
     start_s: float
     end_s: float
+    #: what is seen (tags or a caption); empty on a speech-only line
     text: str
+    #: "tags" or "dense" (a picture line, maybe with speech merged in) or "speech"
     kind: str = "tags"
+    #: the words said in the span, None when nothing is
+    speech: str | None = None
+
+    @property
+    def content(self) -> str:
+        """What the line shows after its span: the picture, then the quoted speech."""
+        quote = speech_text(self.speech) if self.speech is not None else ""
+        return f"{self.text} {quote}" if self.text and quote else self.text or quote
 
 
 def clock(seconds: float) -> str:
@@ -63,7 +88,7 @@ def span_text(start_s: float, end_s: float) -> str:
 
 
 def render_line(line: Line) -> str:
-    return f"{span_text(line.start_s, line.end_s)}  {line.text}"
+    return f"{span_text(line.start_s, line.end_s)}  {line.content}"
 
 
 def lines_from_captions(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[Line]]:
@@ -82,11 +107,52 @@ def lines_from_captions(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list
     return summary, []
 
 
+def speech_text(said: str) -> str:
+    """What a speech line shows: ``[speech] "the words"``."""
+    return f'{SPEECH_TAG} "{said}"'
+
+
+def lines_from_transcript(transcript: Transcript | None) -> list[Line]:
+    """One speech line per segment of a finished transcript (none for "no audio",
+    a failure, or no transcript)."""
+    if transcript is None or transcript.status != "done":
+        return []
+    return [
+        Line(s.start_s, s.end_s, "", "speech", s.text.strip())
+        for s in transcript.segments
+        if s.text.strip()
+    ]
+
+
+def interleave(lines: Sequence[Line], speech: Sequence[Line]) -> list[Line]:
+    """Picture lines and speech lines in one list by start time (picture first on a tie)."""
+    return sorted([*lines, *speech], key=lambda x: (x.start_s, x.kind == "speech", x.end_s))
+
+
+def has_speech(lines: Sequence[Line]) -> bool:
+    return any(x.speech is not None for x in lines)
+
+
 # --------------------------------------------------------------------------- merging
 
 
 def merge_lines(a: Line, b: Line, k: int = 5) -> Line:
-    """Two adjacent lines as one covering both spans."""
+    """Two adjacent lines as one covering both spans: their pictures merged (see
+    :func:`merge_pictures`), their speech joined."""
+    start, end = min(a.start_s, b.start_s), max(a.end_s, b.end_s)
+    spoken = [x.speech for x in (a, b) if x.speech is not None]
+    speech = " ".join(spoken) if spoken else None
+    pictures = [x for x in (a, b) if x.kind != "speech"]
+    if not pictures:
+        return Line(start, end, "", "speech", speech)
+    if len(pictures) == 1:
+        return Line(start, end, pictures[0].text, pictures[0].kind, speech)
+    return replace(merge_pictures(a, b, k), start_s=start, end_s=end, speech=speech)
+
+
+def merge_pictures(a: Line, b: Line, k: int = 5) -> Line:
+    """Two picture lines as one: tags keep the top-k of their duration-weighted scores,
+    other text is joined with " / "."""
     start, end = min(a.start_s, b.start_s), max(a.end_s, b.end_s)
     if a.kind == "tags" and b.kind == "tags":
         wa = max(a.end_s - a.start_s, 1e-3)
@@ -138,7 +204,8 @@ def fit_lines(
         out[i : i + 2] = [merged]
         cost[i : i + 2] = [count(render_line(merged) + "\n")]
     if sum(cost) > budget:  # one line left, still too long: cut its middle
-        line = out[0]
+        whole = out[0]
+        line = Line(whole.start_s, whole.end_s, whole.content, whole.kind)
         keep = len(line.text)
         while (
             keep > 1
