@@ -32,6 +32,7 @@ def ask_memory(request: AskRequest) -> tuple[dict[str, Any], Answer]:
         mem = st.load_memory(
             vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
         )
+        transcript = st.transcript(vid) if request.settings.subtitles else None
     (a,) = answer(
         session.qa,
         mem,
@@ -40,6 +41,7 @@ def ask_memory(request: AskRequest) -> tuple[dict[str, Any], Answer]:
         duration_s=rec.duration_s,
         video=VideoContext.from_record(rec),
         encoder=session.encoder,
+        transcript=transcript,
     )
     return answer_row("", vid, a, session.model, request.settings, rec), a
 

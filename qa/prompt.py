@@ -106,14 +106,18 @@ class PromptBuilder:
         style: PromptStyle = "timestamped",
         system_prompt: str | None = None,
         duration_s: float | None = None,
+        subtitles: Sequence[str] | None = None,
     ) -> tuple[str, int]:
-        """The full prompt text and the character offset where the question starts."""
+        """The full prompt text and the character offset where the question starts
+        (``subtitles``: the words said in each slot's span, beside it)."""
         if not question.strip():
             raise PromptError("empty question")
         self._check(question, "the question")
         if system_prompt:
             self._check(system_prompt, "the system prompt")
-        parts = self.layout.expand(spans, tokens_per_slot, style, duration_s)
+        for said in subtitles or ():
+            self._check(said, "the transcript")
+        parts = self.layout.expand(spans, tokens_per_slot, style, duration_s, subtitles)
         if self.layout.item is None:  # BLIP-2: visual block, BOS, then the plain text
             text = BLIP2_FORMAT.format(question=question)
             if system_prompt:
@@ -149,6 +153,7 @@ class PromptBuilder:
         style: PromptStyle = "timestamped",
         system_prompt: str | None = None,
         duration_s: float | None = None,
+        subtitles: Sequence[str] | None = None,
     ) -> Prompt:
         """Tokenise the full prompt once and find the question's first token."""
         text, q_start = self.render(
@@ -158,6 +163,7 @@ class PromptBuilder:
             style=style,
             system_prompt=system_prompt,
             duration_s=duration_s,
+            subtitles=subtitles,
         )
         enc = self.tokenizer(
             text,
