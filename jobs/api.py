@@ -188,7 +188,7 @@ class SearchRequest:
     k: int = 10
     #: only this video (an id or unique prefix)
     video: str | None = None
-    source: Literal["visual", "text", "all"] = "all"
+    source: Literal["visual", "text", "speech", "all"] = "all"
     #: bring the search indexes up to date first (takes the writer lock)
     refresh: bool = False
     #: where the query encoders run
