@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from videomem.jobs.progress import Reporter
     from videomem.memory.search import RefreshReport, SearchResult
     from videomem.memory.store import RepairReport, Store, VideoRecord
+    from videomem.pipeline.transcript import Transcript
     from videomem.pipeline.types import DecodeConfig
     from videomem.qa import Answer
 
@@ -287,6 +288,9 @@ class VideoView:
     token_shape: tuple[int, int] | None = None
     #: the PNG drawn (``plot=``), when there was a memory to draw
     plot: Path | None = None
+    #: what a reader hears: the newest finished transcript, else the newest failure
+    #: (None: never transcribed)
+    transcript: Transcript | None = None
 
 
 def show(
@@ -295,8 +299,8 @@ def show(
     plot: Path | None = None,
     storage_options: dict[str, str] | None = None,
 ) -> VideoView:
-    """A video's memory slots and captions (``video``: an id or unique prefix);
-    ``plot`` draws the slots along the timeline to a PNG."""
+    """A video's memory slots, captions and transcript (``video``: an id or unique
+    prefix); ``plot`` draws the slots, captions and speech along the timeline to a PNG."""
     with open_store(store, storage_options) as st:
         vid = st.resolve_video_id(video)
         mem = None
@@ -306,8 +310,9 @@ def show(
                 vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
             )
         captions = st.captions(vid)
+        transcript = st.transcript(vid)
     if mem is None:
-        return VideoView(rec, [], captions)
+        return VideoView(rec, [], captions, transcript=transcript)
     slots = [
         {"slot": i, "start_s": float(s), "end_s": float(e), "size": int(z)}
         for i, (s, e, z) in enumerate(
@@ -318,11 +323,12 @@ def show(
         from videomem.jobs.plot import plot_slots, plot_timeline
 
         if mem.thumbnails is not None:
-            plot_timeline(rec, slots, mem.thumbnails, captions, plot)
+            speech = transcript.segments if transcript is not None else ()
+            plot_timeline(rec, slots, mem.thumbnails, captions, plot, speech)
         else:  # a memory stored before thumbnails existed
             plot_slots(rec, slots, plot)
     n, d = tuple(mem.tokens.shape[1:])
-    return VideoView(rec, slots, captions, (int(n), int(d)), plot)
+    return VideoView(rec, slots, captions, (int(n), int(d)), plot, transcript)
 
 
 def export(

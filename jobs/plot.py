@@ -8,6 +8,7 @@ from typing import Any
 
 from videomem.memory.store import VideoRecord
 from videomem.pipeline.errors import ConfigError
+from videomem.pipeline.transcript import SpeechSegment
 
 
 def plot_slots(record: VideoRecord, slots: Sequence[dict[str, Any]], out: str | Path) -> Path:
@@ -84,9 +85,11 @@ def plot_timeline(
     thumbnails: Sequence[bytes | None],
     captions: Sequence[dict[str, Any]],
     out: str | Path,
+    speech: Sequence[SpeechSegment] = (),
 ) -> Path:
     """The memory as a strip: each slot's thumbnail drawn over the span it covers,
-    the frames merged into it below, and the tags/captions of each span under that."""
+    the frames merged into it below, and the tags/captions of each span under that,
+    over a band of the spans where something is said (``speech``)."""
     import textwrap
 
     plt = _pyplot()
@@ -124,6 +127,10 @@ def plot_timeline(
         low.axvline(a, color="grey", linewidth=0.5)
     if not shown:
         low.text(end / 2, 0.5, "(no tags or captions)", ha="center", va="center", color="grey")
+    for seg in speech:  # a band along the bottom where words are said
+        low.axvspan(seg.start_s, seg.end_s, ymin=0.0, ymax=0.1, color="#dd8452", alpha=0.8)
+    if speech:
+        low.set_ylabel("speech ▁", color="#dd8452", fontsize=8)
     low.set_xlim(0, end)
     low.set_xlabel("time (s)")
     fig.tight_layout()
