@@ -181,10 +181,11 @@ class TimelineAnswerer:
     ) -> list[Answer]:
         """One :class:`Answer` per question (failed ones carry the error); the
         ``transcript``'s speech is interleaved with the caption lines."""
-        summary, lines = lines_from_captions(captions)
-        lines = interleave(lines, lines_from_transcript(transcript))
+        summary, pictures = lines_from_captions(captions)
         out = []
         for q in questions:
+            # a breakpoint question hears only what was said by its time
+            lines = interleave(pictures, lines_from_transcript(transcript, q.time_s))
             try:
                 out.append(self._one(summary, lines, q, settings, duration_s))
             except VideomemError as e:

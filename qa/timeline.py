@@ -21,7 +21,8 @@ Design decisions:
   each line (plus its newline); the sum is checked against the real rendered prompt
   at the end and merging goes on while it is over.
 * **Breakpoint questions** (about time t) see the lines that start before t, and the
-  line covering t is named as the current moment.
+  line covering t is named as the current moment; they hear only speech said by t
+  (as ``--subtitles`` does).
 * **Speech** lines are one per transcript segment, kind ``speech``, sorted into the
   picture lines by start time (a picture line first on a tie). A line carries its
   picture and its speech apart (``Line.speech``): merging merges the pictures as above
@@ -39,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from videomem.pipeline.transcript import Transcript
+from videomem.qa.subtitles import heard
 from videomem.qa.tags import parse_tags_text, tags_text
 
 #: what the LLM is told the timeline is (system message)
@@ -112,14 +114,14 @@ def speech_text(said: str) -> str:
     return f'{SPEECH_TAG} "{said}"'
 
 
-def lines_from_transcript(transcript: Transcript | None) -> list[Line]:
+def lines_from_transcript(transcript: Transcript | None, time_s: float | None = None) -> list[Line]:
     """One speech line per segment of a finished transcript (none for "no audio",
-    a failure, or no transcript)."""
-    if transcript is None or transcript.status != "done":
-        return []
+    a failure, or no transcript); at a breakpoint ``time_s`` only what was said by
+    then (:func:`videomem.qa.subtitles.heard`: a sentence still being said keeps the
+    words already said when word times were stored)."""
     return [
         Line(s.start_s, s.end_s, "", "speech", s.text.strip())
-        for s in transcript.segments
+        for s in heard(transcript, time_s)
         if s.text.strip()
     ]
 

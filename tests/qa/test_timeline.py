@@ -338,9 +338,10 @@ def test_answerer_reads_the_transcript_and_breakpoints_hear_only_the_past() -> N
     ]
     t = said((1.2, 2.8, "The quick brown fox."), (5.1, 6.9, "Never judge a book by its cover."))
     model = EchoModel()
-    qs = [Question("What is said?"), Question("What was said so far?", 3.0)]
+    # at 2.5 s the fox sentence is still being said (no word times): not heard yet
+    qs = [Question("What is said?"), Question("What was said so far?", 3.0), Question("?", 2.5)]
     a = TimelineAnswerer(model).answer(caps, qs, GenerationSettings(), 8.0, transcript=t)
-    assert [x.status for x in a] == ["answered", "answered"] and a[0].slots == 10
+    assert [x.status for x in a] == ["answered"] * 3 and a[0].slots == 10
     system, user = (m["content"] for m in model.seen[0])
     assert system.endswith(SPEECH_NOTE)
     assert '00:01–00:03  [speech] "The quick brown fox."' in user
@@ -348,6 +349,7 @@ def test_answerer_reads_the_transcript_and_breakpoints_hear_only_the_past() -> N
     assert user.index('[speech] "The quick') < user.index("00:02–00:03  dog")
     breakpoint_user = model.seen[1][-1]["content"]
     assert "quick brown fox" in breakpoint_user and "judge" not in breakpoint_user
+    assert "[speech]" not in model.seen[2][-1]["content"]
     # speech alone is a timeline; without speech the system message is unchanged
     (only,) = TimelineAnswerer(model).answer([], [Question("What?")], GenerationSettings(), 8.0, t)
     assert only.status == "answered" and only.slots == 2
