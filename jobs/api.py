@@ -39,7 +39,6 @@ from videomem.jobs.index import IndexJob, IndexSummary
 from videomem.jobs.qa_job import QAJob, QASummary
 from videomem.jobs.tag_job import TagJob, TagSummary
 from videomem.pipeline.errors import ConfigError
-from videomem.pipeline.transcript import Transcript
 from videomem.qa.types import GenerationSettings
 
 if TYPE_CHECKING:
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     from videomem.jobs.serve import ServeConfig
     from videomem.memory.search import RefreshReport, SearchResult
     from videomem.memory.store import RepairReport, Store, VideoRecord
+    from videomem.pipeline.transcript import Transcript
     from videomem.pipeline.types import DecodeConfig
     from videomem.qa import Answer
 
@@ -191,7 +191,7 @@ class SearchRequest:
     k: int = 10
     #: only this video (an id or unique prefix)
     video: str | None = None
-    source: Literal["visual", "text", "all"] = "all"
+    source: Literal["visual", "text", "speech", "all"] = "all"
     #: bring the search indexes up to date first (takes the writer lock)
     refresh: bool = False
     #: where the query encoders run
@@ -291,7 +291,8 @@ class VideoView:
     token_shape: tuple[int, int] | None = None
     #: the PNG drawn (``plot=``), when there was a memory to draw
     plot: Path | None = None
-    #: what was said (the transcript a reader sees), None when never transcribed
+    #: what a reader hears: the newest finished transcript, else the newest failure
+    #: (None: never transcribed)
     transcript: Transcript | None = None
 
 
@@ -325,7 +326,7 @@ def show(
         from videomem.jobs.plot import plot_slots, plot_timeline
 
         if mem.thumbnails is not None:
-            speech = () if transcript is None else transcript.segments
+            speech = transcript.segments if transcript is not None else ()
             plot_timeline(rec, slots, mem.thumbnails, captions, plot, speech)
         else:  # a memory stored before thumbnails existed
             plot_slots(rec, slots, plot)

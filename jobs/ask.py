@@ -3,8 +3,8 @@
 Two answerers behind one request (:class:`videomem.jobs.api.AskRequest`): the memory's
 VLM (stored visual tokens in the prompt; breakpoint questions decode the frames at the
 asked time again), or with ``llm`` a text LLM reading the video's text timeline (its
-tags and captions). Both return the answer and the ``answers`` row a bulk job would
-write for it, so ``ask --json`` and ``qa`` print the same shape. Nothing is written.
+tags, captions and transcript). Both return the answer and the ``answers`` row a bulk
+job would write for it, so ``ask --json`` and ``qa`` print the same shape. Nothing is written.
 
 Design decisions:
 
@@ -114,6 +114,7 @@ class Asker:
         mem = st.load_memory(
             vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
         )
+        transcript = st.transcript(vid) if settings.subtitles else None
         (a,) = answer(
             session.qa,
             mem,
@@ -122,6 +123,7 @@ class Asker:
             duration_s=rec.duration_s,
             video=VideoContext.from_record(rec),
             encoder=session.encoder,
+            transcript=transcript,
         )
         return answer_row("", vid, a, session.model, settings, rec), a
 
@@ -144,9 +146,8 @@ class Asker:
         # the timeline, but not this LLM's own captions (a caption must not feed an answer)
         captions = [c for c in st.captions(vid, rec) if c["model"] != llm.name]
         transcript = st.transcript(vid)  # what is said, when it was transcribed
-        speech = () if transcript is None else transcript.segments
         (a,) = TimelineAnswerer(llm).answer(
-            captions, [Question(question, at)], settings, rec.duration_s, speech
+            captions, [Question(question, at)], settings, rec.duration_s, transcript
         )
         return answer_row("", vid, a, llm.name, settings, rec), a
 

@@ -10,9 +10,6 @@ from videomem.memory.store import VideoRecord
 from videomem.pipeline.errors import ConfigError
 from videomem.pipeline.transcript import SpeechSegment
 
-#: the colour of a span of speech on the timeline
-SPEECH_COLOUR = "#f0a030"
-
 
 def plot_slots(record: VideoRecord, slots: Sequence[dict[str, Any]], out: str | Path) -> Path:
     """Draw one bar per memory slot along the video's timeline (width = the span it
@@ -91,19 +88,16 @@ def plot_timeline(
     speech: Sequence[SpeechSegment] = (),
 ) -> Path:
     """The memory as a strip: each slot's thumbnail drawn over the span it covers,
-    the frames merged into it below, the tags/captions of each span under that, and
-    (when the video was transcribed and something was said) the speech spans last."""
+    the frames merged into it below, and the tags/captions of each span under that,
+    over a band of the spans where something is said (``speech``)."""
     import textwrap
 
     plt = _pyplot()
     end = record.duration_s or max((float(s["end_s"]) for s in slots), default=1.0)
     end = max(end, max((float(s["end_s"]) for s in slots), default=0.0))
-    ratios = [2.2, 1, 2.0] + ([1.2] if speech else [])
-    fig, axes = plt.subplots(
-        len(ratios), 1, figsize=(14, 6 + 1.2 * bool(speech)), sharex=True,
-        gridspec_kw={"height_ratios": ratios},
-    )  # fmt: skip
-    top, mid, low = axes[:3]
+    fig, (top, mid, low) = plt.subplots(
+        3, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [2.2, 1, 2.0]}
+    )
     for s, jpeg in zip(slots, thumbnails, strict=True):
         a, b = float(s["start_s"]), max(float(s["end_s"]), float(s["start_s"]) + 1e-3)
         top.imshow(_image(jpeg), extent=(a, b, 0, 1), aspect="auto", interpolation="bilinear")
@@ -133,26 +127,14 @@ def plot_timeline(
         low.axvline(a, color="grey", linewidth=0.5)
     if not shown:
         low.text(end / 2, 0.5, "(no tags or captions)", ha="center", va="center", color="grey")
+    for seg in speech:  # a band along the bottom where words are said
+        low.axvspan(seg.start_s, seg.end_s, ymin=0.0, ymax=0.1, color="#dd8452", alpha=0.8)
     if speech:
-        _plot_speech(axes[3], speech)
-    axes[-1].set_xlim(0, end)
-    axes[-1].set_xlabel("time (s)")
+        low.set_ylabel("speech ▁", color="#dd8452", fontsize=8)
+    low.set_xlim(0, end)
+    low.set_xlabel("time (s)")
     fig.tight_layout()
     return _save(fig, plt, out)
-
-
-def _plot_speech(ax: Any, speech: Sequence[SpeechSegment]) -> None:
-    """Each segment as a coloured span with its words (shortened) over it."""
-    import textwrap
-
-    ax.set_ylim(0, 1)
-    ax.set_yticks([])
-    ax.set_ylabel("speech")
-    for s in speech:
-        ax.axvspan(s.start_s, s.end_s, ymin=0.05, ymax=0.95, color=SPEECH_COLOUR, alpha=0.85)
-        text = textwrap.shorten(s.text.strip(), 40, placeholder="…")
-        ax.text((s.start_s + s.end_s) / 2, 0.5, text, ha="center", va="center", fontsize=6,
-                rotation=90 if s.end_s - s.start_s < 3 else 0)  # fmt: skip
 
 
 def plot_contact_sheet(

@@ -148,6 +148,7 @@ class QAStep:
             encoder=session.encoder,
             reuse_prefix=self.spec.reuse_prefix,
             batch_size=self.spec.batch_size,
+            transcript=self.store.transcript(rec.video_id) if settings.subtitles else None,
         )
         return [
             answer_row(qid, rec.video_id, a, session.model, settings, rec)

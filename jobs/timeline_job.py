@@ -4,8 +4,8 @@ The same planning, rows, tables, resume and bad-row handling as the VLM QA job
 (:mod:`videomem.jobs.qa_job`: question files, ``answers`` rows keyed on (question,
 video, model, settings), failed rows for bad input, ``--force``); only the model
 differs: a text-only LLM (:class:`videomem.qa.textllm.TimelineAnswerer`) that reads a
-video's timeline (its ``tags``/``dense``/``global`` caption rows, and what is said:
-the transcript a reader of the video sees) instead of its visual tokens. A worker loads the LLM once and reads captions from the store
+video's timeline (its ``tags``/``dense``/``global`` caption rows, and its transcript's
+speech interleaved by time) instead of its visual tokens. A worker loads the LLM once and reads captions from the store
 (read-only); the driver is the only writer.
 """
 
@@ -25,7 +25,7 @@ from videomem.jobs.questions import QuestionRow
 from videomem.jobs.rows import answer_row, caption_row, failed_rows, settings_with
 from videomem.jobs.videos import indexed_records
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.transcript import SpeechSegment
+from videomem.pipeline.transcript import Transcript
 from videomem.qa.types import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -66,17 +66,21 @@ class TimelineStep:
     def info(self) -> dict[str, Any]:
         return {"llm": self.spec.llm, "dtype": self.llm.dtype}
 
-    def _sources(
-        self, task: TimelineTask, video_id: str
-    ) -> tuple[list[dict[str, Any]], tuple[SpeechSegment, ...]]:
-        """The video's caption rows and its transcript's segments."""
+    def _store(self, task: TimelineTask) -> Any:
         from videomem.memory.store import Store
 
         if task.store not in self._stores:
             self._stores[task.store] = Store(task.store, storage_options=task.storage_options)
-        store = self._stores[task.store]
-        transcript = store.transcript(video_id)
-        return store.captions(video_id), () if transcript is None else transcript.segments
+        return self._stores[task.store]
+
+    def _captions(self, task: TimelineTask, video_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._store(task).captions(video_id)
+        return rows
+
+    def _transcript(self, task: TimelineTask, video_id: str) -> Transcript | None:
+        """What the video says, for the timeline: the newest finished transcript."""
+        transcript: Transcript | None = self._store(task).transcript(video_id)
+        return transcript
 
     def run(self, item: QAItem, task: TimelineTask, progress: ProgressFn | None) -> list[Any]:
         try:
@@ -94,17 +98,17 @@ class TimelineStep:
         rec = item.record
         # the timeline of the memory this record names, written by any model but this
         # one's own global captions (a caption must not feed the next caption)
-        rows, speech = self._sources(task, rec.video_id)
-        captions = [c for c in rows if c["model"] != self.spec.llm]
+        captions = [c for c in self._captions(task, rec.video_id) if c["model"] != self.spec.llm]
+        transcript = self._transcript(task, rec.video_id)
         if item.caption:
-            a = self.answerer.caption(captions, task.settings, speech)
+            a = self.answerer.caption(captions, task.settings, transcript)
             if a.status == "failed":
                 return [{"video_id": rec.video_id, "status": "failed", "error": a.error}]
             end_s = float(rec.duration_s or 0.0)
             settings = caption_settings(task.settings)
             return [caption_row(rec, "global", 0.0, end_s, a.answer, self.spec.llm, settings)]
         answers = self.answerer.answer(
-            captions, [q for _, q in item.questions], task.settings, rec.duration_s, speech
+            captions, [q for _, q in item.questions], task.settings, rec.duration_s, transcript
         )
         return [
             answer_row(qid, rec.video_id, a, self.spec.llm, task.settings, rec)

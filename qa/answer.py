@@ -23,15 +23,26 @@ import torch
 from videomem.memory.config import MemoryConfig
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
+from videomem.pipeline.transcript import SpeechSegment, Transcript
 from videomem.qa.fit import fit_visual, limit_slots
 from videomem.qa.model import QAModel
 from videomem.qa.prompt import Prompt
+from videomem.qa.subtitles import heard, subtitles_for
 from videomem.qa.types import Answer, Caption, GenerationSettings, Question
 from videomem.qa.visual import Visual, breakpoint_visual, global_visual
 
 
 def _failed(q: Question, error: str) -> Answer:
     return Answer(q, status="failed", error=error)
+
+
+def _no_subtitles(transcript: Transcript | None) -> str | None:
+    """Why subtitles cannot be given (None: they can; "no audio" gives none)."""
+    if transcript is None:
+        return "--subtitles: the video has no transcript; run `videomem transcribe` first"
+    if transcript.status == "failed":
+        return f"--subtitles: the video's transcription failed: {transcript.error}"
+    return None
 
 
 def _view(
@@ -59,19 +70,28 @@ def _answer_view(
     reuse_prefix: bool,
     batch_size: int,
     memory_config: MemoryConfig,
+    heard: Sequence[SpeechSegment] | None = None,
 ) -> list[Answer]:
-    """Answer questions that share one view (so one prefix)."""
+    """Answer questions that share one view (so one prefix); ``heard``: the speech
+    whose subtitles go beside the slots (None: no subtitles)."""
     out: list[Answer | None] = [None] * len(questions)
     prompts: dict[int, Prompt] = {}
     try:
         if qa.max_slots is not None:
             view = limit_slots(view, qa.max_slots, memory_config)
         view = fit_visual(
-            qa, view, settings, questions, duration_s=duration_s, memory_config=memory_config
+            qa,
+            view,
+            settings,
+            questions,
+            duration_s=duration_s,
+            memory_config=memory_config,
+            heard=heard,
         )
     except VideomemError as e:
         return [_failed(q, str(e)) for q in questions]
     n_tok = int(view.tokens.shape[1])
+    subs = None if heard is None else subtitles_for(view.spans, heard)
     for i, q in enumerate(questions):
         try:
             prompts[i] = qa.prompts.build(
@@ -81,6 +101,7 @@ def _answer_view(
                 style=settings.prompt_style,
                 system_prompt=settings.system_prompt,
                 duration_s=duration_s,
+                subtitles=subs,
             )
         except VideomemError as e:
             out[i] = _failed(q, str(e))
@@ -137,15 +158,23 @@ def answer(
     encoder: object | None = None,
     reuse_prefix: bool = True,
     batch_size: int = 1,
+    transcript: Transcript | None = None,
 ) -> list[Answer]:
     """Answer ``questions`` about one stored memory, in the order given.
 
     ``duration_s`` is the video's duration (bounds breakpoint times; SmolVLM's prompt
     names it). ``video`` (a :class:`~videomem.qa.session.VideoContext`) and ``encoder``
-    let breakpoint questions decode the frames before t again.
+    let breakpoint questions decode the frames before t again. With
+    ``settings.subtitles`` the ``transcript``'s lines go beside the slots (a question
+    at t hears only what was said by t); a video never transcribed, or whose
+    transcription failed, fails its questions with the reason.
     """
     settings = settings or GenerationSettings()
     qs = [q if isinstance(q, Question) else Question(q) for q in questions]
+    if settings.subtitles:
+        problem = _no_subtitles(transcript)
+        if problem:
+            return [_failed(q, problem) for q in qs]
     fingerprint = memory.encoder_fingerprint
     groups: dict[float | None, list[int]] = {}
     for i, q in enumerate(qs):
@@ -170,6 +199,7 @@ def answer(
             reuse_prefix=reuse_prefix,
             batch_size=batch_size,
             memory_config=memory.memory_config,
+            heard=heard(transcript, t) if settings.subtitles else None,
         )
         for i, a in zip(idx, answers, strict=True):
             results[i] = a
@@ -212,6 +242,8 @@ def caption(
     """A global caption of the memory, then (``dense``) one per segment of consecutive
     slots (:func:`segments`). Segments are answered in left-padded batches."""
     settings = settings or GenerationSettings()
+    if settings.subtitles:
+        raise VideomemError("--subtitles is for questions (ask, qa), not captions")
     if len(memory) == 0:
         raise VideomemError(f"video {memory.video_id}: empty memory, nothing to caption")
     fp = memory.encoder_fingerprint

@@ -18,13 +18,20 @@ from videomem.memory import consolidate_memory
 from videomem.memory.config import MemoryConfig
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
+from videomem.pipeline.transcript import SpeechSegment
 from videomem.qa.model import QAModel
+from videomem.qa.subtitles import subtitles_for
 from videomem.qa.types import GenerationSettings
 from videomem.qa.visual import Visual, _spans
 
 
 def _prompt_len(
-    qa: QAModel, view: Visual, question: str, settings: GenerationSettings, duration_s: float | None
+    qa: QAModel,
+    view: Visual,
+    question: str,
+    settings: GenerationSettings,
+    duration_s: float | None,
+    heard: Sequence[SpeechSegment] | None = None,
 ) -> int:
     return len(
         qa.prompts.build(
@@ -34,6 +41,7 @@ def _prompt_len(
             style=settings.prompt_style,
             system_prompt=settings.system_prompt,
             duration_s=duration_s,
+            subtitles=None if heard is None else subtitles_for(view.spans, heard),
         ).ids
     )
 
@@ -92,10 +100,12 @@ def fit_visual(
     *,
     duration_s: float | None = None,
     memory_config: MemoryConfig | None = None,
+    heard: Sequence[SpeechSegment] | None = None,
 ) -> Visual:
     """``view`` itself when every question fits, else ``view`` consolidated to the
     largest K that fits the longest question (``k`` set). Raises when one slot is
-    already too much."""
+    already too much. ``heard``: the speech segments whose subtitles the prompt holds
+    (they are all kept, beside the merged slots)."""
     budget = settings.max_context or qa.context_len
     if budget is None or len(view) == 0:
         return view
@@ -106,14 +116,14 @@ def fit_visual(
     longest = max(texts, key=lambda t: len(qa.tokenizer(t).input_ids))
     room = budget - settings.max_new_tokens
     try:
-        full = _prompt_len(qa, view, longest, settings, duration_s)
+        full = _prompt_len(qa, view, longest, settings, duration_s, heard)
     except VideomemError:
         return view  # a bad question; it fails on its own when prompted
     if full <= room:
         return view
     cfg = memory_config or MemoryConfig()
     L = len(view)
-    one = _prompt_len(qa, _merged(view, 1, cfg), longest, settings, duration_s)
+    one = _prompt_len(qa, _merged(view, 1, cfg), longest, settings, duration_s, heard)
     if one > room:
         raise VideomemError(
             f"the prompt does not fit the context ({budget} tokens) even with one slot "
@@ -122,7 +132,7 @@ def fit_visual(
     per_slot = (full - one) / max(1, L - 1)
     k = max(1, min(L - 1, int((room - one) // per_slot) + 1))
     fitted = _merged(view, k, cfg)
-    while k > 1 and _prompt_len(qa, fitted, longest, settings, duration_s) > room:
+    while k > 1 and _prompt_len(qa, fitted, longest, settings, duration_s, heard) > room:
         k -= 1
         fitted = _merged(view, k, cfg)
     return fitted

@@ -15,6 +15,11 @@ positions in order. A family differs only in
 builds for the same frames (so parity with the model's own pixel path can be tested);
 ``style="timestamped"`` (the default) precedes each slot with the time span it covers,
 which the native layouts cannot express (they assume one frame per position).
+With subtitles (:mod:`videomem.qa.subtitles`) each slot's visual block is followed by
+the words said in its span, `` [speech] "…"`` and a newline; where a native layout
+is one block for every frame (LLaVA-NeXT-Video, OneVision, BLIP-2), the subtitles
+follow it as one line per slot with its span. Without subtitles (the default) every
+layout is unchanged, byte for byte.
 
 Nothing here touches a model: layouts are strings and counts.
 """
@@ -41,6 +46,26 @@ class Span:
 def span_text(span: Span) -> str:
     """A slot's time span as the timestamped style writes it, e.g. ``"3.0s-7.5s:"``."""
     return f"{span.start_s:.1f}s-{span.end_s:.1f}s:"
+
+
+def subtitle_text(said: str) -> str:
+    """What follows a slot's visual block when words were said in its span."""
+    return f' [speech] "{said}"\n' if said else ""
+
+
+def _subs(subtitles: Sequence[str] | None, n: int) -> list[str]:
+    """The rendered subtitle of each of ``n`` slots ("" for none)."""
+    if subtitles is None:
+        return [""] * n
+    if len(subtitles) != n:
+        raise ValueError(f"{len(subtitles)} subtitles for {n} slots")
+    return [subtitle_text(x) for x in subtitles]
+
+
+def _sub_lines(spans: Sequence[Span], subs: Sequence[str]) -> str:
+    """Subtitles after a single block: one line per slot that has any, with its span."""
+    lines = "".join(f"{span_text(s)}{x}" for s, x in zip(spans, subs, strict=True) if x)
+    return "\n" + lines if lines else ""
 
 
 def mmss(seconds: float) -> str:
@@ -121,8 +146,10 @@ class Layout:
         tokens_per_slot: int,
         style: PromptStyle,
         duration_s: float | None,
+        subtitles: Sequence[str] | None = None,
     ) -> list[str]:
-        """One replacement text per rendered placeholder, in order."""
+        """One replacement text per rendered placeholder, in order (``subtitles``: the
+        words said in each slot's span, see the module docstring)."""
         raise NotImplementedError
 
     def special_strings(self) -> set[str]:
@@ -138,11 +165,12 @@ class LlavaImages(Layout):
     placeholder = feature_token = "<image>"
     modality = "image"
 
-    def expand(self, spans, tokens_per_slot, style, duration_s):  # type: ignore[no-untyped-def]
+    def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
         block = self.feature_token * tokens_per_slot
+        subs = _subs(subtitles, len(spans))
         if style == "native":
-            return [block] * len(spans)
-        return [f"{span_text(s)} {block}" for s in spans]
+            return [block + x for x in subs]
+        return [f"{span_text(s)} {block}{x}" for s, x in zip(spans, subs, strict=True)]
 
 
 class VideoTokens(Layout):
@@ -152,12 +180,15 @@ class VideoTokens(Layout):
     def __init__(self, suffix_rows: int) -> None:
         self.suffix_rows = suffix_rows
 
-    def expand(self, spans, tokens_per_slot, style, duration_s):  # type: ignore[no-untyped-def]
+    def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
         block = self.feature_token * tokens_per_slot
         tail = self.feature_token * self.suffix_rows
+        subs = _subs(subtitles, len(spans))
         if style == "native":
-            return [block * len(spans) + tail]
-        return ["".join(f"{span_text(s)} {block}" for s in spans) + tail]
+            return [block * len(spans) + tail + _sub_lines(spans, subs)]
+        return [
+            "".join(f"{span_text(s)} {block}{x}" for s, x in zip(spans, subs, strict=True)) + tail
+        ]
 
 
 #: SmolVLM's processor strings (transformers ``processing_smolvlm``)
@@ -191,21 +222,22 @@ class IdeficsImages(Layout):
     def _block(self, n: int) -> str:
         return self.fake + self.global_img + self.feature_token * n + self.fake
 
-    def expand(self, spans, tokens_per_slot, style, duration_s):  # type: ignore[no-untyped-def]
+    def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
         block = self._block(tokens_per_slot)
+        subs = _subs(subtitles, len(spans))
         if self.item == "image":
             if style == "native":
-                return [block] * len(spans)
-            return [f"{span_text(s)} {block}" for s in spans]
+                return [block + x for x in subs]
+            return [f"{span_text(s)} {block}{x}" for s, x in zip(spans, subs, strict=True)]
         if duration_s is None:
             duration_s = spans[-1].start_s if spans else 0.0
         text = _SMOL_INTRO.format(
             frame_count=number_words(len(spans)),
             video_duration=str(timedelta(seconds=int(duration_s))),
         )
-        for s in spans:
+        for s, x in zip(spans, subs, strict=True):
             when = mmss(s.start_s) if style == "native" else f"{mmss(s.start_s)}-{mmss(s.end_s)}"
-            text += _SMOL_FRAME.format(timestamp=when) + block
+            text += _SMOL_FRAME.format(timestamp=when) + block + x
         return [text + _SMOL_OUTRO]
 
     def special_strings(self) -> set[str]:
@@ -221,17 +253,19 @@ class Blip2Queries(Layout):
     placeholder = feature_token = "<image>"
     modality = None
 
-    def expand(self, spans, tokens_per_slot, style, duration_s):  # type: ignore[no-untyped-def]
+    def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
         block = self.feature_token * tokens_per_slot
+        subs = _subs(subtitles, len(spans))
         if style == "native":
-            return [block * len(spans)]
-        return ["".join(f"{span_text(s)} {block}" for s in spans)]
+            return [block * len(spans) + _sub_lines(spans, subs)]
+        return ["".join(f"{span_text(s)} {block}{x}" for s, x in zip(spans, subs, strict=True))]
 
 
 class MovieChatVideo(Layout):
     """MovieChat: its fixed prompt with one ``<ImageHere>`` standing for the video Q-Former's
     query outputs (``queries`` of them, 32), however many slots the memory has: the
-    slots go through the video Q-Former first, so no per-slot text exists."""
+    slots go through the video Q-Former first, so no per-slot text exists: subtitles
+    (``--subtitles``) follow the video as timed lines."""
 
     item = None
     placeholder = feature_token = "<ImageHere>"
@@ -242,8 +276,9 @@ class MovieChatVideo(Layout):
         #: MovieChat's prompt: "{question}" and one placeholder to fill
         self.prompt = prompt
 
-    def expand(self, spans, tokens_per_slot, style, duration_s):  # type: ignore[no-untyped-def]
-        return [self.feature_token * self.queries]
+    def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
+        subs = _subs(subtitles, len(spans))
+        return [self.feature_token * self.queries + _sub_lines(spans, subs)]
 
 
 def layout_for(model_type: str, config: object | None = None) -> Layout:

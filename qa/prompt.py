@@ -106,14 +106,18 @@ class PromptBuilder:
         style: PromptStyle = "timestamped",
         system_prompt: str | None = None,
         duration_s: float | None = None,
+        subtitles: Sequence[str] | None = None,
     ) -> tuple[str, int]:
-        """The full prompt text and the character offset where the question starts."""
+        """The full prompt text and the character offset where the question starts
+        (``subtitles``: the words said in each slot's span, beside it)."""
         if not question.strip():
             raise PromptError("empty question")
         self._check(question, "the question")
         if system_prompt:
             self._check(system_prompt, "the system prompt")
-        parts = self.layout.expand(spans, tokens_per_slot, style, duration_s)
+        for said in subtitles or ():
+            self._check(said, "the transcript")
+        parts = self.layout.expand(spans, tokens_per_slot, style, duration_s, subtitles)
         if isinstance(self.layout, MovieChatVideo):  # its one fixed prompt
             head, sep, rest = self.layout.prompt.partition("###")
             prompt = (system_prompt + sep + rest) if system_prompt else self.layout.prompt
@@ -159,6 +163,7 @@ class PromptBuilder:
         style: PromptStyle = "timestamped",
         system_prompt: str | None = None,
         duration_s: float | None = None,
+        subtitles: Sequence[str] | None = None,
     ) -> Prompt:
         """Tokenise the full prompt once and find the question's first token."""
         text, q_start = self.render(
@@ -168,6 +173,7 @@ class PromptBuilder:
             style=style,
             system_prompt=system_prompt,
             duration_s=duration_s,
+            subtitles=subtitles,
         )
         if isinstance(self.layout, MovieChatVideo):
             return self._segments(text, q_start)

@@ -25,9 +25,18 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from videomem.pipeline.errors import VideomemError
-from videomem.pipeline.transcript import SpeechSegment
+from videomem.pipeline.transcript import Transcript
 from videomem.qa.model import generation_kwargs
-from videomem.qa.timeline import SYSTEM, Line, build_prompt, lines_from_captions
+from videomem.qa.timeline import (
+    SPEECH_NOTE,
+    SYSTEM,
+    Line,
+    build_prompt,
+    has_speech,
+    interleave,
+    lines_from_captions,
+    lines_from_transcript,
+)
 from videomem.qa.types import Answer, GenerationSettings, QAError, Question
 
 if TYPE_CHECKING:
@@ -168,13 +177,15 @@ class TimelineAnswerer:
         questions: Sequence[Question],
         settings: GenerationSettings,
         duration_s: float | None = None,
-        speech: Sequence[SpeechSegment] = (),
+        transcript: Transcript | None = None,
     ) -> list[Answer]:
-        """One :class:`Answer` per question (failed ones carry the error), from the
-        caption rows and the transcript's segments (``speech``) of a video."""
-        summary, lines = lines_from_captions(captions, speech)
+        """One :class:`Answer` per question (failed ones carry the error); the
+        ``transcript``'s speech is interleaved with the caption lines."""
+        summary, pictures = lines_from_captions(captions)
         out = []
         for q in questions:
+            # a breakpoint question hears only what was said by its time
+            lines = interleave(pictures, lines_from_transcript(transcript, q.time_s))
             try:
                 out.append(self._one(summary, lines, q, settings, duration_s))
             except VideomemError as e:
@@ -198,6 +209,7 @@ class TimelineAnswerer:
             raise QAError(
                 "the video has no timeline yet: run `videomem tag` (or caption, or transcribe)"
             )
+        system = settings.system_prompt or (SYSTEM + SPEECH_NOTE if has_speech(lines) else SYSTEM)
         prompt = build_prompt(
             summary,
             lines,
@@ -206,7 +218,7 @@ class TimelineAnswerer:
             count_prompt=self.llm.count_prompt,
             count_text=self.llm.count_text,
             budget=context_budget(self.llm, settings),
-            system=settings.system_prompt or SYSTEM,
+            system=system,
             k=self.k,
         )
         r = self.llm.reply(prompt.messages, settings)
@@ -226,9 +238,9 @@ class TimelineAnswerer:
         self,
         captions: Sequence[dict[str, Any]],
         settings: GenerationSettings,
-        speech: Sequence[SpeechSegment] = (),
+        transcript: Transcript | None = None,
     ) -> Answer:
-        """A global caption of the video written from its timeline (what is said too)."""
+        """A global caption of the video written from its timeline (speech included)."""
         q = Question("Describe what happens in this video in one or two sentences.")
-        visual = [c for c in captions if c["kind"] != "global"]
-        return self.answer(visual, [q], settings, speech=speech)[0]
+        rest = [c for c in captions if c["kind"] != "global"]
+        return self.answer(rest, [q], settings, transcript=transcript)[0]

@@ -3,8 +3,9 @@
 VideoChat-Text's idea: describe each segment in text, then let a language model read
 the timestamped lines. Lines look like ``00:12–00:18  trolleybus 0.41, street sign 0.22``
 (tags) or ``00:12–00:18  a man rides a bicycle`` (dense captions); global captions
-go first as a summary. What is said comes in between, by time:
-``00:04–00:06  [speech] "Never judge a book by its cover."`` (the video's transcript).
+go first as a summary. A video's transcript adds what is said, interleaved by time:
+``00:04–00:06  [speech] "never judge a book by its cover"`` (VideoChat-Text's audio
+stream).
 
 Design decisions:
 
@@ -19,14 +20,17 @@ Design decisions:
 * Token counts come from the model's tokenizer: the prompt without lines once, then
   each line (plus its newline); the sum is checked against the real rendered prompt
   at the end and merging goes on while it is over.
-* **Speech lines are fitted among themselves.** A merge joins a line with the next
-  line *of its kind* (speech with speech, what is seen with what is seen), so a quote
-  is never glued to a tag list; merged speech keeps every word in order. The merged
-  line takes the place of the first, so the timeline stays in start order. When no
-  two lines of a kind are left and the prompt is still too long, the longest line's
-  middle is cut.
 * **Breakpoint questions** (about time t) see the lines that start before t, and the
-  line covering t is named as the current moment.
+  line covering t is named as the current moment; they hear only speech said by t
+  (as ``--subtitles`` does).
+* **Speech** lines are one per transcript segment, kind ``speech``, sorted into the
+  picture lines by start time (a picture line first on a tie). A line carries its
+  picture and its speech apart (``Line.speech``): merging merges the pictures as above
+  (tags stay top-k, so they do not grow) and joins the words said, in order, into one
+  quote after the picture (``00:00–00:09  dog 0.52 [speech] "…"``). Fitting a small
+  context so spends its budget on what was said before what was seen, and never drops
+  either, nor the end. Only a finished (``done``) transcript adds lines: "no audio"
+  and failures add none.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from videomem.pipeline.transcript import SpeechSegment
+from videomem.pipeline.transcript import Transcript
+from videomem.qa.subtitles import heard
 from videomem.qa.tags import parse_tags_text, tags_text
 
 #: what the LLM is told the timeline is (system message)
@@ -44,22 +49,32 @@ SYSTEM = (
     "one line per segment, 'start–end  what is seen there'. Tags have a confidence "
     "from 0 to 1. Answer briefly from the timeline only."
 )
+#: added to SYSTEM when the timeline holds speech
+SPEECH_NOTE = " Lines marked [speech] quote what is said in that span."
+#: what starts the text of a speech line
+SPEECH_TAG = "[speech]"
 #: caption kinds that become timeline lines, in the order they are preferred
 LINE_KINDS = ("dense", "tags")
-#: the kind of a line of the transcript
-SPEECH = "speech"
-#: how the timeline's heading says what speech lines are, when it has any
-SPEECH_NOTE = " (lines marked [speech] quote what is said then)"
 
 
 @dataclass(frozen=True)
 class Line:
-    """One timeline line: a span and what is seen in it."""
+    """One timeline line: a span, what is seen in it, and what is said in it."""
 
     start_s: float
     end_s: float
+    #: what is seen (tags or a caption); empty on a speech-only line
     text: str
+    #: "tags" or "dense" (a picture line, maybe with speech merged in) or "speech"
     kind: str = "tags"
+    #: the words said in the span, None when nothing is
+    speech: str | None = None
+
+    @property
+    def content(self) -> str:
+        """What the line shows after its span: the picture, then the quoted speech."""
+        quote = speech_text(self.speech) if self.speech is not None else ""
+        return f"{self.text} {quote}" if self.text and quote else self.text or quote
 
 
 def clock(seconds: float) -> str:
@@ -75,46 +90,71 @@ def span_text(start_s: float, end_s: float) -> str:
 
 
 def render_line(line: Line) -> str:
-    if line.kind == SPEECH:
-        return f'{span_text(line.start_s, line.end_s)}  [speech] "{line.text}"'
-    return f"{span_text(line.start_s, line.end_s)}  {line.text}"
+    return f"{span_text(line.start_s, line.end_s)}  {line.content}"
 
 
-def speech_lines(segments: Sequence[SpeechSegment]) -> list[Line]:
-    """A transcript's segments as timeline lines (empty ones left out)."""
-    return [
-        Line(s.start_s, s.end_s, " ".join(s.text.split()), SPEECH)
-        for s in segments
-        if s.text.strip()
-    ]
-
-
-def lines_from_captions(
-    rows: Sequence[dict[str, Any]], speech: Sequence[SpeechSegment] = ()
-) -> tuple[list[str], list[Line]]:
-    """(global captions, timeline lines in time order) from ``captions`` rows and the
-    video's transcript segments (``speech``), interleaved by start time.
+def lines_from_captions(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[Line]]:
+    """(global captions, timeline lines in time order) from ``captions`` rows.
 
     When a video has both dense captions and tags, the dense captions are the
     timeline (tags are the fallback for encoders without a language model)."""
     summary = [str(r["text"]) for r in rows if r["kind"] == "global" and r.get("text")]
-    lines = speech_lines(speech)
     for kind in LINE_KINDS:
         picked = [r for r in rows if r["kind"] == kind and r.get("text") is not None]
         if picked:
-            lines += [
+            lines = [
                 Line(float(r["start_s"]), float(r["end_s"]), str(r["text"]), kind) for r in picked
             ]
-            break
-    # what is seen before what is said when both start together
-    return summary, sorted(lines, key=lambda x: (x.start_s, x.kind == SPEECH, x.end_s))
+            return summary, sorted(lines, key=lambda x: (x.start_s, x.end_s))
+    return summary, []
+
+
+def speech_text(said: str) -> str:
+    """What a speech line shows: ``[speech] "the words"``."""
+    return f'{SPEECH_TAG} "{said}"'
+
+
+def lines_from_transcript(transcript: Transcript | None, time_s: float | None = None) -> list[Line]:
+    """One speech line per segment of a finished transcript (none for "no audio",
+    a failure, or no transcript); at a breakpoint ``time_s`` only what was said by
+    then (:func:`videomem.qa.subtitles.heard`: a sentence still being said keeps the
+    words already said when word times were stored)."""
+    return [
+        Line(s.start_s, s.end_s, "", "speech", s.text.strip())
+        for s in heard(transcript, time_s)
+        if s.text.strip()
+    ]
+
+
+def interleave(lines: Sequence[Line], speech: Sequence[Line]) -> list[Line]:
+    """Picture lines and speech lines in one list by start time (picture first on a tie)."""
+    return sorted([*lines, *speech], key=lambda x: (x.start_s, x.kind == "speech", x.end_s))
+
+
+def has_speech(lines: Sequence[Line]) -> bool:
+    return any(x.speech is not None for x in lines)
 
 
 # --------------------------------------------------------------------------- merging
 
 
 def merge_lines(a: Line, b: Line, k: int = 5) -> Line:
-    """Two adjacent lines as one covering both spans."""
+    """Two adjacent lines as one covering both spans: their pictures merged (see
+    :func:`merge_pictures`), their speech joined."""
+    start, end = min(a.start_s, b.start_s), max(a.end_s, b.end_s)
+    spoken = [x.speech for x in (a, b) if x.speech is not None]
+    speech = " ".join(spoken) if spoken else None
+    pictures = [x for x in (a, b) if x.kind != "speech"]
+    if not pictures:
+        return Line(start, end, "", "speech", speech)
+    if len(pictures) == 1:
+        return Line(start, end, pictures[0].text, pictures[0].kind, speech)
+    return replace(merge_pictures(a, b, k), start_s=start, end_s=end, speech=speech)
+
+
+def merge_pictures(a: Line, b: Line, k: int = 5) -> Line:
+    """Two picture lines as one: tags keep the top-k of their duration-weighted scores,
+    other text is joined with " / "."""
     start, end = min(a.start_s, b.start_s), max(a.end_s, b.end_s)
     if a.kind == "tags" and b.kind == "tags":
         wa = max(a.end_s - a.start_s, 1e-3)
@@ -126,30 +166,14 @@ def merge_lines(a: Line, b: Line, k: int = 5) -> Line:
         best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         text = tags_text([(n, s / (wa + wb)) for n, s in best])
         return Line(start, end, text, "tags")
-    if a.kind == SPEECH and b.kind == SPEECH:  # words in the order they were said
-        return Line(start, end, f"{a.text} {b.text}", SPEECH)
     return Line(start, end, f"{a.text} / {b.text}", a.kind if a.kind == b.kind else "dense")
 
 
-def _pairs(lines: Sequence[Line]) -> list[tuple[int, int]]:
-    """(i, j): each line and the next line of the same kind."""
-    last: dict[str, int] = {}
-    pairs = []
-    for j, line in enumerate(lines):
-        if line.kind in last:
-            pairs.append((last[line.kind], j))
-        last[line.kind] = j
-    return pairs
-
-
-def _shortest_pair(lines: Sequence[Line]) -> tuple[int, int] | None:
-    """The pair of :func:`_pairs` whose merged span is shortest (ties: the earliest);
-    None when no two lines share a kind."""
-    pairs = _pairs(lines)
-    if not pairs:
-        return None
+def _shortest_pair(lines: Sequence[Line]) -> int:
+    """Index i of the adjacent pair (i, i+1) whose merged span is shortest."""
     return min(
-        pairs, key=lambda p: (max(lines[p[1]].end_s, lines[p[0]].end_s) - lines[p[0]].start_s, p)
+        range(len(lines) - 1),
+        key=lambda i: (max(lines[i + 1].end_s, lines[i].end_s) - lines[i].start_s, i),
     )
 
 
@@ -169,27 +193,28 @@ def fit_lines(
     count: Callable[[str], int],
     k: int = 5,
 ) -> list[Line]:
-    """Merge lines of a kind until the sum of ``count(rendered line + "\\n")`` is at
+    """Merge adjacent lines until the sum of ``count(rendered line + "\\n")`` is at
     most ``budget`` tokens (see the module docstring). The first line still starts
     where the first given line starts, and the last ends where the last one ends."""
     out = list(lines)
     if not out:
         return out
     cost = [count(render_line(x) + "\n") for x in out]
-    while sum(cost) > budget and (pair := _shortest_pair(out)) is not None:
-        i, j = pair
-        merged = merge_lines(out[i], out[j], k)
-        del out[j], cost[j]
-        out[i], cost[i] = merged, count(render_line(merged) + "\n")
-    # one line of each kind left, still too long: cut the middle of the longest
-    full = [x.text for x in out]
-    while sum(cost) > budget:
-        i = max(range(len(out)), key=lambda x: (len(out[x].text), -x))
-        keep = len(out[i].text) * 3 // 4
-        if keep < 1:
-            break
-        out[i] = replace(out[i], text=cut_middle(full[i], keep))
-        cost[i] = count(render_line(out[i]) + "\n")
+    while sum(cost) > budget and len(out) > 1:
+        i = _shortest_pair(out)
+        merged = merge_lines(out[i], out[i + 1], k)
+        out[i : i + 2] = [merged]
+        cost[i : i + 2] = [count(render_line(merged) + "\n")]
+    if sum(cost) > budget:  # one line left, still too long: cut its middle
+        whole = out[0]
+        line = Line(whole.start_s, whole.end_s, whole.content, whole.kind)
+        keep = len(line.text)
+        while (
+            keep > 1
+            and count(render_line(replace(line, text=cut_middle(line.text, keep))) + "\n") > budget
+        ):
+            keep = keep * 3 // 4
+        out = [replace(line, text=cut_middle(line.text, keep))]
     return out
 
 
@@ -213,8 +238,7 @@ def user_message(
     if summary:
         parts.append("Summary: " + " ".join(summary))
     if lines:
-        note = SPEECH_NOTE if any(x.kind == SPEECH for x in lines) else ""
-        parts.append(f"Timeline{note}:\n" + "\n".join(render_line(x) for x in lines))
+        parts.append("Timeline:\n" + "\n".join(render_line(x) for x in lines))
     else:
         parts.append("Timeline: (nothing was recognised)")
     if time_s is not None:

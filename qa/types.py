@@ -97,6 +97,9 @@ class GenerationSettings:
     # Context budget in tokens (None: the LM's max positions); past it the memory is
     # consolidated further to K slots at QA time.
     max_context: int | None = None
+    # Put the transcript's lines beside the slots they are said in (VLM QA; see
+    # videomem.qa.subtitles). Off: the prompt is the plain memory's.
+    subtitles: bool = False
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -107,7 +110,10 @@ class GenerationSettings:
             raise QAError("sampling needs temperature > 0 and 0 < top_p <= 1")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        if not d["subtitles"]:  # off: the same JSON (and resume key) as before it existed
+            del d["subtitles"]
+        return json.dumps(d, sort_keys=True)
 
     def hash(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]

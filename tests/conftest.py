@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.paths import SHARED
+from tests.speech import SpeechClip
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +70,40 @@ def tagged_store(
     summary = run_tag(TagJob(store=str(store)))
     assert summary.tagged == 3, summary.failures
     return store
+
+
+@pytest.fixture(scope="session")
+def speech_store(
+    tmp_path_factory: pytest.TempPathFactory, mobilenet_dir: Path, shared_testdata: Path
+) -> tuple[Path, str, SpeechClip]:
+    """(store, video id, clip): espeak-ng saying ``tests.speech.SENTENCES`` over the real
+    bikes clip, indexed with the real MobileNetV2 (1 fps), tagged, and transcribed by
+    real Whisper base (written with ``Store.add_transcripts``, as a transcription job
+    would): the readers of a transcript (timeline, subtitles, search, show) share it."""
+    from videomem.encoders.config import EncoderConfig
+    from videomem.jobs.index import IndexJob, run_index
+    from videomem.jobs.tag_job import TagJob, run_tag
+    from videomem.memory.store import Store
+    from videomem.pipeline.types import DecodeConfig
+
+    from tests.speech import make_speech_video, transcribe_for_store
+
+    root = tmp_path_factory.mktemp("speech")
+    clip = make_speech_video(root / "said.mp4", video=shared_testdata / "bikes.mp4")
+    store = root / "store"
+    run_index(
+        IndexJob(
+            paths=[str(clip.path)],
+            store=str(store),
+            encoder=EncoderConfig(model=str(mobilenet_dir), device="cpu"),
+            decode=DecodeConfig(fps=1, aspect="crop"),
+        )
+    )
+    assert run_tag(TagJob(store=str(store))).tagged == 1
+    with Store(store, writer=True) as st:
+        (rec,) = st.list_videos("indexed")
+        st.add_transcripts([transcribe_for_store(clip.path, rec.video_id)])
+    return store, rec.video_id, clip
 
 
 @pytest.fixture(scope="session")

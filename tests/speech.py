@@ -17,10 +17,14 @@ import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tests.videos import run_ffmpeg
+
+if TYPE_CHECKING:
+    from videomem.pipeline.transcript import Transcript
 
 #: what the tests say (common words; Whisper base gets them right from espeak)
 SENTENCES = (
@@ -178,3 +182,19 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
     return prev[-1] / len(ref)
+
+
+def transcribe_for_store(path: Path, video_id: str) -> Transcript:
+    """``path`` transcribed by real Whisper base on the CPU, as the record a
+    transcription job would store (for the tests of the transcript's readers)."""
+    from videomem.encoders.asr import ASRConfig, load_recognizer
+    from videomem.pipeline.audio import NoAudio, open_audio
+    from videomem.pipeline.transcript import Transcript
+
+    recogniser = load_recognizer(ASRConfig(device="cpu", cpu_threads=2))
+    audio = open_audio(path)
+    if isinstance(audio, NoAudio):
+        return Transcript(video_id, recogniser.model_id, "test", "no_audio")
+    segments = tuple(recogniser.transcribe(audio))
+    language = segments[0].language if segments else None
+    return Transcript(video_id, recogniser.model_id, "test", "done", segments, language)

@@ -178,6 +178,12 @@ class GenerationOptions(ModelDeviceOptions):
     max_context: int | None = typer.Option(
         None, help="Context budget in tokens (default: the LM's); past it, slots are merged to K."
     )
+    subtitles: bool = typer.Option(
+        False,
+        "--subtitles",
+        help="Put the video's transcript beside the slots it is said in (VLM QA; at a "
+        "time t only what was said by t). Needs `videomem transcribe` first.",
+    )
 
     def settings(self) -> GenerationSettings:
         sample = self.temperature is not None or self.top_p is not None
@@ -190,6 +196,7 @@ class GenerationOptions(ModelDeviceOptions):
             system_prompt=self.system_prompt,
             prompt_style=self.prompt_style,  # type: ignore[arg-type]
             max_context=self.max_context,
+            subtitles=self.subtitles,
         )
 
     def answering(self) -> dict[str, Any]:

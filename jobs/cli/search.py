@@ -18,7 +18,9 @@ class SearchOptions(StoreOptions):
     video: str | None = typer.Option(None, help="Only this video (id or unique prefix).")
     k: int = typer.Option(10, "--k", "-k", help="How many moments to return.")
     source: str = typer.Option(
-        "all", help="visual (slots, CLIP/SigLIP text tower), text (captions, tags) or all."
+        "all",
+        help="visual (slots, CLIP/SigLIP text tower), text (captions, tags), speech "
+        "(what is said: transcripts) or all.",
     )
     refresh: bool = typer.Option(
         False,

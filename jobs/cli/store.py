@@ -10,7 +10,6 @@ from typing import Any
 import typer
 from videomem.jobs import api
 from videomem.jobs.cli.options import StoreOptions, command, json_flag, usage_errors
-from videomem.pipeline.transcript import Transcript
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,47 +59,48 @@ class ShowOptions(StoreOptions):
 
 @command
 def show(o: ShowOptions) -> None:
-    """Print a video's memory slots (start, end, size) and captions; --plot draws them."""
+    """Print a video's memory slots (start, end, size), captions and transcript; --plot
+    draws them."""
     from videomem.qa.timeline import span_text
 
     with usage_errors():
         view = api.show(o.store, o.video_id, o.plot, o.storage_options)
     if o.as_json:
-        typer.echo(json.dumps(_view_json(view), indent=2))
+        caps = [{**c, "created_at": str(c["created_at"])} for c in view.captions]
+        out = {"video": view.record.to_dict(), "slots": view.slots, "captions": caps}
+        typer.echo(json.dumps({**out, "transcript": _transcript_dict(view)}, indent=2))
         return
     for line in _record_lines(view):
         typer.echo(line)
     for c in view.captions:  # the text timeline (tags, dense captions) after global captions
         typer.echo(f"caption  {c['kind']:6} {span_text(c['start_s'], c['end_s'])}  {c['text']}")
-    for line in _speech_lines(view.transcript):
+    for line in _transcript_lines(view):
         typer.echo(line)
     if view.plot is not None:
         typer.echo(f"plot     {view.plot}")
 
 
-def _view_json(view: api.VideoView) -> dict[str, Any]:
-    caps = [{**c, "created_at": str(c["created_at"])} for c in view.captions]
-    out = {"video": view.record.to_dict(), "slots": view.slots, "captions": caps}
-    t = view.transcript
-    out["transcript"] = (
-        None if t is None else {**dataclasses.asdict(t), "created_at": str(t.created_at)}
-    )
-    return out
+def _transcript_dict(view: api.VideoView) -> dict[str, Any] | None:
+    if view.transcript is None:
+        return None
+    return {**dataclasses.asdict(view.transcript), "created_at": str(view.transcript.created_at)}
 
 
-def _speech_lines(t: Transcript | None) -> list[str]:
-    """``show``'s lines of what was said: a heading, then one line per segment."""
+def _transcript_lines(view: api.VideoView) -> list[str]:
+    """``show``'s speech: the transcript's model, status and language, then its lines."""
     from videomem.qa.timeline import span_text
 
+    t = view.transcript
     if t is None:
         return []
     if t.status == "no_audio":
-        return [f"speech   {t.model}: no audio stream"]
+        return [f"speech   {t.model}  no audio"]
     if t.status == "failed":
-        return [f"speech   {t.model}: failed: {t.error or 'unknown error'}"]
-    lines = [f"speech   {t.model}  {t.language or '?'}  {len(t.segments)} segments"]
-    lines += [f"speech   {span_text(s.start_s, s.end_s)}  {s.text.strip()}" for s in t.segments]
-    return lines
+        return [f"speech   {t.model}  failed: {t.error}"]
+    head = f"speech   {t.model}  done  {t.language or '?'}  {len(t.segments)} segments"
+    return [head] + [
+        f'speech   {span_text(s.start_s, s.end_s)}  "{s.text.strip()}"' for s in t.segments
+    ]
 
 
 def _record_lines(view: api.VideoView) -> list[str]:

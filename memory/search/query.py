@@ -10,6 +10,9 @@ Two sources, each read from the search indexes of :mod:`videomem.memory.search.r
 * **text** — captions, tags and dense/global captions of live memories: LanceDB's
   hybrid query (full-text + the sentence encoder's vectors) fused by LanceDB's
   reciprocal-rank-fusion reranker.
+* **speech** — segments of the videos' transcripts (``speech_index``), the same hybrid
+  query: a hit is the span where the words are said. A hit names the video's live
+  memory (for its file and thumbnail); hits of videos with none are dropped.
 
 Scores of different lists are not comparable (cosine vs RRF), so lists are merged by
 rank: every list's first hit, then every list's second … (ties in list order), and the
@@ -29,12 +32,13 @@ from typing import Any, Literal
 
 import numpy as np
 from videomem.memory.search.refresh import CAPTION_INDEX, SLOT_INDEX_PREFIX, Embed
+from videomem.memory.search.speech_index import SPEECH_INDEX
 from videomem.memory.store import IndexTable, Store, VideoRecord
 from videomem.memory.store.schema import sql_str
 from videomem.pipeline.errors import SearchError, VideomemError
 
-Source = Literal["visual", "text", "all"]
-SOURCES: tuple[str, ...] = ("visual", "text", "all")
+Source = Literal["visual", "text", "speech", "all"]
+SOURCES: tuple[str, ...] = ("visual", "text", "speech", "all")
 #: IVF partitions probed and candidates re-ranked with exact distances per hit
 NPROBES, REFINE_FACTOR = 32, 10
 
@@ -47,13 +51,13 @@ class Moment:
     uri: str
     start_s: float
     end_s: float
-    score: float  # visual: cosine similarity; text: RRF relevance
-    source: str  # "visual" or "text"
+    score: float  # visual: cosine similarity; text, speech: RRF relevance
+    source: str  # "visual", "text" or "speech"
     rank: int  # 1-based rank in its own list
     encoder_fingerprint: str
     run_id: str  # the memory it comes from (for its slots' thumbnails)
-    text: str | None = None  # the matched caption/tags (text source)
-    kind: str | None = None  # caption kind: "global", "dense" or "tags"
+    text: str | None = None  # the matched caption/tags (text) or words said (speech)
+    kind: str | None = None  # caption kind: "global", "dense" or "tags"; "speech"
     slot: int | None = None  # memory slot (visual source)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +101,29 @@ def text_hits(
     for r in rows:
         r["score"] = float(r.pop("_relevance_score"))
     return rows
+
+
+def speech_hits(
+    store: Store, table: IndexTable, query: str, vec: np.ndarray, limit: int, where: str | None
+) -> list[dict[str, Any]]:
+    """Hybrid search over ``speech_index``; each hit carries its video's live memory
+    (run_id, encoder_fingerprint; hits of videos with none are dropped)."""
+    cols = ["video_id", "start_s", "end_s", "text"]
+    rows = table.hybrid(query, vec, limit, cols, where)
+    out = []
+    records: dict[str, list[VideoRecord]] = {}
+    for r in rows:
+        vid = r["video_id"]
+        if vid not in records:
+            records[vid] = store.list_videos("indexed", video_id=vid, limit=1)
+        recs = records[vid]
+        if not recs or recs[0].run_id is None:
+            continue
+        r["score"] = float(r.pop("_relevance_score"))
+        r["run_id"], r["encoder_fingerprint"] = recs[0].run_id, recs[0].encoder_fingerprint
+        r["kind"] = "speech"
+        out.append(r)
+    return out
 
 
 def merge_by_rank(lists: list[list[Moment]], k: int) -> list[Moment]:
@@ -213,24 +240,36 @@ def search(
         vec = text_embedder()([query])[0].numpy()
         rows = text_hits(captions, query, vec, limit, where)
         lists.append(_moments(rows, "text", _live(store, rows), k))
+    speech = store.index_table(SPEECH_INDEX) if SPEECH_INDEX in names else None
+    has_speech = speech is not None and speech.count(where) > 0
+    if source in ("speech", "all") and speech is not None and has_speech and text_embedder:
+        vec = text_embedder()([query])[0].numpy()
+        rows = speech_hits(store, speech, query, vec, limit, where)
+        lists.append(_moments(rows, "speech", _live(store, rows), k))
 
     if not lists:
-        raise SearchError(_nothing_searchable(store.uri, source, names, refusals, has_text))
+        raise SearchError(
+            _nothing_searchable(store.uri, source, names, refusals, has_text, has_speech)
+        )
     if len(visual_fps) > 1:
         notes.append(
             f"visual: {len(visual_fps)} encoders searched separately (each in its own "
             f"embedding space) and merged by rank: {', '.join(visual_fps)}"
         )
     if visual_fps and len(lists) > len(visual_fps):
-        notes.append("visual and text results merged by rank (their scores differ in kind)")
+        notes.append("visual and text/speech results merged by rank (their scores differ in kind)")
     notes += [f"visual search skipped {r}" for r in refusals if source != "text"]
     return SearchResult(query, merge_by_rank(lists, k), notes)
 
 
 def _nothing_searchable(
-    uri: str, source: str, names: set[str], refusals: list[str], has_text: bool
+    uri: str, source: str, names: set[str], refusals: list[str], has_text: bool, has_speech: bool
 ) -> str:
-    built = CAPTION_INDEX in names or any(n.startswith(SLOT_INDEX_PREFIX) for n in names)
+    built = (
+        CAPTION_INDEX in names
+        or SPEECH_INDEX in names
+        or any(n.startswith(SLOT_INDEX_PREFIX) for n in names)
+    )
     if not built:
         return f"store {uri} has no search index yet: run `videomem search --refresh --store {uri}`"
     why = []
@@ -241,6 +280,8 @@ def _nothing_searchable(
         )
     if source in ("text", "all") and not has_text:
         why.append("there are no captions or tags (run `videomem caption` or tag the videos)")
+    if source in ("speech", "all") and not has_speech:
+        why.append("nothing said was transcribed (run `videomem transcribe`)")
     return f"nothing to search in {uri} for source {source!r}: " + " and ".join(why)
 
 

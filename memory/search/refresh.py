@@ -7,6 +7,8 @@ settings), its ``text`` (with LanceDB's full-text index), ``row_hash`` (what was
 embedded: key + text) and ``vector`` (fixed-size float32 [E], the sentence encoder's
 embedding of the text; E = 384 for all-MiniLM-L6-v2).
 
+``speech_index`` — one row per transcript segment (:mod:`.speech_index`).
+
 ``slot_index_<digest>`` — one table per encoder fingerprint (its vectors have that
 encoder's width, and only vectors of one encoder may be compared): video_id,
 encoder_fingerprint, run_id, slot, start_s, end_s, ``vector`` (the slot's stored pooled
@@ -43,6 +45,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
+from videomem.memory.search.speech_index import SPEECH_INDEX, refresh_speech_index
 from videomem.memory.store import CAPTIONS, CAPTIONS_SCHEMA, IndexTable, Store
 from videomem.pipeline.errors import StoreError
 
@@ -109,12 +112,15 @@ class RefreshReport:
     captions_deleted: int = 0
     slots_added: int = 0
     slots_deleted: int = 0
+    speech_added: int = 0
+    speech_deleted: int = 0
     ann_indexes: tuple[str, ...] = ()  # tables that have (or got) an ANN index
 
     def text(self) -> str:
         return (
             f"search index: captions +{self.captions_added} -{self.captions_deleted}, "
-            f"slots +{self.slots_added} -{self.slots_deleted}"
+            f"slots +{self.slots_added} -{self.slots_deleted}, "
+            f"speech +{self.speech_added} -{self.speech_deleted}"
             + (f", ANN on {', '.join(self.ann_indexes)}" if self.ann_indexes else "")
         )
 
@@ -249,11 +255,15 @@ def refresh_caption_index(
 def refresh_search_indexes(
     store: Store, embedder: Callable[[], Embed], ann_min_rows: int = ANN_MIN_ROWS
 ) -> RefreshReport:
-    """Refresh the slot indexes and the caption index of a store opened as the writer."""
+    """Refresh the slot indexes, the caption index and the speech index of a store
+    opened as the writer."""
     store.require_writer()
     try:
         slots = refresh_slot_index(store, ann_min_rows)
         caps = refresh_caption_index(store, embedder, ann_min_rows)
+        added, deleted, ann = refresh_speech_index(
+            store, embedder, _vectors, lambda t: ensure_ann(t, ann_min_rows)
+        )
     except StoreError:
         raise
     except Exception as e:  # lancedb raises plain ValueError/OSError/RuntimeError
@@ -261,7 +271,8 @@ def refresh_search_indexes(
             f"store {store.uri}: refreshing the search index failed: {type(e).__name__}: {e}"
         ) from e
     slots.captions_added, slots.captions_deleted = caps.captions_added, caps.captions_deleted
-    slots.ann_indexes += caps.ann_indexes
+    slots.ann_indexes += caps.ann_indexes + ((SPEECH_INDEX,) if ann else ())
+    slots.speech_added, slots.speech_deleted = added, deleted
     return slots
 
 

@@ -1,6 +1,7 @@
 """The text timeline: formatting, fitting a small context by merging adjacent lines
 (never dropping the end), the answerer's bad-row handling with a stub model, and real
-answers from SmolLM2 loaded from its converted safetensors checkpoint."""
+answers from SmolLM2 loaded from its converted safetensors checkpoint; speech from a
+transcript interleaved with the picture lines (real Whisper on an espeak-ng clip)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,25 @@ from pathlib import Path
 import pytest
 import torch
 from typer.testing import CliRunner
+from videomem.pipeline.transcript import SpeechSegment, Transcript
 from videomem.qa.tags import parse_tags_text
 from videomem.qa.textllm import Reply, TextLLM, TimelineAnswerer
 from videomem.qa.timeline import (
+    SPEECH_NOTE,
     Line,
     build_prompt,
     clock,
     cut_middle,
     fit_lines,
+    interleave,
     lines_from_captions,
+    lines_from_transcript,
     merge_lines,
     render_line,
 )
 from videomem.qa.types import GenerationSettings, Question
+
+from tests.speech import SpeechClip
 
 
 def words(text: str) -> int:
@@ -280,3 +287,104 @@ def test_cli_ask_qa_caption_with_llm(smollm2: Path, tagged_store: Path, tmp_path
     assert len(caps) == 1 and caps[0]["model"] == "smollm2" and caps[0]["text"]
     r = runner.invoke(app, ["show", bikes, "--store", store], catch_exceptions=False)
     assert "caption  global" in r.output and "caption  tags   00:00–00:01" in r.output
+
+
+# --------------------------------------------------------------------------- speech
+
+
+def said(*spans: tuple[float, float, str]) -> Transcript:
+    segments = tuple(SpeechSegment(a, b, f" {t}", "en", -0.2, 0.01) for a, b, t in spans)
+    return Transcript("v", "whisper-base", "h", "done", segments, "en")
+
+
+def test_speech_lines_interleave_with_the_picture_by_time() -> None:
+    t = said((4.2, 6.4, "Never judge a book by its cover."), (0.5, 1.0, "Hello."))
+    speech = lines_from_transcript(t)
+    assert render_line(speech[0]) == '00:04–00:06  [speech] "Never judge a book by its cover."'
+    mixed = interleave(tag_lines(6), speech)
+    assert [(x.start_s, x.kind) for x in mixed][:3] == [
+        (0.0, "tags"),
+        (0.5, "speech"),
+        (1.0, "tags"),
+    ]
+    assert [x.kind for x in mixed].count("speech") == 2 and mixed[-1].kind == "tags"
+    # "no audio", a failure and no transcript add nothing
+    assert lines_from_transcript(Transcript("v", "m", "h", "no_audio")) == []
+    assert lines_from_transcript(Transcript("v", "m", "h", "failed", error="bad")) == []
+    assert lines_from_transcript(None) == []
+
+
+def test_speech_lines_merge_into_one_quote_and_the_end_survives_a_small_context() -> None:
+    a, b = lines_from_transcript(said((1.0, 2.0, "Never judge"), (2.0, 3.0, "a book.")))
+    assert merge_lines(a, b) == Line(1.0, 3.0, "", "speech", "Never judge a book.")
+    tagged = merge_lines(Line(0.0, 1.0, "dog 0.50"), a)
+    assert render_line(tagged) == '00:00–00:02  dog 0.50 [speech] "Never judge"'
+    both = merge_lines(tagged, Line(2.0, 3.0, "dog 0.30, cat 0.20"))
+    # weighted by duration: the 2 s line counts twice the 1 s one
+    assert both.text == "dog 0.43, cat 0.07" and both.speech == "Never judge"
+    speech = lines_from_transcript(said((290.0, 296.0, "Never judge a book by its cover.")))
+    lines = interleave(tag_lines(300), speech)
+    fitted = fit_lines(lines, 60, words)
+    assert sum(words(render_line(x) + "\n") for x in fitted) <= 60
+    assert fitted[0].start_s == 0.0 and fitted[-1].end_s == 300.0
+    # what was said near the end is merged into a line, not dropped
+    assert "Never judge a book by its cover." in " ".join(render_line(x) for x in fitted)
+
+
+def test_answerer_reads_the_transcript_and_breakpoints_hear_only_the_past() -> None:
+    caps = [
+        {"kind": "tags", "start_s": float(i), "end_s": float(i + 1), "text": f"dog 0.{50 + i}"}
+        for i in range(8)
+    ]
+    t = said((1.2, 2.8, "The quick brown fox."), (5.1, 6.9, "Never judge a book by its cover."))
+    model = EchoModel()
+    # at 2.5 s the fox sentence is still being said (no word times): not heard yet
+    qs = [Question("What is said?"), Question("What was said so far?", 3.0), Question("?", 2.5)]
+    a = TimelineAnswerer(model).answer(caps, qs, GenerationSettings(), 8.0, transcript=t)
+    assert [x.status for x in a] == ["answered"] * 3 and a[0].slots == 10
+    system, user = (m["content"] for m in model.seen[0])
+    assert system.endswith(SPEECH_NOTE)
+    assert '00:01–00:03  [speech] "The quick brown fox."' in user
+    assert '00:05–00:07  [speech] "Never judge a book by its cover."' in user
+    assert user.index('[speech] "The quick') < user.index("00:02–00:03  dog")
+    breakpoint_user = model.seen[1][-1]["content"]
+    assert "quick brown fox" in breakpoint_user and "judge" not in breakpoint_user
+    assert "[speech]" not in model.seen[2][-1]["content"]
+    # speech alone is a timeline; without speech the system message is unchanged
+    (only,) = TimelineAnswerer(model).answer([], [Question("What?")], GenerationSettings(), 8.0, t)
+    assert only.status == "answered" and only.slots == 2
+    TimelineAnswerer(model).answer(caps, [Question("What?")], GenerationSettings())
+    assert SPEECH_NOTE not in model.seen[-1][0]["content"]
+
+
+@pytest.mark.slow  # Whisper base on the espeak-ng clip, then SmolLM2-135M on CPU, ~60 s
+def test_smollm2_answers_from_a_timeline_with_real_speech(
+    smollm2: Path, speech_store: tuple[Path, str, SpeechClip]
+) -> None:
+    """The real transcript (Whisper base) sits in the real tag timeline at the time it
+    is said, and `ask --llm smollm2` answers from it."""
+    from videomem.jobs import api
+    from videomem.memory.store import Store
+
+    store, vid, clip = speech_store
+    with Store(store) as st:
+        caps, transcript = st.captions(vid), st.transcript(vid)
+    assert transcript is not None and transcript.status == "done"
+    summary, lines = lines_from_captions(caps)
+    timeline = interleave(lines, lines_from_transcript(transcript))
+    spoken = [x for x in timeline if x.kind == "speech"]
+    assert "judge a book by its cover" in " ".join(str(x.speech).lower() for x in spoken)
+    for x in spoken:  # at the time it is said
+        assert clip.span[0] - 0.5 <= x.start_s < x.end_s <= clip.span[1] + 0.5
+    first = timeline.index(spoken[0])
+    assert timeline[first - 1].start_s <= spoken[0].start_s <= timeline[first + 1].start_s
+
+    r = api.ask(
+        api.AskRequest(
+            str(store), vid, "What should you never judge by its cover?", llm="smollm2",
+            settings=GenerationSettings(max_new_tokens=16), device="cpu",
+        )
+    )  # fmt: skip
+    assert not r.failed and r.answer.answer.strip(), r.answer.error
+    assert r.answer.slots == len(timeline)
+    print("\nSmolLM2 with speech:", r.answer.answer)
