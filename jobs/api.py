@@ -38,6 +38,7 @@ from videomem.jobs.eval_job import EvalJob, EvalResult
 from videomem.jobs.index import IndexJob, IndexSummary
 from videomem.jobs.qa_job import QAJob, QASummary
 from videomem.jobs.tag_job import TagJob, TagSummary
+from videomem.jobs.transcribe_job import TranscribeJob, TranscribeSummary
 from videomem.pipeline.errors import ConfigError
 from videomem.qa.types import GenerationSettings
 
@@ -71,6 +72,7 @@ __all__ = [
     "search",
     "show",
     "tag",
+    "transcribe",
 ]
 
 
@@ -169,6 +171,14 @@ def tag(job: TagJob) -> TagSummary:
     from videomem.jobs.tag_job import run_tag
 
     return run_tag(job)
+
+
+def transcribe(job: TranscribeJob) -> TranscribeSummary:
+    """Transcribe the speech of the job's stored videos into the ``transcripts`` table
+    (resumable: skips what has a finished transcript with the same settings)."""
+    from videomem.jobs.transcribe_job import run_transcribe
+
+    return run_transcribe(job)
 
 
 def evaluate(job: EvalJob, log: Callable[[str], None] | None = None) -> EvalResult:
