@@ -15,6 +15,9 @@ Design decisions:
 * A transcript is complete only when the audio stream ended without an error
   (``pipeline.audio`` raises after the chunks read before the damage), so a broken
   stream never leaves a ``done`` row holding half the speech.
+* Inside the index job (``index --speech``) the same function runs on its own thread
+  (:class:`SpeechThread`) beside the video's decode and encode, so a corpus is read
+  once and the two overlap; its row is the one ``transcribe`` would write.
 * ``seconds`` is the wall time of reading and recognising, ``audio_s`` the seconds of
   audio read: their ratio is the real-time factor the job summaries report.
 """
@@ -22,10 +25,12 @@ Design decisions:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from videomem.encoders.asr import SpeechRecognizer
 from videomem.pipeline.audio import AudioChunk, NoAudio, open_audio
@@ -35,7 +40,7 @@ from videomem.pipeline.types import VideoSource
 
 log = logging.getLogger(__name__)
 
-__all__ = ["changed_reason", "transcribe_one"]
+__all__ = ["SpeechThread", "changed_reason", "transcribe_one"]
 
 
 def changed_reason(uri: str, video_id: str) -> str | None:
@@ -103,3 +108,26 @@ def _language(segments: tuple[SpeechSegment, ...]) -> str | None:
     for s in segments:
         spoken[s.language] += s.duration_s
     return spoken.most_common(1)[0][0] if spoken else None
+
+
+class SpeechThread:
+    """:func:`transcribe_one` on its own thread, so a video's speech is recognised
+    while its frames decode and encode (CTranslate2 and ffmpeg release the GIL: the
+    two share the cores, not the interpreter). ``result()`` waits for the row."""
+
+    def __init__(self, recognizer: SpeechRecognizer, uri: str, video_id: str, **kw: Any) -> None:
+        self._out: list[Transcript] = []
+        self._args = (recognizer, uri, video_id)
+        self._kw = kw
+        # a daemon, so it never keeps a dying process alive; a caller always joins it
+        self._thread = threading.Thread(target=self._run, name="videomem-speech", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._out.append(transcribe_one(*self._args, **self._kw))
+
+    def result(self) -> Transcript:
+        self._thread.join()
+        if not self._out:  # transcribe_one never raises; only a dying interpreter gets here
+            raise RuntimeError("the speech thread ended without a transcript")
+        return self._out[0]

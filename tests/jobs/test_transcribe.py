@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 from videomem.encoders.asr import ASRConfig
 from videomem.encoders.config import EncoderConfig
 from videomem.jobs.cli import app
+from videomem.jobs.executor import LocalExecutor
 from videomem.jobs.index import IndexJob, run_index
 from videomem.jobs.transcribe_job import TranscribeJob, run_transcribe
 from videomem.memory.store import Store
@@ -99,7 +101,7 @@ def transcribed(clips: dict[str, Any], tiny_dir: Path, tmp_path_factory: pytest.
     ids = {
         k: content_video_id(p.path if isinstance(p, SpeechClip) else p) for k, p in clips.items()
     }
-    return store, json.loads(result.output), ids, before
+    return store, json.loads(result.stdout), ids, before
 
 
 def rows(store: Path) -> list[Transcript]:
@@ -180,7 +182,7 @@ def test_named_video_and_word_times(transcribed, clips) -> None:
         "--word-times", "--language", "en", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["done"] == 1
+    assert json.loads(result.stdout)["done"] == 1
     with Store(store) as st:
         mine = st.transcripts(ids["speech"])
     assert len(mine) == 2  # another settings hash: another row beside the first
@@ -282,3 +284,85 @@ def test_ray_workers_match_local(transcribed, tmp_path: Path) -> None:
         assert [s.text for s in remote[vid].segments] == [s.text for s in t.segments]
         for a, b in zip(remote[vid].segments, t.segments, strict=True):
             assert (a.start_s, a.end_s) == pytest.approx((b.start_s, b.end_s), abs=0.05)
+
+
+def test_index_speech_writes_the_rows_transcribe_writes(
+    transcribed, clips, tiny_dir: Path, tmp_path: Path
+) -> None:
+    store, _, ids, _ = transcribed
+    store2 = tmp_path / "store"
+    paths = [str(clips["speech"].path), str(clips["silent"]), str(clips["no_audio"]),
+             str(clips["broken"])]  # fmt: skip
+
+    def args(to: Path, *extra: str) -> list[str]:
+        return ["index", *paths, "--store", str(to), "--model", str(tiny_dir), "--fps", "2",
+                "--batch-size", "4", "--device", "cpu", *extra, "--json"]  # fmt: skip
+
+    speech_args = args(store2, "--speech", "--asr-device", "cpu")
+    result = invoke(*speech_args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["indexed"] == 4  # broken audio: the video is still indexed
+    speech = summary["speech"]
+    assert (speech["done"], speech["no_audio"], speech["failed"]) == (2, 1, 1)
+    assert any("speech:" in f["error"] for f in summary["failures"])
+    want, got = by_video(store), by_video(store2)
+    assert got.keys() == want.keys() == set(ids.values())
+    for vid, t in want.items():
+        g = got[vid]
+        assert (g.model, g.settings_hash, g.settings) == (t.model, t.settings_hash, t.settings)
+        assert (g.status, g.segments, g.language) == (t.status, t.segments, t.language), vid
+        assert g.audio_s == pytest.approx(t.audio_s or 0.0, abs=0.01)
+    # the memories are those of the same index without --speech
+    plain = tmp_path / "plain"
+    assert invoke(*args(plain)).exit_code == 0
+    mine, theirs = memories(store2), memories(plain)
+    assert mine["rows"].keys() == theirs["rows"].keys() and mine["counts"] == theirs["counts"]
+    for vid, r in theirs["rows"].items():
+        assert mine["rows"][vid].config_hash == r.config_hash
+        assert torch.equal(mine["tokens"][vid], theirs["tokens"][vid])
+    # a re-run reads nothing again: memories and finished transcripts are skipped
+    rerun = json.loads(invoke(*speech_args).stdout)
+    assert rerun["skipped"] == 4 and rerun["speech"]["done"] == rerun["speech"]["no_audio"] == 0
+    assert rerun["speech"]["failed"] == 1  # a failed transcript is tried again
+    assert len(rows(store2)) == 4
+
+
+class SeesSpeech:
+    """The real encoder, noting at each call whether the video's speech thread is
+    running at that moment."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.speech_alive: list[bool] = []
+        for k in ("input_size", "tokens_per_frame", "dim", "embed_dim", "fingerprint"):
+            setattr(self, k, getattr(inner, k))
+
+    def encode(self, frames: Any, timestamps: Any = None) -> Any:
+        alive = any(t.name == "videomem-speech" for t in threading.enumerate())
+        self.speech_alive.append(alive)
+        return self.inner.encode(frames, timestamps)
+
+
+def test_speech_runs_beside_decode_and_encode(clips, tiny_dir: Path) -> None:
+    from videomem.jobs.index import IndexStepSpec, TaskSpec, WorkItem
+    from videomem.jobs.index_video import IndexOutcome
+    from videomem.memory.config import MemoryConfig
+
+    ex = LocalExecutor(IndexStepSpec(EncoderConfig(str(tiny_dir), device="cpu"), speech=ASR))
+    info = ex.start()
+    step = ex._step
+    watcher = SeesSpeech(step.encoder)  # type: ignore[union-attr]
+    step.encoder = watcher  # type: ignore[union-attr]
+    task = TaskSpec(
+        decode=DecodeConfig(fps=4.0, size=info.input_size, batch_size=2),
+        memory=MemoryConfig(), config_hash="h", model="tiny", encoder={},
+        speech_hash=ASR.settings_hash(), speech_settings=ASR.settings_json(),
+    )  # fmt: skip
+    (out,), *_ = ex.run([WorkItem(str(clips["speech"].path))], task)
+    assert isinstance(out, IndexOutcome) and out.record.status == "indexed"
+    assert out.transcript is not None and out.transcript.status == "done"
+    assert "judge a book" in out.transcript.text.lower()
+    # frames were encoded while the speech thread ran, and it was joined before the end
+    assert True in watcher.speech_alive, watcher.speech_alive
+    assert not any(t.name == "videomem-speech" for t in threading.enumerate())
