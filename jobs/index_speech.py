@@ -77,5 +77,7 @@ def commit_transcripts(
         rows[t.video_id] = t
         totals.add(t)
         if t.status == "failed" and len(failures) < most:
-            failures.append({"uri": o.record.uri, "error": f"speech: {t.error}"})
+            uri = o.record.uri
+            why = (t.error or "").removeprefix(f"{uri}: ")
+            failures.append({"uri": uri, "error": f"{uri}: speech: {why}"})
     store.add_transcripts(list(rows.values()))

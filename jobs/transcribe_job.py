@@ -188,6 +188,8 @@ def run_transcribe(job: TranscribeJob, progress: ProgressFn | None = None) -> Tr
     t0 = time.perf_counter()
     task = TranscribeTask(job.asr.settings_hash(), job.asr.settings_json())
     summary = TranscribeSummary(model=job.asr.model, settings_hash=task.settings_hash)
+    with Store(job.store, storage_options=job.storage_options):
+        pass  # a store that does not exist is an error here, not a new empty store
     with Store(job.store, writer=True, storage_options=job.storage_options) as store:
         records = indexed_records(store, job.videos, summary)
         done = set() if job.force else store.transcribed(job.asr.model, task.settings_hash)
@@ -212,5 +214,9 @@ def run_transcribe(job: TranscribeJob, progress: ProgressFn | None = None) -> Tr
                 run_to_end(ex, items, commit, task, progress)
             finally:  # what finished is kept even when the job breaks
                 store.add_transcripts(held)
+            if summary.done:  # keep the search indexes in step, as the other jobs do
+                from videomem.jobs.search_refresh import refresh_after_write
+
+                refresh_after_write(store)
     summary.seconds = time.perf_counter() - t0
     return summary

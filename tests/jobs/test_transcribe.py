@@ -366,3 +366,16 @@ def test_speech_runs_beside_decode_and_encode(clips, tiny_dir: Path) -> None:
     # frames were encoded while the speech thread ran, and it was joined before the end
     assert True in watcher.speech_alive, watcher.speech_alive
     assert not any(t.name == "videomem-speech" for t in threading.enumerate())
+
+
+def test_job_level_errors_exit_2(transcribed, tmp_path: Path) -> None:
+    store, _, _, _ = transcribed
+    missing = CliRunner().invoke(app, ["transcribe", "--store", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "no videomem store" in missing.stderr
+    assert not (tmp_path / "none").exists()  # nothing made in its place
+    bad_model = CliRunner().invoke(
+        app, ["transcribe", "--store", str(store), "--asr-model", str(tmp_path), "--force"]
+    )
+    assert bad_model.exit_code == 2 and "not a CTranslate2 Whisper model" in bad_model.stderr
+    unknown = CliRunner().invoke(app, ["transcribe", "nosuchvideo", "--store", str(store)])
+    assert unknown.exit_code == 1 and "nosuchvideo" in unknown.stdout  # every video failed
