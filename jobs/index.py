@@ -45,6 +45,7 @@ from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_exec
 from videomem.jobs.index_speech import SpeechTotals, commit_transcripts, speech_task
 from videomem.jobs.index_video import IndexOutcome
 from videomem.jobs.progress import NullReporter, Reporter
+from videomem.jobs.transcribe_video import SpeechThread, TurnLock
 from videomem.memory.config import MemoryConfig
 from videomem.memory.index_config import index_config_hash
 from videomem.memory.store import LeaseConfig, Store, VideoRecord
@@ -173,6 +174,7 @@ class IndexStep:
         self.spec = spec
         self.encoder = load_encoder_from_config(spec)
         self._encode_lock = threading.Lock()
+        self._speech_turns = TurnLock()  # one video's speech at a time, in order
         self.recognizer: SpeechRecognizer | None = None
         if speech is not None:
             from videomem.encoders.asr import load_recognizer
@@ -190,7 +192,6 @@ class IndexStep:
         )
 
     def run(self, item: WorkItem, task: TaskSpec, progress: ProgressFn | None) -> IndexOutcome:
-        from videomem.jobs.transcribe_video import SpeechThread
         from videomem.pipeline.files import content_video_id
 
         vid = item.video_id
@@ -208,8 +209,9 @@ class IndexStep:
         if self.recognizer is not None and task.wants_speech(vid):
             # check_content off: the id was just computed from this very file
             speech = SpeechThread(
-                self.recognizer, item.uri, vid, settings_hash=task.speech_hash or "",
-                settings=task.speech_settings, check_content=False,
+                self.recognizer, item.uri, vid, self._speech_turns,
+                settings_hash=task.speech_hash or "", settings=task.speech_settings,
+                check_content=False,
             )  # fmt: skip
         try:
             out = self._index(item, vid, task, progress)

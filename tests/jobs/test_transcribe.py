@@ -379,3 +379,26 @@ def test_job_level_errors_exit_2(transcribed, tmp_path: Path) -> None:
     assert bad_model.exit_code == 2 and "not a CTranslate2 Whisper model" in bad_model.stderr
     unknown = CliRunner().invoke(app, ["transcribe", "nosuchvideo", "--store", str(store)])
     assert unknown.exit_code == 1 and "nosuchvideo" in unknown.stdout  # every video failed
+
+
+def test_turn_lock_serves_turns_in_the_order_handed_out() -> None:
+    from videomem.jobs.transcribe_video import TurnLock
+
+    lock, order, inside = TurnLock(), [], []
+    turns = [lock.turn() for _ in range(4)]
+
+    def take(i: int) -> None:
+        with turns[i]:
+            inside.append(i)
+            assert len(inside) == 1, "two turns held at once"
+            order.append(i)
+            inside.remove(i)
+
+    threads = [
+        threading.Thread(target=take, args=(i,), daemon=True) for i in (3, 1, 2, 0)
+    ]  # out of order
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert order == [0, 1, 2, 3]
