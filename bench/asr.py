@@ -36,6 +36,7 @@ machine with a GPU CTranslate2 can use, ``--device auto`` runs float16 there.
     python bench/asr.py                 # ~2-4 minutes on 2 CPU cores
     python bench/asr.py --device auto   # GPU float16 when present
     python bench/asr.py --overlap-only  # only index vs index --speech
+    python bench/asr.py --quick         # that, one round
 """
 
 from __future__ import annotations
@@ -99,7 +100,13 @@ def main() -> None:
     ap.add_argument("--index-fps", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=2, help="overlap rounds (best of)")
     ap.add_argument("--overlap-only", action="store_true", help="skip the RTF table")
+    ap.add_argument("--quick", action="store_true", help="--overlap-only --rounds 1")
+    ap.add_argument("--full", action="store_true", help="three overlap rounds")
     args = ap.parse_args()
+    if args.quick:
+        args.overlap_only, args.rounds = True, 1
+    if args.full:
+        args.rounds = 3
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} cores")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
