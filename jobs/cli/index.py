@@ -20,6 +20,7 @@ from videomem.jobs.cli.options import (
     json_values,
     usage_errors,
 )
+from videomem.pipeline.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,11 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions, ASROptions
 
         if self.fps is not None and self.frames is not None:
             decode_config(self.fps, self.frames)  # the first check users meet
+        asr_given = self.asr_model != "whisper-base" or self.language or self.word_times
+        if not self.speech and (asr_given or self.asr_device):
+            raise ConfigError(
+                "--asr-model, --language, --word-times and --asr-device apply with --speech"
+            )
         paths = list(self.paths or [])
         check_inputs(paths, self.from_list)
         return IndexJob(

@@ -377,6 +377,10 @@ def test_job_level_errors_exit_2(transcribed, tmp_path: Path) -> None:
         app, ["transcribe", "--store", str(store), "--asr-model", str(tmp_path), "--force"]
     )
     assert bad_model.exit_code == 2 and "not a CTranslate2 Whisper model" in bad_model.stderr
+    alone = CliRunner().invoke(
+        app, ["index", str(tmp_path), "--model", "tiny", "--store", str(store), "--language", "en"]
+    )
+    assert alone.exit_code == 2 and "apply with --speech" in alone.stderr
     unknown = CliRunner().invoke(app, ["transcribe", "nosuchvideo", "--store", str(store)])
     assert unknown.exit_code == 1 and "nosuchvideo" in unknown.stdout  # every video failed
 
