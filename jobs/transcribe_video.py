@@ -144,10 +144,11 @@ class SpeechThread:
     two share the cores, not the interpreter). ``result()`` waits for the row.
 
     ``turns`` (one per worker) lets one video's speech be recognised at a time, in the
-    order the videos started: two Whisper runs at once only fight over the same cores
-    (measured: together they took longer than one after the other), and the video
-    whose outcome the executor hands on first is heard first, while the frames of the
-    next one decode and encode beside it."""
+    order the videos started: two Whisper runs at once only share cores CTranslate2
+    already fills (in one timeline here, the second video's speech was recognised
+    beside the first's and both finished late), while in order the video whose outcome
+    the executor hands on first is heard first, and the frames of the next one decode
+    and encode beside it."""
 
     def __init__(
         self,
