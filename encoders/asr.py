@@ -31,12 +31,14 @@ Design decisions:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as md
+import json
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import numpy as np
 from videomem.encoders.asr_windows import speech_windows
@@ -266,6 +268,22 @@ class ASRConfig:
     compute_type: str = "auto"
     # CPU threads for CTranslate2 (0: its default). Speed knob.
     cpu_threads: int = 0
+
+    #: fields that only decide where and how fast it runs, not what it hears: left out
+    #: of the settings hash, so a transcript made on the CPU is reused on a GPU (the
+    #: compute type follows the device; its rounding differences are a speed trade)
+    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("device", "compute_type", "cpu_threads")
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change the output (stored beside every transcript)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.SPEED_ONLY}
+
+    def settings_json(self) -> str:
+        return json.dumps(self.settings(), sort_keys=True)
+
+    def settings_hash(self) -> str:
+        """With (video, model), the key of a stored transcript: same settings, same row."""
+        return hashlib.sha256(self.settings_json().encode()).hexdigest()[:16]
 
 
 class SpeechRecognizer(Protocol):

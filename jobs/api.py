@@ -38,6 +38,7 @@ from videomem.jobs.eval_job import EvalJob, EvalResult
 from videomem.jobs.index import IndexJob, IndexSummary
 from videomem.jobs.qa_job import QAJob, QASummary
 from videomem.jobs.tag_job import TagJob, TagSummary
+from videomem.jobs.transcribe_job import TranscribeJob, TranscribeSummary
 from videomem.pipeline.errors import ConfigError
 from videomem.qa.types import GenerationSettings
 
@@ -74,6 +75,7 @@ __all__ = [
     "serve",
     "show",
     "tag",
+    "transcribe",
 ]
 
 
@@ -172,6 +174,14 @@ def tag(job: TagJob) -> TagSummary:
     from videomem.jobs.tag_job import run_tag
 
     return run_tag(job)
+
+
+def transcribe(job: TranscribeJob) -> TranscribeSummary:
+    """Transcribe the speech of the job's stored videos into the ``transcripts`` table
+    (resumable: skips what has a finished transcript with the same settings)."""
+    from videomem.jobs.transcribe_job import run_transcribe
+
+    return run_transcribe(job)
 
 
 def evaluate(job: EvalJob, log: Callable[[str], None] | None = None) -> EvalResult:
@@ -302,10 +312,13 @@ def show(
     plot: Path | None = None,
     storage_options: dict[str, str] | None = None,
 ) -> VideoView:
-    """A video's memory slots, captions and transcript (``video``: an id or unique
-    prefix); ``plot`` draws the slots, captions and speech along the timeline to a PNG."""
+    """A video's memory slots, captions and transcript (``video``: an id, a unique
+    prefix, the indexed file or its file name); ``plot`` draws the slots, captions and
+    speech along the timeline to a PNG."""
+    from videomem.jobs.videos import resolve_video
+
     with open_store(store, storage_options) as st:
-        vid = st.resolve_video_id(video)
+        vid = resolve_video(st, video)
         mem = None
         rec = st.latest(vid)  # the memory a reader would load, else the latest failure
         if rec.status == "indexed":

@@ -17,6 +17,10 @@ Design decisions:
 * Cores: N workers on one machine each decode with ``cores // N`` of its cores
   (``DecodeConfig.cpus``, sent in the :class:`TaskSpec`, not hashed), so a long
   video's automatic segment count and ffmpeg threads stay within a worker's share.
+* ``speech`` (``index --speech``): each worker also loads the speech recogniser and
+  transcribes every video's audio on a thread beside its decode and encode, so a
+  corpus is read once; the driver commits the transcripts with each batch
+  (:mod:`videomem.jobs.index_speech`). The memory's key does not depend on it.
 * Resumable: the key is (content id, encoder fingerprint, config hash). Videos whose
   last attempt failed with a ``DecodeError`` (a property of the file's bytes) are
   skipped unless ``retry_failed``; other failures (encoder, out-of-memory, a dead
@@ -35,10 +39,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from videomem.encoders.asr import ASRConfig, SpeechRecognizer
 from videomem.encoders.config import EncoderConfig
 from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
+from videomem.jobs.index_speech import SpeechTotals, commit_transcripts, speech_task
 from videomem.jobs.index_video import IndexOutcome
 from videomem.jobs.progress import NullReporter, Reporter
+from videomem.jobs.transcribe_video import SpeechThread, TurnLock
 from videomem.memory.config import MemoryConfig
 from videomem.memory.index_config import index_config_hash
 from videomem.memory.store import LeaseConfig, Store, VideoRecord
@@ -86,6 +93,17 @@ class TaskSpec:
     known: dict[str, tuple[str, bool]] = field(default_factory=dict)
     force: bool = False
     retry_failed: bool = False
+    #: ``index --speech``: the recognition settings' hash and JSON, and the videos
+    #: with a finished transcript made with them (None: no speech)
+    speech_hash: str | None = None
+    speech_settings: str = "{}"
+    transcribed: frozenset[str] = frozenset()
+
+    def wants_speech(self, video_id: str) -> bool:
+        """Whether the video's speech is to be transcribed (again)."""
+        if self.speech_hash is None:
+            return False
+        return self.force or video_id not in self.transcribed
 
     def skip_reason(self, video_id: str) -> str | None:
         """Why a video need not be indexed again, or None."""
@@ -125,14 +143,16 @@ def failed_outcome(
 
 @dataclass(frozen=True)
 class IndexStepSpec:
-    """The index stage as an executor step: one encoder per worker."""
+    """The index stage as an executor step: one encoder (and with ``speech``, one
+    speech recogniser) per worker."""
 
     encoder: EncoderConfig
     #: videos a worker has in flight: one encoding, one being probed/decoded ahead
     concurrency: int = 2
+    speech: ASRConfig | None = None
 
     def build(self) -> IndexStep:
-        return IndexStep(self.encoder)
+        return IndexStep(self.encoder, self.speech)
 
     def lost(self, item: WorkItem, task: TaskSpec, error: str, retryable: bool) -> IndexOutcome:
         return failed_outcome(item, task, f"{item.uri}: {error}", "WorkerLost", retryable)
@@ -144,14 +164,22 @@ class IndexStep:
     ``run`` may be called from two threads at once (the executors' lookahead): the
     encoder lock lets only one video encode at a time while the other probes and
     decodes its first batches, so the encoder never waits for a new video's ffmpeg.
+    With a recogniser, each video's speech is transcribed on a thread of its own while
+    its frames decode and encode (:class:`~videomem.jobs.transcribe_video.SpeechThread`).
     """
 
-    def __init__(self, spec: EncoderConfig) -> None:
+    def __init__(self, spec: EncoderConfig, speech: ASRConfig | None = None) -> None:
         from videomem.encoders.registry import load_encoder_from_config
 
         self.spec = spec
         self.encoder = load_encoder_from_config(spec)
         self._encode_lock = threading.Lock()
+        self._speech_turns = TurnLock()  # one video's speech at a time, in order
+        self.recognizer: SpeechRecognizer | None = None
+        if speech is not None:
+            from videomem.encoders.asr import load_recognizer
+
+            self.recognizer = load_recognizer(speech)
 
     def info(self) -> EncoderInfo:
         e = self.encoder
@@ -164,7 +192,6 @@ class IndexStep:
         )
 
     def run(self, item: WorkItem, task: TaskSpec, progress: ProgressFn | None) -> IndexOutcome:
-        from videomem.jobs.index_video import index_one
         from videomem.pipeline.files import content_video_id
 
         vid = item.video_id
@@ -178,6 +205,26 @@ class IndexStep:
                 out = failed_outcome(item, task, why, "OSError", False)
                 out.skipped = task.skip_reason(out.record.video_id)
                 return out
+        speech = None
+        if self.recognizer is not None and task.wants_speech(vid):
+            # check_content off: the id was just computed from this very file
+            speech = SpeechThread(
+                self.recognizer, item.uri, vid, self._speech_turns,
+                settings_hash=task.speech_hash or "", settings=task.speech_settings,
+                check_content=False,
+            )  # fmt: skip
+        try:
+            out = self._index(item, vid, task, progress)
+        finally:  # the speech thread is always joined
+            transcript = speech.result() if speech is not None else None
+        out.transcript = transcript
+        return out
+
+    def _index(
+        self, item: WorkItem, vid: str, task: TaskSpec, progress: ProgressFn | None
+    ) -> IndexOutcome:
+        from videomem.jobs.index_video import index_one
+
         reason = task.skip_reason(vid)
         if reason is not None:
             out = failed_outcome(replace(item, video_id=vid), task, "", "", True)
@@ -227,6 +274,9 @@ class IndexJob:
     storage_options: dict[str, str] = field(default_factory=dict)
     #: the writer lease on object storage (ttl, how long to wait for another writer)
     lease: LeaseConfig = field(default_factory=LeaseConfig)
+    #: transcribe each video's speech too (``--speech``), as ``videomem transcribe``
+    #: would, while its frames decode and encode; None: no speech
+    speech: ASRConfig | None = None
 
     def __post_init__(self) -> None:
         if self.commit_batch < 1:
@@ -260,6 +310,8 @@ class IndexSummary:
     #: the ffmpeg binary the driver chose (``ffmpeg_info()``: path, version, source,
     #: reason), so figures can be compared across machines and ffmpeg builds
     ffmpeg: dict[str, str] = field(default_factory=dict)
+    #: ``--speech``: the transcripts written, by outcome, and the audio behind them
+    speech: SpeechTotals | None = None
 
     @property
     def frames_per_s(self) -> float:
@@ -280,6 +332,8 @@ class IndexSummary:
             f"of {self.videos} video(s); {self.frames} frames in {self.elapsed_s:.1f}s "
             f"({self.frames_per_s:.1f} frames/s; model load {self.load_s:.1f}s) -> {self.store}"
         )
+        if self.speech is not None:
+            line += "\n" + self.speech.text()
         f = self.ffmpeg
         if "path" in f:
             line += f"\nffmpeg {f['version']} ({f['source']}: {f['reason']})  {f['path']}"
@@ -321,7 +375,11 @@ def iter_job_files(job: IndexJob) -> Iterator[str]:
 def index_executor(job: IndexJob) -> Executor:
     wants_gpu = job.encoder.device is None or job.encoder.device.startswith("cuda")
     return make_executor(
-        IndexStepSpec(job.encoder), job.executor, job.workers, job.ray_address, wants_gpu=wants_gpu
+        IndexStepSpec(job.encoder, speech=job.speech),
+        job.executor,
+        job.workers,
+        job.ray_address,
+        wants_gpu=wants_gpu,
     )
 
 
@@ -375,13 +433,20 @@ def run_index(
                 known=known,
                 force=job.force,
                 retry_failed=job.retry_failed,
+                **speech_task(store, job.speech),
             )
+            if job.speech is not None:
+                summary.speech = SpeechTotals()
             rep.start(None, f"indexing with {info.fingerprint}")
             t1 = time.perf_counter()
             items = (WorkItem(uri) for uri in _chain(first, files))
             seen: dict[str, str] = {}
             for batch in ex.run(items, task, rep.units):
                 _commit(store, _admit(batch, seen, rep, summary), job, rep, summary)
+                if summary.speech is not None:
+                    commit_transcripts(
+                        store, batch, summary.speech, summary.failures, MAX_FAILURES_LISTED
+                    )
             summary.elapsed_s = time.perf_counter() - t1
         finally:
             ex.close()

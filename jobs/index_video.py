@@ -36,6 +36,7 @@ from videomem.memory.store import VideoCommit, VideoRecord
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.decode import DecodeInfo
 from videomem.pipeline.errors import DecodeError, VideomemError
+from videomem.pipeline.transcript import Transcript
 from videomem.pipeline.types import DecodeConfig, FrameBatch, VideoSource
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class IndexOutcome:
     notes: dict[str, Any] = field(default_factory=dict)
     #: why the video was not indexed at all (already stored …): nothing to commit
     skipped: str | None = None
+    #: its transcript, when the job transcribes speech too (``index --speech``);
+    #: committed by the driver with the batch, even when the memory was skipped
+    transcript: Transcript | None = None
 
     def commit(self) -> VideoCommit:
         """What the store writes for this outcome."""

@@ -22,6 +22,7 @@ STAGES: dict[str, list[str]] = {
     "index": ["--executor", "ray"],
     "qa": ["--executor", "ray"],
     "caption": ["--executor", "ray"],
+    "transcribe": ["--executor", "ray"],
 }
 
 

@@ -1,6 +1,6 @@
-"""Keep the search indexes in step with the store: the index, caption and tag jobs call
-:func:`refresh_after_write` after their commits (``videomem search --refresh`` calls
-:func:`refresh` by hand)."""
+"""Keep the search indexes in step with the store: the index, caption, tag and
+transcribe jobs call :func:`refresh_after_write` after their commits (``videomem search
+--refresh`` calls :func:`refresh` by hand)."""
 
 from __future__ import annotations
 

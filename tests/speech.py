@@ -198,3 +198,25 @@ def transcribe_for_store(path: Path, video_id: str) -> Transcript:
     segments = tuple(recogniser.transcribe(audio))
     language = segments[0].language if segments else None
     return Transcript(video_id, recogniser.model_id, "test", "done", segments, language)
+
+
+def make_broken_audio_video(src: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """``src`` (an AAC clip) with its picture intact and the payload of the last two
+    thirds of its audio frames replaced by noise: the video decodes, the audio fails."""
+    path = Path(path)
+    adts = path.with_suffix(".aac")
+    run_ffmpeg(["-i", str(src), "-vn", "-c:a", "copy", "-f", "adts", str(adts)])
+    data = bytearray(adts.read_bytes())
+    frames, at = [], 0
+    while at + 7 <= len(data):  # ADTS: 7-byte header with the frame's length in it
+        n = ((data[at + 3] & 3) << 11) | (data[at + 4] << 3) | (data[at + 5] >> 5)
+        frames.append((at, n))
+        at += n
+    rng = np.random.default_rng(0)
+    for at, n in frames[len(frames) // 3 :]:  # headers kept: it still muxes by copy
+        data[at + 7 : at + n] = rng.integers(0, 256, n - 7, dtype=np.uint8).tobytes()
+    adts.write_bytes(bytes(data))
+    run_ffmpeg(["-i", str(src), "-i", str(adts), "-map", "0:v", "-map", "1:a", "-c", "copy",
+                str(path)])  # fmt: skip
+    adts.unlink()
+    return path

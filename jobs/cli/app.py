@@ -1,8 +1,8 @@
 """The ``videomem`` app and the one place its commands are registered.
 
 Commands live in modules by concern (:mod:`.index`: index, probe; :mod:`.store`: ls,
-show, export, repair; :mod:`.qa`: ask, qa, caption; :mod:`.search`; :mod:`.serve`; :mod:`.timeline`:
-tag, models, eval). :func:`register` names every command explicitly, so the command
+show, export, repair; :mod:`.qa`: ask, qa, caption; :mod:`.search`; :mod:`.serve`;
+:mod:`.speech`: transcribe; :mod:`.timeline`: tag, models, eval). :func:`register` names every command explicitly, so the command
 line is read here, not assembled by import side effects.
 """
 
@@ -31,7 +31,7 @@ def _root() -> None:
 
 def register(app: typer.Typer) -> typer.Typer:
     """Every command of the ``videomem`` command line, in ``--help`` order."""
-    from videomem.jobs.cli import index, qa, search, serve, store, timeline
+    from videomem.jobs.cli import index, qa, search, serve, speech, store, timeline
 
     app.callback()(_root)
     commands = {
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> typer.Typer:
         "caption": qa.caption,
         "search": search.search,
         "tag": timeline.tag,
+        "transcribe": speech.transcribe,
         "eval": timeline.eval_,
         "serve": serve.serve,
     }

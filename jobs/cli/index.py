@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from videomem.jobs import api
 from videomem.jobs.cli.options import (
+    ASROptions,
     ExecutorOptions,
     ModelDeviceOptions,
     StoreOptions,
@@ -19,10 +20,11 @@ from videomem.jobs.cli.options import (
     json_values,
     usage_errors,
 )
+from videomem.pipeline.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
-class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions):
+class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions, ASROptions):
     paths: list[Path] = typer.Argument(None, help="Video files and/or folders (walked).")
     from_list: Path | None = typer.Option(
         None, "--from-list", help="A text file naming one video path per line."
@@ -88,6 +90,15 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions):
     wait_for_writer: float = typer.Option(
         0.0, help="Seconds to wait for another job writing to the same store (default: refuse)."
     )
+    speech: bool = typer.Option(
+        False,
+        "--speech",
+        help="Also transcribe each video's speech (as `videomem transcribe`), while its "
+        "frames decode and encode.",
+    )
+    asr_device: str | None = typer.Option(
+        None, help="--speech: auto (GPU float16 if present, else CPU int8), cpu, cuda:N."
+    )
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code")
     compile_: bool = typer.Option(
         False, "--compile", help="torch.compile the encoder (kept if it matches eager)."
@@ -103,6 +114,11 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions):
 
         if self.fps is not None and self.frames is not None:
             decode_config(self.fps, self.frames)  # the first check users meet
+        asr_given = self.asr_model != "whisper-base" or self.language or self.word_times
+        if not self.speech and (asr_given or self.asr_device):
+            raise ConfigError(
+                "--asr-model, --language, --word-times and --asr-device apply with --speech"
+            )
         paths = list(self.paths or [])
         check_inputs(paths, self.from_list)
         return IndexJob(
@@ -140,6 +156,7 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions):
             retry_failed=self.retry_failed,
             from_list=str(self.from_list) if self.from_list else None,
             lease=LeaseConfig(ttl_s=self.lease_ttl, wait_s=self.wait_for_writer),
+            speech=self.asr(self.asr_device) if self.speech else None,
             **self.where(),
             **self.execution(),
         )

@@ -205,5 +205,31 @@ class GenerationOptions(ModelDeviceOptions):
         return {**model, "dtype": self.dtype, "settings": self.settings()}
 
 
+@dataclasses.dataclass(frozen=True)
+class ASROptions:
+    """What the speech recogniser runs (``transcribe``, ``index --speech``)."""
+
+    asr_model: str = typer.Option(
+        "whisper-base",
+        help="Speech model: whisper-base (offline, from its PyPI packages), a faster-whisper "
+        "id (large-v3, distil-large-v3; needs the hub or its cache) or a CTranslate2 directory.",
+    )
+    language: str | None = typer.Option(
+        None, help="Spoken language as an ISO 639-1 code (en, fr …); default: detected."
+    )
+    word_times: bool = typer.Option(
+        False, "--word-times", help="Store each word with its times in the transcript."
+    )
+
+    def asr(self, device: str | None) -> Any:
+        """The :class:`~videomem.encoders.asr.ASRConfig` (``device`` None: auto)."""
+        from videomem.encoders.asr import ASRConfig
+
+        return ASRConfig(
+            model=self.asr_model, language=self.language, word_timestamps=self.word_times,
+            device=device or "auto",
+        )  # fmt: skip
+
+
 def json_flag(help: str = "Print the summary as JSON.") -> Any:
     return typer.Option(False, "--json", help=help)

@@ -52,7 +52,9 @@ def _page_line(page: api.VideoPage) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ShowOptions(StoreOptions):
-    video_id: str = typer.Argument(..., help="Video id (a unique prefix is enough).")
+    video_id: str = typer.Argument(
+        ..., help="Video id (a unique prefix is enough), the indexed file, or its file name."
+    )
     as_json: bool = json_flag("Print JSON.")
     plot: Path | None = typer.Option(None, help="Draw the slots along the timeline to this PNG.")
 

@@ -288,3 +288,13 @@ def test_cache_folder_follows_videomem_cache(
     (planted / "config.json").write_text("{}")
     assert prepare_asr("whisper-base") == planted  # found there, not assembled again
     assert (planted / "model.bin").stat().st_size == 0
+
+
+def test_settings_hash_follows_what_changes_the_output() -> None:
+    base = ASRConfig()
+    assert base.settings_hash() == ASRConfig(device="cpu", cpu_threads=2).settings_hash()
+    assert base.settings_hash() == ASRConfig(compute_type="float16").settings_hash()
+    for change in ({"language": "en"}, {"word_timestamps": True}, {"beam_size": 1},
+                   {"vad": False}, {"window_s": 60.0}, {"model": "large-v3"}):  # fmt: skip
+        assert dataclasses.replace(base, **change).settings_hash() != base.settings_hash()
+    assert "device" not in base.settings() and base.settings()["model"] == "whisper-base"
