@@ -50,7 +50,7 @@ from videomem.encoders.hf import (
     local_files_only,
     unreachable_hub_error,
 )
-from videomem.encoders.preprocess import load_image_spec
+from videomem.encoders.preprocess import ImageSpec, load_image_spec
 from videomem.encoders.registry import reject_unknown_options
 from videomem.pipeline.errors import EncoderError
 
@@ -58,6 +58,19 @@ TokenChoice = Literal["qformer", "projected"]
 
 #: checkpoint tensor-name prefixes of the parts that make visual tokens
 _PARTS = ("vision_model.", "qformer.", "language_projection.", "query_tokens")
+
+
+def vision_image_spec(path: str, config: Any, settings: LoadSettings) -> ImageSpec:
+    """The checkpoint's image preprocessing, checked against its vision tower's size
+    (BLIP-2's, and MovieChat's, which is BLIP-2's frame side)."""
+    spec = load_image_spec(path, settings)
+    size = int(config.vision_config.image_size)
+    if spec.input_size != (size, size):
+        raise EncoderError(
+            f"{path}: the image processor makes {spec.input_size} images "
+            f"but the vision tower takes {size}x{size}"
+        )
+    return spec
 
 
 class Blip2Visual(nn.Module):
@@ -196,13 +209,7 @@ class Blip2Encoder(BatchedEncoder):
         self.tokens = tokens
         self.settings = settings
         self.config = config
-        self.image_spec = load_image_spec(path, settings)
-        size = int(config.vision_config.image_size)
-        if self.image_spec.input_size != (size, size):
-            raise EncoderError(
-                f"{path}: the image processor makes {self.image_spec.input_size} images "
-                f"but the vision tower takes {size}x{size}"
-            )
+        self.image_spec = vision_image_spec(path, config, settings)
         visual = load_visual_lean(path, config, settings)
         self.loaded_lean = visual is not None
         self.visual = visual if visual is not None else load_visual_full(path, settings)

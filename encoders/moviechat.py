@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from videomem.encoders.batched import BatchedEncoder
+from videomem.encoders.blip2 import vision_image_spec
 from videomem.encoders.fingerprint import checkpoint_fingerprint
 from videomem.encoders.hf import LoadSettings, freeze
 from videomem.encoders.moviechat_config import MovieChatConfig
-from videomem.encoders.preprocess import load_image_spec
 from videomem.encoders.registry import reject_unknown_options
 from videomem.pipeline.errors import EncoderError
 
@@ -175,13 +175,7 @@ class MovieChatEncoder(BatchedEncoder):
         reject_unknown_options("moviechat", unknown, (), "its stored tokens are fixed")
         self.settings = settings
         self.config = config
-        self.image_spec = load_image_spec(path, settings)
-        size = int(config.vision_config.image_size)
-        if self.image_spec.input_size != (size, size):
-            raise EncoderError(
-                f"{path}: the image processor makes {self.image_spec.input_size} images "
-                f"but the vision tower takes {size}x{size}"
-            )
+        self.image_spec = vision_image_spec(path, config, settings)
         self.model = read_parts(path, config, ("frames",), settings)
         self.input_size = self.image_spec.input_size
         self.tokens_per_frame = int(config.num_query_tokens)

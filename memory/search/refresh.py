@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from videomem.memory.search.speech_index import SPEECH_INDEX, refresh_speech_index
+from videomem.memory.search.text_rows import embedded_rows, vectors
 from videomem.memory.store import CAPTIONS, CAPTIONS_SCHEMA, IndexTable, Store
 from videomem.pipeline.errors import StoreError
 
@@ -128,11 +129,6 @@ class RefreshReport:
 # --------------------------------------------------------------------------- helpers
 
 
-def _vectors(x: np.ndarray) -> pa.FixedSizeListArray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
-
-
 def ensure_ann(
     table: IndexTable, ann_min_rows: int = ANN_MIN_ROWS, index_type: str = "IVF_PQ"
 ) -> bool:
@@ -174,7 +170,7 @@ def refresh_slot_index(store: Store, ann_min_rows: int = ANN_MIN_ROWS) -> Refres
             flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
             emb = flat.astype(np.float32).reshape(len(b), -1)
             rows = pa.table(
-                {c: b.column(c) for c in cols} | {"vector": _vectors(emb)},
+                {c: b.column(c) for c in cols} | {"vector": vectors(emb)},
                 schema=slot_index_schema(emb.shape[1]),
             )
             if table is None:
@@ -218,13 +214,7 @@ def refresh_caption_index(
         if embed_fn is None:
             embed_fn = embedder()
         vec = embed_fn([r["text"] or "" for r in pending]).numpy()
-        data = pa.Table.from_pylist(
-            pending, pa.schema([*_CAPTION_KEY_FIELDS, pa.field("row_hash", pa.string())])
-        )
-        rows = pa.table(
-            {c: data.column(c) for c in data.column_names} | {"vector": _vectors(vec)},
-            schema=caption_index_schema(vec.shape[1]),
-        )
+        rows = embedded_rows(pending, _CAPTION_KEY_FIELDS, vec, caption_index_schema(vec.shape[1]))
         if table is None:
             table = store.create_index_table(CAPTION_INDEX, rows.schema)
         table.add(rows)
@@ -262,7 +252,7 @@ def refresh_search_indexes(
         slots = refresh_slot_index(store, ann_min_rows)
         caps = refresh_caption_index(store, embedder, ann_min_rows)
         added, deleted, ann = refresh_speech_index(
-            store, embedder, _vectors, lambda t: ensure_ann(t, ann_min_rows)
+            store, embedder, lambda t: ensure_ann(t, ann_min_rows)
         )
     except StoreError:
         raise

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
+from videomem.memory.search.text_rows import embedded_rows
 from videomem.memory.store import Store
 from videomem.memory.store.transcripts import preferred
 from videomem.pipeline.transcript import Transcript
@@ -85,7 +86,6 @@ def _segment_rows(transcripts: list[Transcript]) -> Iterator[dict[str, Any]]:
 def refresh_speech_index(
     store: Store,
     embedder: Callable[[], Callable[[Any], Any]],
-    vectors: Callable[[Any], pa.FixedSizeListArray],
     ensure_ann: Callable[[Any], bool],
 ) -> tuple[int, int, bool]:
     """Bring ``speech_index`` in line with the transcripts readers see; returns (rows
@@ -103,13 +103,7 @@ def refresh_speech_index(
         part = new[start : start + 512]
         assert embed is not None
         vec = embed([r["text"] for r in part]).numpy()
-        data = pa.Table.from_pylist(
-            part, pa.schema([*_KEY_FIELDS, pa.field("row_hash", pa.string())])
-        )
-        table_rows = pa.table(
-            {c: data.column(c) for c in data.column_names} | {"vector": vectors(vec)},
-            schema=speech_index_schema(vec.shape[1]),
-        )
+        table_rows = embedded_rows(part, _KEY_FIELDS, vec, speech_index_schema(vec.shape[1]))
         if table is None:
             table = store.create_index_table(SPEECH_INDEX, table_rows.schema)
         table.add(table_rows)
