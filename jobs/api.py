@@ -144,10 +144,25 @@ class AskResult:
         return self.answer.status == "failed"
 
 
+def _check_subtitles(settings: GenerationSettings, llm: str | None, caption: bool = False) -> None:
+    """``--subtitles`` feeds a VLM's prompt when answering questions; anywhere else it
+    would be silently ignored, so it is refused before anything loads."""
+    if not settings.subtitles:
+        return
+    if caption:
+        raise ConfigError("--subtitles is for questions (ask, qa), not captions")
+    if llm is not None:
+        raise ConfigError(
+            "--subtitles puts the transcript into a VLM's prompt; a text LLM (--llm) reads "
+            "it in the timeline already: leave --subtitles out"
+        )
+
+
 def ask(request: AskRequest) -> AskResult:
     """Answer one question from the video's memory (or its timeline with ``llm``)."""
     from videomem.jobs.ask import ask_memory, ask_timeline
 
+    _check_subtitles(request.settings, request.llm)
     run = ask_timeline if request.llm is not None else ask_memory
     row, answer = run(request)
     return AskResult(row, answer)
@@ -158,6 +173,7 @@ def qa(job: QAJob) -> QASummary:
     from videomem.jobs.qa_job import run_qa
     from videomem.jobs.timeline_job import run_timeline_qa
 
+    _check_subtitles(job.settings, job.llm)
     return run_qa(job) if job.llm is None else run_timeline_qa(job, job.llm)
 
 
@@ -166,6 +182,7 @@ def caption(job: CaptionJob) -> CaptionSummary:
     from videomem.jobs.caption_job import run_caption
     from videomem.jobs.timeline_job import run_timeline_caption
 
+    _check_subtitles(job.settings, job.llm, caption=True)
     return run_caption(job) if job.llm is None else run_timeline_caption(job, job.llm)
 
 

@@ -71,3 +71,14 @@ def test_ask_and_qa_with_subtitles(said, tmp_path: Path) -> None:  # type: ignor
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and "videomem transcribe" in failed[0]["error"]
     assert json.loads(invoke(env, *args, "--subtitles").stdout)["skipped"] == 1
+
+
+def test_subtitles_where_they_would_do_nothing_are_refused(said) -> None:  # type: ignore[no-untyped-def]
+    """With --llm (the timeline has the transcript already) and on captions, --subtitles
+    would be ignored: it stops with exit 2 and says why, before any model loads."""
+    env, store, ids = said
+    common = ["--store", str(store), "--subtitles"]
+    r = CliRunner(env=env).invoke(app, ["ask", ids["said.mp4"], "q?", *common, "--llm", "x"])
+    assert r.exit_code == 2 and "leave --subtitles out" in r.output
+    r = CliRunner(env=env).invoke(app, ["caption", *common])
+    assert r.exit_code == 2 and "not captions" in r.output
