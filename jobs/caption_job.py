@@ -12,32 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from videomem.jobs.executor import ExecutorName, run_to_end
-from videomem.jobs.qa_step import QAItem, caption_settings, vlm_executor
+from videomem.jobs.executor import run_to_end
+from videomem.jobs.qa_step import GenerationJob, QAItem, caption_settings, vlm_executor
 from videomem.jobs.videos import indexed_records
 from videomem.qa.types import GenerationSettings
 
 
 @dataclass(frozen=True)
-class CaptionJob:
-    """Everything ``videomem caption`` needs."""
+class CaptionJob(GenerationJob):
+    """Everything ``videomem caption`` needs (the model, where it runs, ``force`` and
+    ``llm``, a text LLM writing a global caption from the timeline instead of the VLM:
+    :class:`GenerationJob`, keyword-only)."""
 
     store: str
     videos: tuple[str, ...] = ()  # ids, prefixes or paths; empty = every indexed video
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     dense_every: float | None = None
-    model: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    force: bool = False
     batch_size: int = 4
-    executor: ExecutorName = "auto"
-    workers: int = 1
-    ray_address: str | None = None
-    #: LanceDB storage options of an object-store URI (``--storage-option``)
-    storage_options: dict[str, str] = field(default_factory=dict)
-    #: a text LLM that writes a global caption from the timeline instead of the VLM
-    llm: str | None = None
 
 
 @dataclass

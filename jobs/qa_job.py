@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, run_to_end
+from videomem.jobs.executor import Executor, ProgressFn, run_to_end
 from videomem.jobs.out_file import check_out, write_rows_file
-from videomem.jobs.qa_step import QAItem, vlm_executor
+from videomem.jobs.qa_step import GenerationJob, QAItem, vlm_executor
 from videomem.jobs.questions import QuestionRow, question_id, read_questions
 from videomem.jobs.rows import answer_row
 from videomem.jobs.videos import resolve_video
@@ -27,26 +27,16 @@ from videomem.qa.types import GenerationSettings
 
 
 @dataclass(frozen=True)
-class QAJob:
-    """Everything ``videomem qa`` needs; the CLI only builds this."""
+class QAJob(GenerationJob):
+    """Everything ``videomem qa`` needs; the CLI only builds this (the model, where it
+    runs, ``force`` and ``llm``: :class:`GenerationJob`, keyword-only)."""
 
     questions: str
     store: str
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     out: str | None = None
-    model: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    force: bool = False
     reuse_prefix: bool = True
     batch_size: int = 1
-    executor: ExecutorName = "auto"
-    workers: int = 1
-    ray_address: str | None = None
-    #: LanceDB storage options of an object-store URI (``--storage-option``)
-    storage_options: dict[str, str] = field(default_factory=dict)
-    #: answer from the text timeline with this text LLM instead of the memory's VLM
-    llm: str | None = None
 
 
 @dataclass

@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from videomem.jobs.executor import Executor, ProgressFn, make_executor
+from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
 from videomem.jobs.rows import answer_row, caption_row, failed_rows, settings_with
 from videomem.pipeline.errors import VideomemError
 from videomem.qa.types import GenerationSettings
+
+if TYPE_CHECKING:
+    from videomem.jobs.caption_job import CaptionJob
+    from videomem.jobs.qa_job import QAJob
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +160,27 @@ class QAStep:
         ]
 
 
-def vlm_executor(job: Any, reuse_prefix: bool = True) -> Executor:
+@dataclass(frozen=True, kw_only=True)
+class GenerationJob:
+    """What the QA and caption jobs share (keyword-only, after each job's own fields):
+    which model generates, where it runs, and how the store is reached."""
+
+    #: the VLM that answers (default: the one that indexed each video)
+    model: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    #: answer again what the store already holds for the same model and settings
+    force: bool = False
+    executor: ExecutorName = "auto"
+    workers: int = 1
+    ray_address: str | None = None
+    #: LanceDB storage options of an object-store URI (``--storage-option``)
+    storage_options: dict[str, str] = field(default_factory=dict)
+    #: a text LLM reading the text timeline instead of the memory's VLM
+    llm: str | None = None
+
+
+def vlm_executor(job: QAJob | CaptionJob, reuse_prefix: bool = True) -> Executor:
     """The executor of a QA or caption job (``QAJob``/``CaptionJob``): workers that
     answer with the memory's VLM (or ``job.model``), opening the job's store with its
     storage options."""

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from videomem.jobs.caption_job import CaptionJob, CaptionSummary, add_captions
-from videomem.jobs.executor import ProgressFn, make_executor, run_to_end
+from videomem.jobs.executor import Executor, ProgressFn, make_executor, run_to_end
 from videomem.jobs.qa_job import QAJob, QASummary, answer_questions
-from videomem.jobs.qa_step import QAItem
+from videomem.jobs.qa_step import GenerationJob, QAItem
 from videomem.jobs.questions import QuestionRow
 from videomem.jobs.rows import answer_row, caption_row, failed_rows, settings_with
 from videomem.jobs.videos import indexed_records
@@ -121,14 +121,10 @@ def caption_settings(settings: GenerationSettings) -> str:
     return settings_with(settings, **{"from": "timeline"})
 
 
-def _executor(llm: str, device: str | None, dtype: str | None, job: Any) -> Any:
-    wants_gpu = device is None or device.startswith("cuda")
-    spec = TimelineStepSpec(llm, device, dtype)
-    executor = getattr(job, "executor", "auto")
-    workers = getattr(job, "workers", 1)
-    return make_executor(
-        spec, executor, workers, getattr(job, "ray_address", None), wants_gpu=wants_gpu
-    )
+def _executor(llm: str, job: GenerationJob) -> Executor:
+    wants_gpu = job.device is None or job.device.startswith("cuda")
+    spec = TimelineStepSpec(llm, job.device, job.dtype)
+    return make_executor(spec, job.executor, job.workers, job.ray_address, wants_gpu=wants_gpu)
 
 
 def run_timeline_qa(
@@ -143,7 +139,7 @@ def run_timeline_qa(
     job = replace(job, model=llm)  # answers are keyed, and written out, with model=llm
     return answer_questions(
         job,
-        lambda: _executor(llm, job.device, job.dtype, job),
+        lambda: _executor(llm, job),
         TimelineTask(job.store, job.settings, job.storage_options),
         progress,
         questions=questions,
@@ -173,7 +169,7 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
             items.append(QAItem(rec, caption=True))
         if items:
             run_to_end(
-                _executor(llm, job.device, job.dtype, job),
+                _executor(llm, job),
                 items,
                 # a failed video: one failed row
                 lambda rows: add_captions(store, summary, rows),
