@@ -626,38 +626,46 @@ class Store:
 
     # ------------------------------------------------------------------ QA tables
 
-    def _qa_table(self, name: str, create: bool) -> Any:
-        """The ``answers``/``captions`` table (:mod:`.qa_tables`), created by a writer on
-        first use; None when it does not exist yet and ``create`` is false."""
-        from videomem.memory.store.qa_tables import SCHEMAS
-
-        if name not in set(self._db.list_tables().tables):
+    def _side_table(self, name: str, schema: pa.Schema, create: bool) -> Any:
+        """A table beside the store's own (the QA tables, ``transcripts``), created by a
+        writer on first use; None when it does not exist yet and ``create`` is false."""
+        if name not in self.table_names():
             if not create:
                 return None
             self.require_writer()
-            return self._db.create_table(name, schema=SCHEMAS[name], exist_ok=True)
+            return self._db.create_table(name, schema=schema, exist_ok=True)
         return self._db.open_table(name)
+
+    def _upsert(self, name: str, schema: pa.Schema, key: Sequence[str], data: pa.Table) -> None:
+        """Insert ``data`` into the side table ``name``, replacing rows with the same
+        ``key`` (one commit): a re-run replaces rows, never duplicates them."""
+        self.require_writer()
+        table = self._side_table(name, schema, create=True)
+        try:
+            (
+                table.merge_insert(list(key))
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(data)
+            )
+        except Exception as e:
+            raise self._lance_error(name, "write", e) from e
+
+    def _qa_table(self, name: str, create: bool) -> Any:
+        """The ``answers``/``captions`` table (:mod:`.qa_tables`)."""
+        from videomem.memory.store.qa_tables import SCHEMAS
+
+        return self._side_table(name, SCHEMAS[name], create)
 
     def add_qa_rows(self, name: str, rows: list[dict[str, Any]]) -> int:
         """Upsert ``answers``/``captions`` rows on the table's key (one commit); a re-run
         replaces rows, never duplicates them. Returns the number of rows written."""
-        from videomem.memory.store.qa_tables import KEYS, rows_table
+        from videomem.memory.store.qa_tables import KEYS, SCHEMAS, rows_table
 
         self.require_writer()
         if not rows:
             return 0
-        table = self._qa_table(name, create=True)
-        try:
-            (
-                table.merge_insert(list(KEYS[name]))
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute(rows_table(name, rows))
-            )
-        except Exception as e:
-            raise StoreError(
-                f"store {self.uri}: writing {name} failed: {type(e).__name__}: {e}"
-            ) from e
+        self._upsert(name, SCHEMAS[name], KEYS[name], rows_table(name, rows))
         return len(rows)
 
     def read_qa_rows(
@@ -716,31 +724,23 @@ class Store:
     def _transcripts_table(self, create: bool) -> Any:
         from videomem.memory.store.transcripts import TRANSCRIPTS, TRANSCRIPTS_SCHEMA
 
-        if TRANSCRIPTS not in self.table_names():
-            if not create:
-                return None
-            self.require_writer()
-            return self._db.create_table(TRANSCRIPTS, schema=TRANSCRIPTS_SCHEMA, exist_ok=True)
-        return self._db.open_table(TRANSCRIPTS)
+        return self._side_table(TRANSCRIPTS, TRANSCRIPTS_SCHEMA, create)
 
     def add_transcripts(self, transcripts: Sequence[Transcript]) -> int:
         """Upsert transcripts on their key (video, model, settings hash) in one commit:
         a re-run replaces rows, never duplicates them. Returns the rows written."""
-        from videomem.memory.store.transcripts import TRANSCRIPT_KEY, transcripts_table
+        from videomem.memory.store.transcripts import (
+            TRANSCRIPT_KEY,
+            TRANSCRIPTS,
+            TRANSCRIPTS_SCHEMA,
+            transcripts_table,
+        )
 
         self.require_writer()
         if not transcripts:
             return 0
-        table = self._transcripts_table(create=True)
-        try:
-            (
-                table.merge_insert(list(TRANSCRIPT_KEY))
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute(transcripts_table(list(transcripts)))
-            )
-        except Exception as e:
-            raise self._lance_error("transcripts", "write", e) from e
+        data = transcripts_table(list(transcripts))
+        self._upsert(TRANSCRIPTS, TRANSCRIPTS_SCHEMA, TRANSCRIPT_KEY, data)
         return len(transcripts)
 
     def transcripts(
