@@ -103,13 +103,6 @@ class Transcript:
         """The whole transcript as one string (segments joined by spaces)."""
         return " ".join(s.text.strip() for s in self.segments if s.text.strip())
 
-    def within(self, start_s: float, end_s: float) -> list[SpeechSegment]:
-        """Segments that overlap the span [start_s, end_s] (a memory slot's, say). For an
-        instant (``start_s == end_s``) those spoken at that time, ends included."""
-        if start_s == end_s:
-            return [s for s in self.segments if s.start_s <= start_s <= s.end_s]
-        return [s for s in self.segments if s.start_s < end_s and s.end_s > start_s]
-
     def before(self, t_s: float) -> list[SpeechSegment]:
         """Segments heard by time ``t_s`` (breakpoint mode: nothing said after t)."""
         return [s for s in self.segments if s.start_s < t_s]

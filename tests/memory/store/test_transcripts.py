@@ -77,11 +77,8 @@ def test_a_finished_transcript_is_preferred_over_a_newer_failure(tmp_path: Path)
         assert got is not None and got.status == "done"
 
 
-def test_transcript_spans_and_invalid_records() -> None:
+def test_transcript_before_and_invalid_records() -> None:
     t = _t("v1")
-    assert [s.text for s in t.within(1.0, 2.2)] == [" Never judge a book"]
-    assert [s.text for s in t.within(2.0, 2.0)] == [" Never judge a book"]  # an instant
-    assert len(t.within(0.0, 10.0)) == 2 and t.within(4.5, 6.0) == []
     assert [s.text for s in t.before(2.5)] == [" Never judge a book"]
     with pytest.raises(ValueError, match="status"):
         _t("v1", "weird")
