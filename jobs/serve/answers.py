@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from videomem.jobs.serve.params import int_param, optional
+from videomem.jobs.serve.params import optional, paging
 from videomem.jobs.serve.respond import page
 from videomem.jobs.serve.state import shared
 from videomem.memory.store.schema import sql_str
@@ -41,17 +41,12 @@ def answers(request: Request) -> Response:
         writer.writerows(rows)
         headers = {"Content-Disposition": 'attachment; filename="answers.csv"'}
         return Response(out.getvalue(), media_type="text/csv", headers=headers)
-    limit = int_param(request, "limit", s.config.page, 1, s.config.max_page)
-    offset = int_param(request, "offset", 0, 0, 10**9)
+    at = paging(request, s.config.page, s.config.max_page)
     total = s.store.count_qa_rows("answers", where)
-    rows = s.store.read_qa_rows("answers", where, limit=limit, offset=offset)
+    rows = s.store.read_qa_rows("answers", where, limit=at.limit, offset=at.offset)
     data: dict[str, Any] = {
         "answers": [{k: r.get(k) for k in COLUMNS} for r in rows],
-        "total": total,
-        "offset": offset,
-        "limit": limit,
+        **at.links(total),
         "filters": {"video": video, "model": model, "status": status},
-        "next_offset": offset + limit if offset + limit < total else None,
-        "prev_offset": max(0, offset - limit) if offset > 0 else None,
     }
     return page(request, "answers.html", data)

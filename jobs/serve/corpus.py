@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from videomem.jobs.serve.params import int_param, optional
+from videomem.jobs.serve.params import optional, paging
 from videomem.jobs.serve.respond import page
 from videomem.jobs.serve.state import shared
 
@@ -25,10 +25,9 @@ def corpus(request: Request) -> Response:
     status = optional(request, "status", ("indexed", "failed"))
     model = optional(request, "model")
     name = optional(request, "name")
-    limit = int_param(request, "limit", cfg.page, 1, cfg.max_page)
-    offset = int_param(request, "offset", 0, 0, 10**9)
+    at = paging(request, cfg.page, cfg.max_page)
     st = s.store
-    records = st.list_videos(status, model=model, name=name, limit=limit, offset=offset)  # type: ignore[arg-type]
+    records = st.list_videos(status, model=model, name=name, limit=at.limit, offset=at.offset)  # type: ignore[arg-type]
     indexed = st.count_videos("indexed", model=model, name=name) if status != "failed" else 0
     failed = st.count_videos("failed", model=model, name=name) if status != "indexed" else 0
     total = indexed + failed
@@ -51,11 +50,7 @@ def corpus(request: Request) -> Response:
         "videos": videos,
         "indexed": indexed,
         "failed": failed,
-        "total": total,
-        "offset": offset,
-        "limit": limit,
+        **at.links(total),
         "filters": {"status": status, "model": model, "name": name},
-        "next_offset": offset + limit if offset + limit < total else None,
-        "prev_offset": max(0, offset - limit) if offset > 0 else None,
     }
     return page(request, "corpus.html", data)

@@ -9,11 +9,13 @@ a filter or the file system: anything else is 404.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from videomem.jobs.serve.security import ClientError
 
-__all__ = ["check_id", "int_param", "optional", "float_param"]
+__all__ = ["Paging", "check_id", "float_param", "int_param", "optional", "paging"]
 
 _ID = re.compile(r"[0-9a-f]{4,64}")
 
@@ -57,3 +59,28 @@ def optional(request: Request, name: str, choices: tuple[str, ...] | None = None
     if value is not None and len(value) > 500:
         raise ClientError(400, f"{name} is too long (at most 500 characters)")
     return value
+
+
+@dataclass(frozen=True)
+class Paging:
+    """One page of a listing: ``limit`` rows from ``offset``."""
+
+    limit: int
+    offset: int
+
+    def links(self, total: int) -> dict[str, Any]:
+        """The page's place in a listing of ``total`` rows, as every listing reports it."""
+        end = self.offset + self.limit
+        return {
+            "total": total,
+            "offset": self.offset,
+            "limit": self.limit,
+            "next_offset": end if end < total else None,
+            "prev_offset": max(0, self.offset - self.limit) if self.offset > 0 else None,
+        }
+
+
+def paging(request: Request, default: int, most: int) -> Paging:
+    """``?limit=&offset=`` of a listing (``default`` rows, at most ``most``)."""
+    limit = int_param(request, "limit", default, 1, most)
+    return Paging(limit, int_param(request, "offset", 0, 0, 10**9))
