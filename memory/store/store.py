@@ -634,7 +634,14 @@ class Store:
                 return None
             self.require_writer()
             return self._db.create_table(name, schema=schema, exist_ok=True)
-        return self._db.open_table(name)
+        try:
+            return self._db.open_table(name)
+        except ValueError as e:
+            # listed (its folder exists) but its first version not committed yet: a
+            # writer is creating it right now, and a reader sees no such table yet
+            if create or "was not found" not in str(e):
+                raise
+            return None
 
     def _upsert(self, name: str, schema: pa.Schema, key: Sequence[str], data: pa.Table) -> None:
         """Insert ``data`` into the side table ``name``, replacing rows with the same

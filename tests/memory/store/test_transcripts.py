@@ -84,3 +84,16 @@ def test_transcript_before_and_invalid_records() -> None:
         _t("v1", "weird")
     with pytest.raises(ValueError, match="no segments"):
         Transcript("v1", "m", "s", "no_audio", segments=SEGMENTS)
+
+
+def test_a_table_being_created_reads_as_absent(tmp_path: Path) -> None:
+    """A writer creating ``transcripts`` (or a QA table) makes its folder before its first
+    version: a reader listing the store then must see no such table, not fail."""
+    with Store(tmp_path / "s", writer=True):
+        pass
+    for name in ("transcripts", "answers"):
+        (tmp_path / "s" / f"{name}.lance").mkdir()
+    with Store(tmp_path / "s") as st:
+        assert "transcripts" in st.table_names()
+        assert st.transcripts() == [] and st.transcribed("whisper-base", "s1") == set()
+        assert st.transcript("v1") is None and st.read_qa_rows("answers") == []
