@@ -415,6 +415,23 @@ def time_builder(cfg: MemoryConfig, frames: int, n: int, d: int) -> tuple[float,
     return (time.perf_counter() - t0) / frames, mem
 
 
+def drop_table(frames: int, enc: float | None) -> None:
+    """Consolidation with token dropping (token_tau) vs without, on the same frames."""
+    print("   with token dropping (MemoryConfig.token_tau; the default config otherwise):")
+    base = None
+    for tau in (0.0, 0.1, 0.3):
+        per, mem = time_builder(
+            dataclasses.replace(MemoryConfig(), token_tau=tau), frames, 49, 1280
+        )
+        base = base or per
+        kept = 1.0 if mem.keep is None else float(mem.keep.float().mean())
+        ratio = f" = {100 * per / enc:6.3f}% of the encoder (target < 2%)" if enc else ""
+        print(
+            f"   token_tau={tau:<12g} {per * 1e3:7.3f} ms/frame{ratio}, "
+            f"{per / base:.2f}x without dropping  [{len(mem)} slots, {kept:.0%} of tokens kept]"
+        )
+
+
 def time_encoder(batch: int = 16, repeats: int = 3) -> float:
     """Seconds per frame of the real MobileNetV2 on random 224 px frames (this thread count)."""
     import numpy as np
@@ -471,6 +488,7 @@ def main() -> None:
         per, mem = time_builder(cfg, frames, 49, 1280)
         ratio = f" = {100 * per / enc:6.3f}% of the encoder (target < 2%)" if enc else ""
         print(f"   {name:<22} {per * 1e3:7.3f} ms/frame{ratio}  [{len(mem)} slots]")
+    drop_table(frames, enc)
 
     print("\n3. peak RSS (VmHWM) growth per frame between 1K and 10K frames of [32, 768] tokens")
     print("   (one process per config); MovieChat reports 21.3 KB/frame (GPU); target < 1 KB/frame")

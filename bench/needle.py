@@ -20,23 +20,23 @@ Prints, all measured in this run (``memory.needle``, ``memory.redundancy``):
    the two are the same), at random places: frames of another scene (or clip).
    Recall = needles recalled / needles placed, over all seeds. --scenes 12 by
    default, as the issue's "12 uneven scenes".
-2. Token-level redundancy of the same memories (seed 0) and of the default memory of
-   the sample clips joined (at 1 and 4 fps): at each tau, the fraction of tokens per
-   slot whose cosine distance to the same position of the previous slot exceeds tau
-   (what TimeChat-Online-style dropping would keep; "vs kept": against the last kept
-   token instead), the stored tokens and MB per video-hour that implies (float16
-   tokens plus an N-bit position mask per slot; embeddings, spans and sizes not
-   counted), and the needle recall when only kept tokens are compared.
+2. Token dropping (``MemoryConfig.token_tau``, ``redundancy.drop_tokens``) of the same
+   memories (seed 0) and of the default memory of the sample clips joined (at 1 and 4
+   fps, built by the builder with token_tau): at each tau, the fraction of tokens per
+   slot against the previous slot ("vs prev", what TimeChat-Online compares) and the
+   fraction actually stored (against the last kept token, what drop_tokens keeps), the
+   stored tokens per slot and per video-hour, the bytes per slot and MB per video-hour
+   of the rows the store would write (``memory_rows``/``stored_bytes``: float16 kept
+   tokens, their int16 positions, sizes and spans), and the needle recall when only
+   the stored tokens are compared (``needle_hits(keep=...)``).
 
-Measurement only: nothing is dropped from stored memories. Times are printed, never
-asserted.
+Times are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import time
 from pathlib import Path
 
@@ -52,7 +52,9 @@ from videomem.memory.needle import (
     uneven_lengths,
     uniform_memory,
 )
-from videomem.memory.redundancy import kept_fraction, kept_positions
+from videomem.memory.redundancy import drop_tokens, kept_fraction, kept_positions
+from videomem.memory.store.schema import memory_rows, stored_bytes
+from videomem.memory.types import VideoMemory
 from videomem.pipeline.types import FrameTokens
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -108,7 +110,9 @@ class Tally:
         self.hits: dict[tuple[str, str, str], list[int]] = {}
         self.slots: dict[tuple[str, str, str], list[int]] = {}
         self.budget: dict[tuple[str, str, str], list[int]] = {}
-        self.redundancy: dict[tuple[str, str, str, float], tuple[float, float, int, float]] = {}
+        self.redundancy: dict[
+            tuple[str, str, str, float], tuple[float, float, int, float, int]
+        ] = {}
 
     def add(self, kind: str, stream: TokenStream, seed: int, taus: bool) -> None:
         for (method, label), (x, s, e) in memories(stream).items():
@@ -121,15 +125,31 @@ class Tally:
             self.budget.setdefault(key, []).append(_budget(label, stream))
             if taus and seed == 0:
                 for tau in TAUS:
-                    prev = kept_positions(x, tau)
-                    kept = kept_fraction(kept_positions(x, tau, against="kept"))
-                    recall = sum(needle_hits(x, s, e, stream, keep=prev)) / len(stream.needles)
-                    self.redundancy[(*key, tau)] = (
-                        kept_fraction(prev),
-                        kept,
-                        int(x.shape[0]),
-                        recall,
-                    )
+                    prev = kept_fraction(kept_positions(x, tau))
+                    dense, keep = drop_tokens(x, tau)
+                    kept = 1.0 if keep is None else kept_fraction(keep)
+                    recall = sum(needle_hits(dense, s, e, stream, keep=keep)) / len(stream.needles)
+                    size = rows_bytes(dense, s, e, keep, tau)
+                    self.redundancy[(*key, tau)] = (prev, kept, int(x.shape[0]), recall, size)
+
+
+def rows_bytes(
+    tokens: torch.Tensor, s: torch.Tensor, e: torch.Tensor, keep: torch.Tensor | None, tau: float
+) -> int:
+    """What the store would write for these slots (``memory_rows``, float16 tokens)."""
+    mem = VideoMemory(
+        video_id="needle",
+        tokens=tokens,
+        sizes=torch.ones(len(tokens), dtype=torch.int64),
+        start_s=s.double(),
+        end_s=e.double(),
+        embedding=None,
+        encoder_fingerprint="none",
+        memory_config=MemoryConfig(token_tau=tau),
+        frames_seen=len(tokens),
+        keep=keep,
+    )
+    return stored_bytes(memory_rows(mem, ("bench", "none", "none"), "bench"))
 
 
 def _budget(label: str, stream: TokenStream) -> int:
@@ -154,18 +174,18 @@ def print_recall(title: str, tally: Tally) -> None:
 def print_redundancy(title: str, tally: Tally, n: int, d: int, hours: float) -> None:
     print(f"\n{title}")
     print(
-        f"   {'memory':<17}{'slots':>6}{'tau':>6}{'kept':>7}{'vs kept':>9}"
-        f"{'tokens/h':>10}{'MB/h':>8}{'recall':>8}"
+        f"   {'memory':<17}{'slots':>6}{'tau':>6}{'vs prev':>8}{'stored':>8}{'tok/slot':>9}"
+        f"{'tokens/h':>10}{'KB/slot':>9}{'MB/h':>8}{'recall':>8}"
     )
-    for (kind, method, label, tau), (prev, kept, slots, recall) in tally.redundancy.items():
+    for (kind, method, label, tau), row in tally.redundancy.items():
         if kind != "1 frame":
             continue
-        tokens = prev * slots * n / hours
-        mb = (tokens * d * 2 + slots * math.ceil(n / 8) / hours) / 1e6
+        prev, kept, slots, recall, size = row
         name = f"{method} L={label}"
         print(
-            f"   {name:<17}{slots:>6}{tau:>6.2f}{prev:>7.1%}{kept:>9.1%}"
-            f"{tokens:>10.0f}{mb:>8.2f}{recall:>8.2f}"
+            f"   {name:<17}{slots:>6}{tau:>6.2f}{prev:>8.1%}{kept:>8.1%}{kept * n:>9.1f}"
+            f"{kept * slots * n / hours:>10.0f}{size / slots / 1e3:>9.2f}"
+            f"{size / hours / 1e6:>8.2f}{recall:>8.2f}"
         )
 
 
@@ -182,8 +202,7 @@ def synthetic_section(scenes: int, seconds: int, seeds: int) -> None:
         tally,
     )
     print_redundancy(
-        "2a. token-level redundancy, synthetic (seed 0: 3 needles), per video-hour at "
-        "[16, 32] float16",
+        "2a. token dropping, synthetic (seed 0: 3 needles), per video-hour at [16, 32] float16",
         tally,
         16,
         32,
@@ -230,7 +249,7 @@ def real_section(fps: float, seconds: int, seeds: int) -> None:
         tally,
     )
     print_redundancy(
-        "2b. token-level redundancy, real looped (seed 0: 3 needles), per video-hour at "
+        "2b. token dropping, real looped (seed 0: 3 needles), per video-hour at "
         "MobileNetV2's [49, 1280] float16",
         tally,
         49,
@@ -243,26 +262,28 @@ def clips_redundancy() -> None:
     """The default memory of the three clips joined, as indexed (no needles, no loop)."""
     if not have_real():
         return
-    print("\n2c. token-level redundancy of the default memory of the sample clips joined")
+    print("\n2c. token dropping in the default memory of the sample clips joined (builder")
+    print("    with token_tau; bytes of the rows memory_rows writes, float16)")
     print(
-        f"   {'fps':>5}{'slots':>6}{'tau':>6}{'kept':>7}{'vs kept':>9}{'tokens/h':>10}{'MB/h':>8}"
+        f"   {'fps':>5}{'slots':>6}{'tau':>6}{'vs prev':>8}{'stored':>8}{'tok/slot':>9}"
+        f"{'tokens/h':>10}{'KB/slot':>9}{'MB/h':>8}"
     )
     for fps in (1.0, 4.0):
         x, _, _ = encode_clips(fps)
         ts = torch.arange(x.shape[0], dtype=torch.float64) / fps
-        b = MemoryBuilder(MemoryConfig())
-        for i in range(0, x.shape[0], BATCH):
-            b.add(FrameTokens(x[i : i + BATCH], ts[i : i + BATCH]))
-        mem = b.finish("clips", "none")
         hours = x.shape[0] / fps / 3600
         for tau in TAUS:
+            b = MemoryBuilder(MemoryConfig(token_tau=tau))
+            for i in range(0, x.shape[0], BATCH):
+                b.add(FrameTokens(x[i : i + BATCH], ts[i : i + BATCH]))
+            mem = b.finish("clips", "none")
             prev = kept_fraction(kept_positions(mem.tokens, tau))
-            kept = kept_fraction(kept_positions(mem.tokens, tau, against="kept"))
-            tokens = prev * len(mem) * 49 / hours
-            mb = (tokens * 1280 * 2 + len(mem) * math.ceil(49 / 8) / hours) / 1e6
+            kept = 1.0 if mem.keep is None else kept_fraction(mem.keep)
+            size = stored_bytes(memory_rows(mem, ("bench", "none", "none"), "bench"))
             print(
-                f"   {fps:>5g}{len(mem):>6}{tau:>6.2f}{prev:>7.1%}{kept:>9.1%}"
-                f"{tokens:>10.0f}{mb:>8.1f}"
+                f"   {fps:>5g}{len(mem):>6}{tau:>6.2f}{prev:>8.1%}{kept:>8.1%}{kept * 49:>9.1f}"
+                f"{kept * len(mem) * 49 / hours:>10.0f}{size / len(mem) / 1e3:>9.2f}"
+                f"{size / hours / 1e6:>8.1f}"
             )
 
 

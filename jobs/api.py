@@ -311,7 +311,8 @@ class VideoView:
     """One video as a reader sees it: its record, its memory's slots and captions."""
 
     record: VideoRecord
-    #: one dict per slot: slot, start_s, end_s, size (empty when not indexed)
+    #: one dict per slot: slot, start_s, end_s, size, and with token dropping on the
+    #: tokens it stores (empty when not indexed)
     slots: list[dict[str, Any]]
     captions: list[dict[str, Any]]
     #: (tokens per slot, token width) of the memory; None when not indexed
@@ -321,6 +322,9 @@ class VideoView:
     #: what a reader hears: the newest finished transcript, else the newest failure
     #: (None: never transcribed)
     transcript: Transcript | None = None
+    #: token dropping (``MemoryConfig.token_tau``): the fraction of slot tokens stored;
+    #: None when every token is
+    kept_fraction: float | None = None
 
 
 def show(
@@ -333,6 +337,7 @@ def show(
     prefix, the indexed file or its file name); ``plot`` draws the slots, captions and
     speech along the timeline to a PNG."""
     from videomem.jobs.videos import resolve_video
+    from videomem.memory.redundancy import kept_fraction
 
     with open_store(store, storage_options) as st:
         vid = resolve_video(st, video)
@@ -352,6 +357,11 @@ def show(
             zip(mem.start_s.tolist(), mem.end_s.tolist(), mem.sizes.tolist(), strict=True)
         )
     ]
+    kept = None
+    if mem.keep is not None:
+        for slot, count in zip(slots, mem.keep.sum(1).tolist(), strict=True):
+            slot["tokens"] = int(count)
+        kept = kept_fraction(mem.keep)
     if plot is not None:
         from videomem.jobs.plot import plot_slots, plot_timeline
 
@@ -361,7 +371,7 @@ def show(
         else:  # a memory stored before thumbnails existed
             plot_slots(rec, slots, plot)
     n, d = tuple(mem.tokens.shape[1:])
-    return VideoView(rec, slots, captions, (int(n), int(d)), plot, transcript)
+    return VideoView(rec, slots, captions, (int(n), int(d)), plot, transcript, kept)
 
 
 def export(

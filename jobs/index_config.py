@@ -60,6 +60,7 @@ def memory_config(
     max_span: float | None = None,
     token_dtype: str = "float16",
     token_scale: str | None = None,
+    token_tau: float | None = None,
 ) -> MemoryConfig:
     """The ``preset`` :class:`MemoryConfig` with the given overrides (None: keep).
     Without a preset, the one ``model``'s checkpoint names for itself (MovieChat's:
@@ -85,6 +86,7 @@ def memory_config(
             ("threshold", threshold),
             ("token_dtype", token_dtype),
             ("token_scale", token_scale),
+            ("token_tau", token_tau),
         )
         if v is not None
     }

@@ -76,6 +76,7 @@ import torch
 from videomem.memory.adaptive import AdaptiveChain
 from videomem.memory.config import MemoryConfig
 from videomem.memory.merge import LinkedBank, adjacent_similarity, merge_adjacent_, pair_similarity
+from videomem.memory.redundancy import drop_tokens
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import DecodeError, EncoderError
 from videomem.pipeline.types import FrameTokens
@@ -155,6 +156,9 @@ class MemoryBuilder:
             tokens, sizes, start_s, end_s, embedding = self._finish_adaptive(t_end)
         else:
             tokens, sizes, start_s, end_s, embedding = self._finish_moviechat(t_end)
+        # Token dropping runs once on the final slots (at most long_term_len of them,
+        # so memory stays bounded); raw recent frames are never dropped.
+        tokens, keep = drop_tokens(tokens, self.config.token_tau)
         recent_tokens = recent_ts = None
         if self._recent:
             recent_tokens = torch.stack([f for f, _ in self._recent]).float()
@@ -171,6 +175,7 @@ class MemoryBuilder:
             frames_seen=self._frames,
             recent_tokens=recent_tokens,
             recent_timestamps=recent_ts,
+            keep=keep,
         )
 
     def slot_view(self) -> tuple[list[float], torch.Tensor] | None:

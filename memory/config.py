@@ -38,7 +38,12 @@ class MemoryConfig(ConfigBase):
     # Added after memories were stored: hashed only when int8 (token_scale only then,
     # see hashed_dict), so float16 keys stay the same as before the fields existed.
     # max_span_s: None is how adaptive memories were built before the field existed.
-    _HASHED_UNLESS: ClassVar[dict[str, Any]] = {"token_dtype": "float16", "max_span_s": None}
+    # token_tau: 0.0 (nothing dropped) is every memory stored before the field existed.
+    _HASHED_UNLESS: ClassVar[dict[str, Any]] = {
+        "token_dtype": "float16",
+        "max_span_s": None,
+        "token_tau": 0.0,
+    }
 
     # "adaptive": frames go straight to long-term memory and the most similar adjacent
     # pair is merged while it is redundant (similarity >= threshold) or the memory is
@@ -96,6 +101,13 @@ class MemoryConfig(ConfigBase):
     # magnitude by orders, and a shared scale rounds the small ones to zero) or one
     # per slot ("slot": 4 bytes a slot instead of 4 a token).
     token_scale: TokenScale = "token"
+    # Token dropping (memory/redundancy.drop_tokens, every method): a long-term slot
+    # stores only the token positions whose cosine distance to the last kept token at
+    # that position exceeds token_tau (in [0, 2]; the first slot keeps all), readers
+    # fill the rest from that kept token. Off (0.0) by default: it changes what a
+    # reader of the stored tokens sees (an approximation, like int8), so a user opts
+    # into it per corpus; part of the key only when on, so existing keys stay valid.
+    token_tau: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in ("adaptive", "moviechat", "mbc"):
@@ -138,6 +150,11 @@ class MemoryConfig(ConfigBase):
                 f"MemoryConfig: unknown token scale {self.token_scale!r}; choose from "
                 f"{TOKEN_SCALES}"
             )
+        if not (math.isfinite(self.token_tau) and 0.0 <= self.token_tau <= 2.0):
+            # a cosine distance is in [0, 2]: outside it every token or none is dropped
+            raise ConfigError(
+                f"MemoryConfig: token_tau {self.token_tau} is not a cosine distance in [0, 2]"
+            )
         if self.method in ("mbc", "adaptive") and (
             self.overflow != "consolidate" or self.window is not None
         ):
@@ -160,6 +177,8 @@ class MemoryConfig(ConfigBase):
         out = ConfigBase.to_dict(self)
         if self.method != "adaptive":
             out.pop("max_span_s", None)
+        if self.token_tau == 0.0:
+            out.pop("token_tau", None)  # likewise: configs without dropping stay as they were
         return out
 
     def hashed_dict(self) -> dict[str, Any]:

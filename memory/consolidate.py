@@ -17,6 +17,11 @@ Design decisions:
   repeated float16 averaging would add rounding at every merge.
 * **Spans**: a merged slot runs from the first slot's start to the last one's end, so
   ordered, contiguous spans stay ordered and contiguous; sizes add up.
+* **Kept positions** (``keep``, token dropping): a merged slot keeps the union (OR)
+  of its slots' positions; the dense tokens merge as usual (a position dropped in all
+  of them stays equal to its fill). Which slots a merged slot holds is read from the
+  sizes (merges are of adjacent slots, so each merged slot is a run of consecutive
+  slots whose sizes add up to its own).
 * **Recent frames** (breakpoint mode) are raw frames, not slots: left untouched.
 * The result keeps the source's ``memory_config`` and ``config_hash`` (it is a view of
   that stored memory for one reader, not a memory to store again).
@@ -50,10 +55,23 @@ def consolidate_memory(mem: VideoMemory, k: int, metric: Metric | None = None) -
     return dataclasses.replace(
         mem,
         tokens=out.tokens.to(mem.tokens.dtype),
+        keep=None if mem.keep is None else union_keep(mem.keep, mem.sizes, out.sizes),
         sizes=out.sizes,
         start_s=out.spans[:, 0].contiguous(),
         end_s=out.spans[:, 1].contiguous(),
         embedding=None
         if out.embedding is None or mem.embedding is None
         else out.embedding.to(mem.embedding.dtype),
+    )
+
+
+def union_keep(keep: torch.Tensor, sizes: torch.Tensor, merged_sizes: torch.Tensor) -> torch.Tensor:
+    """The kept positions of merged slots: ``keep [L, N]`` of the slots, ``sizes [L]``
+    their frames, ``merged_sizes [K]`` the frames of the K merged runs of consecutive
+    slots -> ``[K, N]``, each the OR of its run's rows."""
+    ends = torch.cumsum(sizes.long(), 0)
+    bounds = torch.searchsorted(ends, torch.cumsum(merged_sizes.long(), 0)) + 1
+    starts = torch.cat([bounds.new_zeros(1), bounds[:-1]])
+    return torch.stack(
+        [keep[a:b].any(0) for a, b in zip(starts.tolist(), bounds.tolist(), strict=True)]
     )

@@ -1,10 +1,9 @@
 """Token-level redundancy between consecutive slots: which token positions change.
 
-A measurement for now (``bench/needle.py``): nothing is dropped from stored
-memories. TimeChat-Online drops a video token when it barely differs from the same
-patch in the previous frame; :func:`kept_positions` says which tokens of each slot
-such a rule would keep at a threshold ``tau`` (cosine distance), so the bench can
-count the tokens and bytes a memory would store and what needle recall is left.
+TimeChat-Online drops a video token when it barely differs from the same patch in
+the previous frame; :func:`kept_positions` says which tokens of each slot such a rule
+keeps at a threshold ``tau`` (cosine distance), and :func:`drop_tokens` is what a
+memory stores with it on (``VideoMemory.keep``, the positions each slot keeps).
 
 Design decisions:
 
@@ -72,3 +71,21 @@ def kept_positions(tokens: torch.Tensor, tau: float, against: Against = "previou
 def kept_fraction(keep: torch.Tensor) -> float:
     """Fraction of tokens kept: ``keep [L, N]`` bool -> float in [0, 1] (1.0 if empty)."""
     return float(keep.float().mean()) if keep.numel() else 1.0
+
+
+def drop_tokens(tokens: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token dropping as a memory stores it: ``tokens [L, N, D] -> (dense [L, N, D],
+    keep [L, N] bool | None)``.
+
+    ``keep`` is :func:`kept_positions` against the last *kept* token at each position;
+    ``dense`` is ``tokens`` with every dropped token replaced by that last kept token
+    (what a reader fills it from), in ``tokens``' dtype. ``tau == 0`` returns
+    ``(tokens, None)``: nothing dropped, the memory as it is without the option.
+    """
+    keep = kept_positions(tokens, tau, against="kept")
+    if tau == 0.0:
+        return tokens, None
+    dense = tokens.clone()
+    for slot in range(1, tokens.shape[0]):
+        dense[slot] = torch.where(keep[slot, :, None], tokens[slot], dense[slot - 1])
+    return dense, keep

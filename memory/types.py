@@ -26,6 +26,13 @@ class VideoMemory:
     recent_tokens / recent_timestamps: the last ``keep_recent`` raw (unmerged)
         frames [S, N, D] / [S], for breakpoint-mode questions; may be None.
     thumbnails: [L] JPEG bytes (about 160 px on the long side) per slot, or None.
+    keep:      bool    [L, N] the token positions each slot stores (token dropping,
+                             ``MemoryConfig.token_tau`` > 0), or None: every token.
+                             ``tokens`` stays dense: a dropped token holds the last
+                             kept token at its position (``memory.redundancy.drop_tokens``),
+                             so a reader that wants every position has a faithful one,
+                             and a reader that lays out only what is stored (QA) takes
+                             ``tokens[l][keep[l]]`` in grid order.
     """
 
     video_id: str
@@ -42,6 +49,8 @@ class VideoMemory:
     config_hash: str = ""  # index_config_hash(decode, memory) once stored
     # one small JPEG per slot (the frame closest to the slot's tokens), or None
     thumbnails: list[bytes | None] | None = None
+    # [L, N] bool: the positions each slot stores; None: all of them (see above)
+    keep: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])

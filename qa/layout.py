@@ -21,15 +21,28 @@ is one block for every frame (LLaVA-NeXT-Video, OneVision, BLIP-2), the subtitle
 follow it as one line per slot with its span. Without subtitles (the default) every
 layout is unchanged, byte for byte.
 
+Token dropping (``VideoMemory.keep``): a slot shows only the tokens it stores, in grid
+(index) order, so ``tokens_per_slot`` is then one count per slot
+(:meth:`Layout.slot_counts`); with ``keep=None`` it stays the one int of every slot and
+every layout is unchanged, byte for byte. LLaVA-OneVision: a newline row
+(``image_newline``) ends each row of the slot's square pooled grid that has kept
+tokens, the video's one trailing newline kept as well; the other families: just the
+kept tokens (BLIP-2's queries are no grid: index order). MovieChat reads the dense
+tokens (its video Q-Former consumes every position of every frame): its prompt does
+not change.
+
 Nothing here touches a model: layouts are strings and counts.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
+
+import torch
 
 PromptStyle = Literal["native", "timestamped"]
 PROMPT_STYLES: tuple[str, ...] = ("native", "timestamped")
@@ -60,6 +73,30 @@ def _subs(subtitles: Sequence[str] | None, n: int) -> list[str]:
     if len(subtitles) != n:
         raise ValueError(f"{len(subtitles)} subtitles for {n} slots")
     return [subtitle_text(x) for x in subtitles]
+
+
+def _counts(tokens_per_slot: int | Sequence[int], n: int) -> list[int]:
+    """Placeholders of each of ``n`` slots: one int for all, or one count per slot."""
+    if isinstance(tokens_per_slot, int):
+        return [tokens_per_slot] * n
+    counts = [int(c) for c in tokens_per_slot]
+    if len(counts) != n:
+        raise ValueError(f"{len(counts)} token counts for {n} slots")
+    return counts
+
+
+def grid_side(n: int) -> int:
+    """The side of a square grid of ``n`` tokens (LLaVA-OneVision's pooled grid)."""
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"{n} tokens per slot are not a square grid")
+    return side
+
+
+def row_counts(keep: torch.Tensor) -> torch.Tensor:
+    """Rows of each slot's square grid that hold kept tokens: ``keep [L, N] -> [L]``."""
+    side = grid_side(int(keep.shape[1]))
+    return keep.reshape(keep.shape[0], side, side).any(-1).sum(-1)
 
 
 def _sub_lines(spans: Sequence[Span], subs: Sequence[str]) -> str:
@@ -133,6 +170,21 @@ class Layout:
     modality: Literal["image", "video"] | None = "video"
     #: feature rows appended after a video's slot tokens (OneVision's newline)
     suffix_rows: int = 0
+    #: with token dropping, a newline row ends each grid row that has kept tokens
+    row_newlines: bool = False
+    #: the family reads every position of every slot (MovieChat): ``keep`` is ignored
+    dense: bool = False
+
+    def slot_counts(self, keep: torch.Tensor | None, n: int) -> int | list[int]:
+        """Placeholders per slot for ``n`` tokens per slot: ``n`` when ``keep`` is None
+        (every slot whole), else one count per slot: its kept tokens (plus its grid rows
+        that hold any, for OneVision)."""
+        if keep is None or self.dense:
+            return n
+        counts = keep.sum(-1)
+        if self.row_newlines:
+            counts = counts + row_counts(keep)
+        return [int(c) for c in counts.tolist()]
 
     def items(self, n_slots: int) -> list[dict[str, str]]:
         """Chat-template content items standing for the video."""
@@ -143,13 +195,14 @@ class Layout:
     def expand(
         self,
         spans: Sequence[Span],
-        tokens_per_slot: int,
+        tokens_per_slot: int | Sequence[int],
         style: PromptStyle,
         duration_s: float | None,
         subtitles: Sequence[str] | None = None,
     ) -> list[str]:
-        """One replacement text per rendered placeholder, in order (``subtitles``: the
-        words said in each slot's span, see the module docstring)."""
+        """One replacement text per rendered placeholder, in order (``tokens_per_slot``:
+        one count for every slot, or one per slot; ``subtitles``: the words said in each
+        slot's span, see the module docstring)."""
         raise NotImplementedError
 
     def special_strings(self) -> set[str]:
@@ -166,11 +219,11 @@ class LlavaImages(Layout):
     modality = "image"
 
     def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
-        block = self.feature_token * tokens_per_slot
+        blocks = [self.feature_token * c for c in _counts(tokens_per_slot, len(spans))]
         subs = _subs(subtitles, len(spans))
         if style == "native":
-            return [block + x for x in subs]
-        return [f"{span_text(s)} {block}{x}" for s, x in zip(spans, subs, strict=True)]
+            return [b + x for b, x in zip(blocks, subs, strict=True)]
+        return [f"{span_text(s)} {b}{x}" for s, b, x in zip(spans, blocks, subs, strict=True)]
 
 
 class VideoTokens(Layout):
@@ -179,15 +232,17 @@ class VideoTokens(Layout):
 
     def __init__(self, suffix_rows: int) -> None:
         self.suffix_rows = suffix_rows
+        self.row_newlines = suffix_rows > 0
 
     def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
-        block = self.feature_token * tokens_per_slot
+        blocks = [self.feature_token * c for c in _counts(tokens_per_slot, len(spans))]
         tail = self.feature_token * self.suffix_rows
         subs = _subs(subtitles, len(spans))
         if style == "native":
-            return [block * len(spans) + tail + _sub_lines(spans, subs)]
+            return ["".join(blocks) + tail + _sub_lines(spans, subs)]
         return [
-            "".join(f"{span_text(s)} {block}{x}" for s, x in zip(spans, subs, strict=True)) + tail
+            "".join(f"{span_text(s)} {b}{x}" for s, b, x in zip(spans, blocks, subs, strict=True))
+            + tail
         ]
 
 
@@ -223,21 +278,21 @@ class IdeficsImages(Layout):
         return self.fake + self.global_img + self.feature_token * n + self.fake
 
     def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
-        block = self._block(tokens_per_slot)
+        blocks = [self._block(c) for c in _counts(tokens_per_slot, len(spans))]
         subs = _subs(subtitles, len(spans))
         if self.item == "image":
             if style == "native":
-                return [block + x for x in subs]
-            return [f"{span_text(s)} {block}{x}" for s, x in zip(spans, subs, strict=True)]
+                return [b + x for b, x in zip(blocks, subs, strict=True)]
+            return [f"{span_text(s)} {b}{x}" for s, b, x in zip(spans, blocks, subs, strict=True)]
         if duration_s is None:
             duration_s = spans[-1].start_s if spans else 0.0
         text = _SMOL_INTRO.format(
             frame_count=number_words(len(spans)),
             video_duration=str(timedelta(seconds=int(duration_s))),
         )
-        for s, x in zip(spans, subs, strict=True):
+        for s, b, x in zip(spans, blocks, subs, strict=True):
             when = mmss(s.start_s) if style == "native" else f"{mmss(s.start_s)}-{mmss(s.end_s)}"
-            text += _SMOL_FRAME.format(timestamp=when) + block + x
+            text += _SMOL_FRAME.format(timestamp=when) + b + x
         return [text + _SMOL_OUTRO]
 
     def special_strings(self) -> set[str]:
@@ -247,29 +302,35 @@ class IdeficsImages(Layout):
 class Blip2Queries(Layout):
     """BLIP-2: no chat template; its processor puts the image's query tokens *before*
     the BOS token, then the text. L slots -> L x Q query tokens (MovieChat concatenates
-    frames' queries the same way)."""
+    frames' queries the same way). With token dropping, only the kept queries, in index
+    order."""
 
     item = None
     placeholder = feature_token = "<image>"
     modality = None
 
     def expand(self, spans, tokens_per_slot, style, duration_s, subtitles=None):  # type: ignore[no-untyped-def]
-        block = self.feature_token * tokens_per_slot
+        blocks = [self.feature_token * c for c in _counts(tokens_per_slot, len(spans))]
         subs = _subs(subtitles, len(spans))
         if style == "native":
-            return [block * len(spans) + _sub_lines(spans, subs)]
-        return ["".join(f"{span_text(s)} {block}{x}" for s, x in zip(spans, subs, strict=True))]
+            return ["".join(blocks) + _sub_lines(spans, subs)]
+        return [
+            "".join(f"{span_text(s)} {b}{x}" for s, b, x in zip(spans, blocks, subs, strict=True))
+        ]
 
 
 class MovieChatVideo(Layout):
     """MovieChat: its fixed prompt with one ``<ImageHere>`` standing for the video Q-Former's
     query outputs (``queries`` of them, 32), however many slots the memory has: the
     slots go through the video Q-Former first, so no per-slot text exists: subtitles
-    (``--subtitles``) follow the video as timed lines."""
+    (``--subtitles``) follow the video as timed lines. Token dropping changes nothing
+    here: the video Q-Former consumes every position of every frame, so it reads the
+    dense tokens (``dense``) and the prompt stays the same."""
 
     item = None
     placeholder = feature_token = "<ImageHere>"
     modality = None
+    dense = True
 
     def __init__(self, queries: int, prompt: str) -> None:
         self.queries = queries

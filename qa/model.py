@@ -40,7 +40,7 @@ from videomem.encoders.hf import (
     resolve_device,
     resolve_dtype,
 )
-from videomem.qa.layout import layout_for
+from videomem.qa.layout import grid_side, layout_for
 from videomem.qa.prompt import Prompt, PromptBuilder, load_chat_template
 from videomem.qa.types import GenerationSettings, QAError
 
@@ -97,6 +97,22 @@ def generation_kwargs(settings: GenerationSettings, pad_id: int | None) -> dict[
     return kw
 
 
+def _rows_with_newlines(x: torch.Tensor, keep: torch.Tensor, newline: torch.Tensor) -> torch.Tensor:
+    """OneVision with token dropping: per slot, per row of its square grid, the kept
+    tokens of the row then one newline row when it has any (``x [L, N, D]``)."""
+    side = grid_side(int(x.shape[1]))
+    grid = x.reshape(x.shape[0], side, side, x.shape[-1])
+    mask = keep.reshape(keep.shape[0], side, side)
+    out = [
+        piece
+        for slot in range(grid.shape[0])
+        for row in range(side)
+        if bool(mask[slot, row].any())
+        for piece in (grid[slot, row][mask[slot, row]], newline)
+    ]
+    return torch.cat(out) if out else x.new_zeros((0, x.shape[-1]))
+
+
 class QAModel:
     """A loaded VLM plus its prompt builder. Thread-compatible, not thread-safe."""
 
@@ -138,11 +154,18 @@ class QAModel:
 
     # ------------------------------------------------------------------ features
 
-    def visual_features(self, tokens: torch.Tensor, encoder_fingerprint: str = "") -> torch.Tensor:
+    def visual_features(
+        self, tokens: torch.Tensor, encoder_fingerprint: str = "", keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Stored tokens [L, N, D] -> the feature rows the LM receives for them,
-        [L*N (+ suffix rows), D_lm], model dtype and device."""
+        [L*N (+ suffix rows), D_lm], model dtype and device. ``keep`` [L, N] (token
+        dropping): only the kept rows, in grid order, as the layout counts them
+        (:meth:`Layout.slot_counts`; OneVision: a newline after each grid row with kept
+        tokens); MovieChat reads every position whatever ``keep`` says."""
         if tokens.ndim != 3:
             raise QAError(f"tokens must be [L, N, D], got {tuple(tokens.shape)}")
+        if keep is not None and tuple(keep.shape) != tuple(tokens.shape[:2]):
+            raise QAError(f"keep {tuple(keep.shape)} does not match tokens {tuple(tokens.shape)}")
         if self.model_type == "moviechat":  # all slots -> the video Q-Former's queries
             with torch.inference_mode():
                 return self.model.video_embeds(tokens).to(self.dtype)  # type: ignore[no-any-return]
@@ -150,10 +173,17 @@ class QAModel:
         if self.model_type == "blip-2" and stored_token_kind(encoder_fingerprint) == "qformer":
             with torch.inference_mode():
                 x = self.model.language_projection(x)
-        rows = x.reshape(-1, x.shape[-1])
+        newline = None
         if self.layout.suffix_rows:
-            newline = self.model.model.image_newline.to(self.device, self.dtype)
-            rows = torch.cat([rows, newline[None].expand(self.layout.suffix_rows, -1)])
+            newline = self.model.model.image_newline.to(self.device, self.dtype)[None]
+        if keep is None:
+            rows = x.reshape(-1, x.shape[-1])
+        elif newline is None:
+            rows = x[keep.to(self.device)]  # row-major: slot by slot, grid order
+        else:
+            rows = _rows_with_newlines(x, keep.to(self.device), newline)
+        if newline is not None:
+            rows = torch.cat([rows, newline.expand(self.layout.suffix_rows, -1)])
         return rows
 
     def _mm(self, features: torch.Tensor) -> dict[str, Any]:

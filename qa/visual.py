@@ -8,6 +8,10 @@ therefore uses only what precedes t. When the file can no longer be read (moved,
 deleted, changed content), it falls back to the stored slots that start by t (the slot
 covering t may hold frames after t) plus stored raw recent frames up to t, and says so
 (``source="memory"``).
+
+Token dropping: ``Visual.keep`` carries the memory's kept positions (``None``: every
+token). Stored slots keep theirs; frames decoded again or stored raw recent frames keep
+every position, so a view mixing both gets a full mask for those rows.
 """
 
 from __future__ import annotations
@@ -44,9 +48,27 @@ class Visual:
     #: trailing slots that are short-term frames, the last one the frame at t
     #: (breakpoint views; 0: all slots are long-term memory)
     recent: int = 0
+    #: slots (indices into the view before fitting) kept whole by a question-aware
+    #: cut to K (None: no cut, or the uniform merge; see ``qa.selection``)
+    kept_slots: tuple[int, ...] | None = None
+    #: the token positions each slot shows [L, N] bool (token dropping); None: all
+    keep: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+    def select(self, rows: slice | list[int]) -> Visual:
+        """The slots ``rows`` (a slice, or indices in order) of this view: their tokens,
+        spans, sizes and kept positions; the rest of the view as it is."""
+        idx = rows if isinstance(rows, slice) else torch.tensor(rows, dtype=torch.long)
+        spans = self.spans[rows] if isinstance(rows, slice) else tuple(self.spans[i] for i in rows)
+        return replace(
+            self,
+            tokens=self.tokens[idx],
+            spans=spans,
+            sizes=self.sizes[idx],
+            keep=None if self.keep is None else self.keep[idx],
+        )
 
 
 def _spans(start: torch.Tensor, end: torch.Tensor) -> tuple[Span, ...]:
@@ -58,7 +80,14 @@ def _spans(start: torch.Tensor, end: torch.Tensor) -> tuple[Span, ...]:
 def global_visual(memory: VideoMemory) -> Visual:
     """The long-term memory, all slots."""
     spans = _spans(memory.start_s, memory.end_s)
-    return Visual(memory.tokens, spans, memory.sizes, "memory", len(memory))
+    return Visual(memory.tokens, spans, memory.sizes, "memory", len(memory), keep=memory.keep)
+
+
+def _with_full(keep: torch.Tensor | None, extra: int, n: int) -> torch.Tensor | None:
+    """Stored slots' ``keep`` followed by ``extra`` rows that keep all ``n`` positions."""
+    if keep is None:
+        return None
+    return torch.cat([keep, torch.ones((extra, n), dtype=torch.bool, device=keep.device)])
 
 
 def _sample_step(video: object) -> float:
@@ -128,8 +157,17 @@ def breakpoint_visual(
             fresh = decode_before(video, encoder, t, after)
             tokens = torch.cat([before.to(fresh.tokens.dtype), fresh.tokens])
             sizes = torch.cat([memory.sizes[done], fresh.sizes])
+            kept = _with_full(
+                None if memory.keep is None else memory.keep[done], len(fresh), tokens.shape[1]
+            )
             return Visual(
-                tokens, spans + fresh.spans, sizes, "video", len(memory), recent=len(fresh)
+                tokens,
+                spans + fresh.spans,
+                sizes,
+                "video",
+                len(memory),
+                recent=len(fresh),
+                keep=kept,
             )
         except VideomemError as e:
             note = str(e)
@@ -139,6 +177,7 @@ def breakpoint_visual(
     sizes = memory.sizes[keep]
     last = float(memory.end_s[keep].max()) if bool(keep.any()) else -1.0
     recent = 0
+    kept = None if memory.keep is None else memory.keep[keep]
     if memory.recent_tokens is not None and memory.recent_timestamps is not None:
         rt = memory.recent_timestamps
         pick = (rt <= t) & (rt > last)
@@ -147,4 +186,5 @@ def breakpoint_visual(
             spans = spans + _spans(rt[pick], rt[pick])
             sizes = torch.cat([sizes, torch.ones(int(pick.sum()), dtype=sizes.dtype)])
             recent = int(pick.sum())
-    return Visual(tokens, spans, sizes, "memory", len(memory), note=note, recent=recent)
+            kept = _with_full(kept, recent, int(tokens.shape[1]))
+    return Visual(tokens, spans, sizes, "memory", len(memory), note=note, recent=recent, keep=kept)

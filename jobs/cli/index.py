@@ -80,6 +80,11 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions, ASROptions
     token_scale: str | None = typer.Option(
         None, help="int8 only: one scale per token (default) or per slot."
     )
+    token_tau: float | None = typer.Option(
+        None,
+        help="Token dropping: a slot stores only the token positions whose cosine "
+        "distance to the last kept token there exceeds T (0-2; default 0 = keep all).",
+    )
     force: bool = typer.Option(False, "--force", help="Re-index videos already stored.")
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Also retry videos that failed to decode before."
@@ -151,6 +156,7 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions, ASROptions
                 max_span=self.max_span,
                 token_dtype=self.token_dtype,
                 token_scale=self.token_scale,
+                token_tau=self.token_tau,
             ),  # fmt: skip
             force=self.force,
             retry_failed=self.retry_failed,

@@ -70,6 +70,7 @@ def show(o: ShowOptions) -> None:
     if o.as_json:
         caps = [{**c, "created_at": str(c["created_at"])} for c in view.captions]
         out = {"video": view.record.to_dict(), "slots": view.slots, "captions": caps}
+        out["kept_fraction"] = view.kept_fraction
         typer.echo(json.dumps({**out, "transcript": _transcript_dict(view)}, indent=2))
         return
     for line in _record_lines(view):
@@ -127,9 +128,14 @@ def _record_lines(view: api.VideoView) -> list[str]:
         rate = f" ({per_min / 1024:.1f} KiB per minute of video)" if per_min else ""
         lines.append(f"stored   {rec.stored_bytes / 1024:.1f} KiB{rate}")
     lines.append(f"tokens   {_token_encoding(rec)}")
-    lines.append(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}")
+    dropped = view.kept_fraction is not None
+    if dropped:
+        tau = rec.config.memory.token_tau
+        lines.append(f"dropping {view.kept_fraction:.1%} of slot tokens stored (token_tau {tau})")
+    lines.append(f"{'slot':>5} {'start_s':>9} {'end_s':>9} {'size':>5}" + " tokens" * dropped)
     for s in view.slots:
-        lines.append(f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}")
+        row = f"{s['slot']:>5} {s['start_s']:>9.2f} {s['end_s']:>9.2f} {s['size']:>5}"
+        lines.append(row + (f" {s['tokens']:>6}" if dropped else ""))
     return lines
 
 

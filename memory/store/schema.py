@@ -64,6 +64,13 @@ token_dtype        string, null  ``"float16"`` or ``"int8"``; null (rows written
 token_scales       list<float32>, null   int8 only: 1 value (one scale for the row) or
                                  n (one per token, broadcast over d); null for float16
 thumbnail          binary, null  a ~160 px JPEG of the frame closest to the slot's tokens
+positions          list<int16>, null   token dropping (``MemoryConfig.token_tau``): the
+                                 grid positions (ascending) of the k tokens the row
+                                 stores, ``tokens`` is then [k, d] (int8 per-token
+                                 scales: k); null = all n positions (also a slot that
+                                 keeps every token). A reader fills a
+                                 dropped position from the last kept token at it
+                                 (``redundancy.drop_tokens``'s dense form)
 ================== ============= ====================================================
 
 Tokens are raw bytes rather than a Parquet FLOAT16 column because every Parquet reader
@@ -75,7 +82,7 @@ round trip bit-exact (NaN payloads and subnormals included). The encodings are
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, NamedTuple
 
@@ -163,7 +170,7 @@ ADDED_COLUMNS: dict[str, frozenset[str]] = {
             "decode_decoder",
         }
     ),
-    "memories": frozenset({"token_dtype", "token_scales", "thumbnail"}),
+    "memories": frozenset({"token_dtype", "token_scales", "thumbnail", "positions"}),
 }
 
 MEMORIES_SCHEMA = pa.schema(
@@ -184,6 +191,7 @@ MEMORIES_SCHEMA = pa.schema(
         pa.field("token_dtype", pa.string()),
         pa.field("token_scales", pa.list_(pa.float32())),
         pa.field("thumbnail", pa.binary()),
+        pa.field("positions", pa.list_(pa.int16())),
     ]
 )
 
@@ -367,6 +375,8 @@ def memory_rows(mem: VideoMemory, key: tuple[str, str, str], run_id: str) -> pa.
         raise StoreError(f"{mem.video_id}: {len(thumbs)} thumbnails for {L} slots")
     emb = None if mem.embedding is None else mem.embedding.detach().cpu().float().numpy()
     slots = _rows_of(key, run_id, "slot", pack(mem.tokens), mem.start_s, mem.end_s, mem.sizes, emb)
+    if mem.keep is not None:
+        slots = _kept_only(slots, mem.tokens, mem.keep, pack)
     if thumbs is not None:
         column = slots.schema.get_field_index("thumbnail")
         slots = slots.set_column(column, "thumbnail", pa.array(thumbs, pa.binary()))
@@ -378,6 +388,44 @@ def memory_rows(mem: VideoMemory, key: tuple[str, str, str], run_id: str) -> pa.
         ones = torch.ones(len(ts), dtype=torch.int64)
         parts.append(_rows_of(key, run_id, "recent", pack(mem.recent_tokens), ts, ts, ones, None))
     return pa.concat_tables(parts)
+
+
+def _kept_only(
+    slots: pa.Table,
+    tokens: torch.Tensor,
+    keep: torch.Tensor,
+    pack: Callable[[torch.Tensor], PackedTokens],
+) -> pa.Table:
+    """Slot rows that store only each slot's kept tokens and their grid positions."""
+    L, N = int(tokens.shape[0]), int(tokens.shape[1])
+    if tuple(keep.shape) != (L, N) or keep.dtype != torch.bool:
+        raise StoreError(f"keep must be bool [{L}, {N}], got {keep.dtype} {tuple(keep.shape)}")
+    if np.iinfo(np.int16).max < N:
+        raise StoreError(f"token dropping stores positions as int16: {N} tokens is too many")
+    keep = keep.cpu()
+    blobs: list[bytes] = []
+    scales: list[list[float] | None] = []
+    positions: list[list[int] | None] = []
+    for slot in range(L):
+        idx = keep[slot].nonzero().flatten()
+        # a slot that keeps every position (the first always does) needs no list
+        positions.append(None if len(idx) == N else idx.tolist())
+        if not len(idx):  # nothing changed: no bytes (an int8 slot scale of 1, unused)
+            packed = pack(tokens[slot, :1][None])
+            blobs.append(b"")
+            scales.append(None if packed.scales is None else [1.0] * (packed.scale == "slot"))
+            continue
+        packed = pack(tokens[slot].index_select(0, idx.to(tokens.device))[None])
+        blobs.append(packed.rows[0])
+        scales.append(None if packed.scales is None else packed.scales.reshape(-1).tolist())
+    for name, values, typ in (
+        ("tokens", blobs, pa.binary()),
+        ("token_scales", scales, pa.list_(pa.float32())),
+        ("positions", positions, pa.list_(pa.int16())),
+    ):
+        column = slots.schema.get_field_index(name)  # the schema's field: keeps nullability
+        slots = slots.set_column(column, slots.schema.field(name), pa.array(values, typ))
+    return slots
 
 
 def _rows_of(
@@ -409,13 +457,15 @@ def _rows_of(
             "token_dtype": pa.array([packed.dtype] * L, pa.string()),
             "token_scales": _float_list(packed.scales, L),
             "thumbnail": pa.nulls(L, pa.binary()),
+            "positions": pa.nulls(L, pa.list_(pa.int16())),
         },
         schema=MEMORIES_SCHEMA,
     )
 
 
 def stored_bytes(rows: pa.Table) -> int:
-    """What memory rows cost in the store: token bytes, int8 scales and embeddings, plus
+    """What memory rows cost in the store: token bytes, int8 scales, embeddings and kept
+    token positions, plus
     per row its size and span (int64 + 2 float64). Row keys and Lance/Parquet overhead
     are not counted; divide by the video's minutes for bytes per minute."""
     import pyarrow.compute as pc
@@ -429,7 +479,32 @@ def stored_bytes(rows: pa.Table) -> int:
     n_floats = total("embedding", pc.list_value_length) + total(
         "token_scales", pc.list_value_length
     )
-    return n_tok + 4 * n_floats + 24 * rows.num_rows
+    n_positions = total("positions", pc.list_value_length)  # int16 each (token dropping)
+    return n_tok + 4 * n_floats + 2 * n_positions + 24 * rows.num_rows
+
+
+def slots_from_rows(rows: pa.Table, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Decode slot rows to ``(dense tokens float16 [len(rows), n, d], keep [len(rows), n]
+    bool | None)``. Rows with ``positions`` (token dropping) hold only their kept
+    tokens; a dropped position takes the last kept token at it, as
+    ``redundancy.drop_tokens`` fills it. ``keep`` is None when no row has positions
+    (dropping off, or a store from before the column)."""
+    col = rows.column("positions") if "positions" in rows.column_names else None
+    if col is None or col.null_count == rows.num_rows:
+        return tokens_from_rows(rows, n, d), None
+    dense = torch.zeros(rows.num_rows, n, d, dtype=torch.float16)
+    keep = torch.zeros(rows.num_rows, n, dtype=torch.bool)
+    for i, pos in enumerate(col.to_pylist()):
+        idx = torch.arange(n) if pos is None else torch.tensor(pos, dtype=torch.long)
+        if len(idx) and not (int(idx.min()) >= 0 and int(idx.max()) < n):
+            raise StoreError(f"memory row {i}: positions outside the {n}-token grid")
+        if i:
+            dense[i] = dense[i - 1]
+        elif len(idx) != n:
+            raise StoreError("the first slot row must store every token position")
+        dense[i, idx] = tokens_from_rows(rows.slice(i, 1), len(idx), d)[0]
+        keep[i, idx] = True
+    return dense, keep
 
 
 def tokens_from_rows(rows: pa.Table, n: int, d: int) -> torch.Tensor:
@@ -479,7 +554,14 @@ def storage_fields(mem: VideoMemory, rows: pa.Table) -> dict[str, Any]:
         original = mem.tokens
         if mem.recent_tokens is not None:  # memory_rows writes slots, then recent frames
             original = torch.cat([mem.tokens, mem.recent_tokens.to(mem.tokens.dtype)])
-        err = reconstruction_error(original, tokens_from_rows(rows, n, d))
+        import pyarrow.compute as pc
+
+        slots = rows.filter(pc.equal(rows.column("kind"), "slot"))
+        decoded, _ = slots_from_rows(slots, n, d)
+        if slots.num_rows < rows.num_rows:
+            recent = rows.filter(pc.equal(rows.column("kind"), "recent"))
+            decoded = torch.cat([decoded, tokens_from_rows(recent, n, d)])
+        err = reconstruction_error(original, decoded)
         out.update(
             token_scale=cfg.token_scale,
             token_rel_rmse=err["rel_rmse"],

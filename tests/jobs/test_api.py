@@ -155,6 +155,7 @@ def test_index_options_are_checked_by_the_library_not_the_cli(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="--token-scale applies to --token-dtype int8 only"):
         memory_config(token_scale="slot")
     assert memory_config(token_dtype="int8", token_scale="slot").token_scale == "slot"
+    assert memory_config(token_tau=0.1).token_tau == 0.1 and memory_config().token_tau == 0
     with pytest.raises(ConfigError, match="give video files/folders or --from-list FILE"):
         check_inputs([], None)
     with pytest.raises(ConfigError, match="no such file or folder: .*nope.mp4"):

@@ -362,3 +362,37 @@ def test_ls_pages_through_a_store(tmp_path: Path) -> None:
     assert sorted(shown) == ["bad", "v0", "v1", "v2", "v3", "v4", "video_id", "video_id"]
     failed = json.loads(invoke({}, *args, "--status", "failed", "--json").stdout)
     assert [r["video_id"] for r in failed] == ["bad"]
+
+
+def test_token_tau_stores_fewer_tokens_end_to_end(
+    env, tmp_path: Path, mobilenet_dir: Path, shared_testdata: Path
+) -> None:
+    """The real bikes clip through ffmpeg and the real MobileNetV2, with and without
+    --token-tau: the same slots, fewer stored tokens and bytes, and show says so."""
+    rows = {}
+    for tau in ("0", "0.1"):
+        store = tmp_path / f"store{tau}"
+        r = invoke(env, "index", str(shared_testdata / "bikes.mp4"), "--store", str(store),
+                   "--model", str(mobilenet_dir), "--fps", "1", "--device", "cpu",
+                   "--token-tau", tau, "--json")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        (rows[tau],) = json.loads(invoke(env, "ls", "--store", str(store), "--json").stdout)
+    ref, row = rows["0"], rows["0.1"]
+    assert row["config_hash"] != ref["config_hash"] and row["slots"] == ref["slots"]
+    assert json.loads(row["config_json"])["memory"]["token_tau"] == 0.1
+    assert "token_tau" not in json.loads(ref["config_json"])["memory"]
+    assert row["stored_bytes"] < ref["stored_bytes"]
+
+    def show(tau: str, *args: str) -> str:
+        return invoke(env, "show", row["video_id"], "--store", str(tmp_path / f"store{tau}"),
+                      *args).stdout  # fmt: skip
+
+    shown = json.loads(show("0.1", "--json"))
+    stored = [s["tokens"] for s in shown["slots"]]
+    n = shown["video"]["tokens_per_frame"]
+    assert stored[0] == n and sum(stored) < n * len(stored)
+    assert shown["kept_fraction"] == pytest.approx(sum(stored) / (n * len(stored)))
+    text = show("0.1")
+    assert f"dropping {shown['kept_fraction']:.1%} of slot tokens stored (token_tau 0.1)" in text
+    assert json.loads(show("0", "--json"))["kept_fraction"] is None
+    assert "dropping" not in show("0")
