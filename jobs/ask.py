@@ -14,6 +14,9 @@ Design decisions:
   server share one code path.
 * The text LLM may be given as a name (loaded on first use) or as any
   :class:`~videomem.qa.textllm.ChatModel`, so a caller can bring its own model.
+* It also keeps what scores slots for a question-aware cut to K
+  (:class:`~videomem.jobs.relevance.RelevanceSource`: the sentence encoder and each
+  memory's line vectors), so a warm asker's cut costs one question embedding.
 * An asker is not thread-safe: generation is serialised by its caller (the server
   runs it on one worker thread).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from videomem.jobs.relevance import RelevanceSource
 from videomem.jobs.rows import answer_row
 from videomem.jobs.videos import resolve_video
 from videomem.pipeline.errors import VideomemError
@@ -59,6 +63,7 @@ class Asker:
         self._llm_spec = llm
         self._llm: ChatModel | None = None if isinstance(llm, str | None) else llm
         self._sessions: dict[tuple[str, str], QASession] = {}
+        self.relevance = RelevanceSource()
 
     @property
     def llm_name(self) -> str | None:
@@ -124,6 +129,7 @@ class Asker:
             video=VideoContext.from_record(rec),
             encoder=session.encoder,
             transcript=transcript,
+            relevance=self.relevance.for_memory(st, rec, mem),
         )
         return answer_row("", vid, a, session.model, settings, rec), a
 
@@ -146,7 +152,7 @@ class Asker:
         # the timeline, but not this LLM's own captions (a caption must not feed an answer)
         captions = [c for c in st.captions(vid, rec) if c["model"] != llm.name]
         transcript = st.transcript(vid)  # what is said, when it was transcribed
-        (a,) = TimelineAnswerer(llm).answer(
+        (a,) = TimelineAnswerer(llm, relevance=self.relevance.text).answer(
             captions, [Question(question, at)], settings, rec.duration_s, transcript
         )
         return answer_row("", vid, a, llm.name, settings, rec), a

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from videomem.jobs.executor import Executor, ExecutorName, ProgressFn, make_executor
+from videomem.jobs.relevance import RelevanceSource
 from videomem.jobs.rows import answer_row, caption_row, failed_rows, settings_with
 from videomem.pipeline.errors import VideomemError
 from videomem.qa.types import GenerationSettings
@@ -74,6 +75,7 @@ class QAStep:
         self.store = Store(spec.store, storage_options=spec.storage_options)
         self._sessions: dict[tuple[str, str], Any] = {}
         self._failures: dict[tuple[str, str], str] = {}
+        self.relevance = RelevanceSource()
 
     def info(self) -> dict[str, Any]:
         return {"model": self.spec.model, "device": self.spec.device, "dtype": self.spec.dtype}
@@ -153,6 +155,7 @@ class QAStep:
             reuse_prefix=self.spec.reuse_prefix,
             batch_size=self.spec.batch_size,
             transcript=self.store.transcript(rec.video_id) if settings.subtitles else None,
+            relevance=self.relevance.for_memory(self.store, rec, memory),
         )
         return [
             answer_row(qid, rec.video_id, a, session.model, settings, rec)

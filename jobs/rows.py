@@ -9,6 +9,7 @@ schemas (``memory.store.qa_tables``) keep only their own columns.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -38,6 +39,7 @@ def answer_row(
         "slots": a.slots,
         "memory_slots": a.memory_slots,
         "k": a.k,
+        "kept_slots": a.kept_slots,
         "source": a.source,
         "prompt_tokens": a.prompt_tokens,
         "new_tokens": a.new_tokens,
@@ -100,7 +102,9 @@ def failed_rows(
 
 def settings_with(settings: GenerationSettings, **extra: Any) -> str:
     """A caption's ``settings`` column: the generation settings plus what else made it
-    (``dense_every``, ``from``), as sorted JSON so equal settings compare equal."""
-    data = json.loads(settings.to_json())
+    (``dense_every``, ``from``), as sorted JSON so equal settings compare equal.
+    A caption has no question to choose slots by, so it is always cut uniformly and
+    keyed as such (a caption's key is the same whatever ``context`` says)."""
+    data = json.loads(dataclasses.replace(settings, context="uniform").to_json())
     data.update(extra)
     return json.dumps(data, sort_keys=True)

@@ -56,11 +56,12 @@ class TimelineStepSpec:
 
 class TimelineStep:
     def __init__(self, spec: TimelineStepSpec) -> None:
+        from videomem.jobs.relevance import RelevanceSource
         from videomem.qa.textllm import TextLLM, TimelineAnswerer
 
         self.spec = spec
         self.llm = TextLLM(spec.llm, spec.device, spec.dtype, name=spec.llm)
-        self.answerer = TimelineAnswerer(self.llm)
+        self.answerer = TimelineAnswerer(self.llm, relevance=RelevanceSource().text)
         self._stores: dict[str, Any] = {}
 
     def info(self) -> dict[str, Any]:

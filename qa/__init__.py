@@ -4,9 +4,10 @@
 checks it did); ``answer(session.qa, memory, questions)`` and ``caption(...)`` run it.
 Modules: ``layout`` (how each family lays out visual tokens), ``prompt`` (chat
 template -> ids), ``model`` (the VLM taking stored tokens), ``visual`` (global and
-breakpoint views), ``fit`` (context fitting), ``answer`` (answers and captions),
-``session`` (loading for a store record), ``types`` (modes, questions, answers,
-captions, generation settings, the QA error).
+breakpoint views), ``fit`` (context fitting), ``relevance`` and ``selection`` (a
+question-aware cut to K: slot scores, which slots stay whole), ``answer`` (answers
+and captions), ``session`` (loading for a store record), ``types`` (modes,
+questions, answers, captions, generation settings, the QA error).
 """
 
 from videomem.qa.answer import answer, caption

@@ -9,6 +9,10 @@ Design decisions:
   give the tokens one question at a time gives (tests check it).
 * Sampling reseeds per question, and never batches, so a sampled answer does not
   depend on which other questions ran with it.
+* **Question-aware cuts** (``settings.context == "relevant"`` and a
+  :class:`~videomem.qa.relevance.Relevance` for the memory): when a view must be cut
+  to K, each question gets the slots relevant to it (``qa.fit``), so questions that
+  would share a prefix are answered one by one then; a view that fits is shared.
 * Errors are data: a bad question (empty, outside the video, placeholder text) becomes
   an :class:`Answer` with ``status="failed"`` and the others go on.
 """
@@ -24,9 +28,10 @@ from videomem.memory.config import MemoryConfig
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import VideomemError
 from videomem.pipeline.transcript import SpeechSegment, Transcript
-from videomem.qa.fit import fit_visual, limit_slots
+from videomem.qa.fit import SlotScores, fit_visual, limit_slots
 from videomem.qa.model import QAModel
 from videomem.qa.prompt import Prompt
+from videomem.qa.relevance import Relevance
 from videomem.qa.subtitles import heard, subtitles_for
 from videomem.qa.types import Answer, Caption, GenerationSettings, Question
 from videomem.qa.visual import Visual, breakpoint_visual, global_visual
@@ -59,6 +64,14 @@ def _view(
     return breakpoint_visual(memory, t, video=video, encoder=encoder)
 
 
+def _scorer(relevance: Relevance | None, questions: Sequence[Question]) -> SlotScores | None:
+    """The slot scores of a lone question (a shared view is cut uniformly)."""
+    if relevance is None or len(questions) != 1:
+        return None
+    question = questions[0].question
+    return lambda spans: relevance.scores(question, spans)
+
+
 def _answer_view(
     qa: QAModel,
     view: Visual,
@@ -71,26 +84,51 @@ def _answer_view(
     batch_size: int,
     memory_config: MemoryConfig,
     heard: Sequence[SpeechSegment] | None = None,
+    relevance: Relevance | None = None,
 ) -> list[Answer]:
     """Answer questions that share one view (so one prefix); ``heard``: the speech
-    whose subtitles go beside the slots (None: no subtitles)."""
+    whose subtitles go beside the slots (None: no subtitles); ``relevance``: scores
+    slots for a question-aware cut (None, or ``context="uniform"``: uniform)."""
     out: list[Answer | None] = [None] * len(questions)
     prompts: dict[int, Prompt] = {}
+    aware = relevance if settings.context == "relevant" else None
     try:
+        shown = view
         if qa.max_slots is not None:
-            view = limit_slots(view, qa.max_slots, memory_config)
-        view = fit_visual(
+            shown = limit_slots(view, qa.max_slots, memory_config)
+        fitted = fit_visual(
             qa,
-            view,
+            shown,
             settings,
             questions,
             duration_s=duration_s,
             memory_config=memory_config,
             heard=heard,
+            relevance=_scorer(aware, questions),
         )
     except VideomemError as e:
         return [_failed(q, str(e)) for q in questions]
-    n_tok = int(view.tokens.shape[1])
+    if aware is not None and fitted.k is not None and len(questions) > 1:
+        # cut to K: each question keeps the slots relevant to it, so no shared prefix
+        return [
+            a
+            for q in questions
+            for a in _answer_view(
+                qa,
+                view,
+                [q],
+                settings,
+                duration_s=duration_s,
+                fingerprint=fingerprint,
+                reuse_prefix=reuse_prefix,
+                batch_size=batch_size,
+                memory_config=memory_config,
+                heard=heard,
+                relevance=aware,
+            )
+        ]
+    view = fitted
+    n_tok = qa.layout.slot_counts(view.keep, int(view.tokens.shape[1]))
     subs = None if heard is None else subtitles_for(view.spans, heard)
     for i, q in enumerate(questions):
         try:
@@ -105,7 +143,7 @@ def _answer_view(
             )
         except VideomemError as e:
             out[i] = _failed(q, str(e))
-    feats = qa.visual_features(view.tokens, fingerprint)
+    feats = qa.visual_features(view.tokens, fingerprint, view.keep)
     done: dict[int, tuple[list[int], float]] = {}
     todo = sorted(prompts)
     if reuse_prefix and todo:
@@ -140,6 +178,7 @@ def _answer_view(
             slots=len(view),
             memory_slots=view.slots,
             k=view.k,
+            kept_slots=None if view.kept_slots is None else list(view.kept_slots),
             source=view.source,
             seconds=secs,
             dtype=qa.dtype_name,
@@ -159,6 +198,7 @@ def answer(
     reuse_prefix: bool = True,
     batch_size: int = 1,
     transcript: Transcript | None = None,
+    relevance: Relevance | None = None,
 ) -> list[Answer]:
     """Answer ``questions`` about one stored memory, in the order given.
 
@@ -167,7 +207,8 @@ def answer(
     let breakpoint questions decode the frames before t again. With
     ``settings.subtitles`` the ``transcript``'s lines go beside the slots (a question
     at t hears only what was said by t); a video never transcribed, or whose
-    transcription failed, fails its questions with the reason.
+    transcription failed, fails its questions with the reason. ``relevance`` scores
+    the memory's slots for a question-aware cut to K (``settings.context``).
     """
     settings = settings or GenerationSettings()
     qs = [q if isinstance(q, Question) else Question(q) for q in questions]
@@ -200,6 +241,7 @@ def answer(
             batch_size=batch_size,
             memory_config=memory.memory_config,
             heard=heard(transcript, t) if settings.subtitles else None,
+            relevance=relevance,
         )
         for i, a in zip(idx, answers, strict=True):
             results[i] = a
@@ -257,6 +299,7 @@ def caption(
         sub = replace(
             memory,
             tokens=memory.tokens[a:b],
+            keep=None if memory.keep is None else memory.keep[a:b],
             start_s=memory.start_s[a:b],
             end_s=memory.end_s[a:b],
             sizes=memory.sizes[a:b],
@@ -286,13 +329,13 @@ def caption(
                 qa.prompts.build(
                     DENSE_CAPTION,
                     view.spans,
-                    int(view.tokens.shape[1]),
+                    qa.layout.slot_counts(view.keep, int(view.tokens.shape[1])),
                     style=settings.prompt_style,
                     system_prompt=settings.system_prompt,
                     duration_s=duration_s,
                 )
             )
-            feats.append(qa.visual_features(view.tokens, fp))
+            feats.append(qa.visual_features(view.tokens, fp, view.keep))
         with torch.inference_mode():
             results = qa.generate(prompts, feats, settings)
         for sub, ids in zip(chunk, results, strict=True):

@@ -92,6 +92,13 @@ def parse_tags_text(text: str) -> list[Tag]:
     return out
 
 
+def tag_names(text: str) -> str:
+    """The labels of a tags line without their scores (``"dog 0.52, cat 0.1"`` ->
+    ``"dog, cat"``): what a sentence encoder compares with a question (the scores are
+    numbers it would read as words)."""
+    return ", ".join(name for name, _ in parse_tags_text(text))
+
+
 def short_label(name: str) -> str:
     """ImageNet's first synonym: ``"mountain bike, all-terrain bike"`` -> ``"mountain bike"``."""
     return name.split(",")[0].strip()

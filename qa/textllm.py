@@ -12,6 +12,10 @@ Design decisions:
   and questions in, :class:`videomem.qa.Answer` objects out (errors as failed
   answers), so the QA job's rows, tables, resume and bad-row handling apply unchanged.
   It works for every encoder family: it reads text (tags or captions), never tokens.
+* **Question-aware fitting**: given a sentence encoder's
+  :class:`~videomem.qa.relevance.EmbeddingCache`, a timeline too long for the context
+  keeps the lines most relevant to each question whole (``qa.timeline.fit_relevant``;
+  ``settings.context == "uniform"`` or no encoder: every line merges alike).
 * Greedy decoding by default (the QA stage's :class:`GenerationSettings`), so answers
   are reproducible and resumable.
 """
@@ -20,20 +24,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from videomem.pipeline.errors import VideomemError
 from videomem.pipeline.transcript import Transcript
 from videomem.qa.model import generation_kwargs
+from videomem.qa.relevance import EmbeddingCache, text_scores
 from videomem.qa.timeline import (
     SPEECH_NOTE,
     SYSTEM,
     Line,
+    LineScores,
     build_prompt,
     has_speech,
     interleave,
+    line_text,
     lines_from_captions,
     lines_from_transcript,
 )
@@ -167,9 +174,17 @@ def context_budget(llm: ChatModel, settings: GenerationSettings) -> int | None:
 class TimelineAnswerer:
     """Answers questions about stored videos from their text timelines."""
 
-    def __init__(self, llm: ChatModel, k: int = 5) -> None:
+    def __init__(self, llm: ChatModel, k: int = 5, relevance: EmbeddingCache | None = None) -> None:
         self.llm = llm
         self.k = k
+        #: embeds lines and questions for a question-aware fit (None: uniform)
+        self.relevance = relevance
+
+    def _scores(self, question: str, settings: GenerationSettings) -> LineScores | None:
+        cache = self.relevance
+        if cache is None or settings.context != "relevant":
+            return None
+        return lambda lines: text_scores(cache, question, [line_text(x) for x in lines])
 
     def answer(
         self,
@@ -220,6 +235,7 @@ class TimelineAnswerer:
             budget=context_budget(self.llm, settings),
             system=system,
             k=self.k,
+            scores=self._scores(q.question, settings),
         )
         r = self.llm.reply(prompt.messages, settings)
         return Answer(
@@ -229,6 +245,7 @@ class TimelineAnswerer:
             tokens=list(r.tokens),
             slots=prompt.lines,
             memory_slots=prompt.total_lines,
+            kept_slots=prompt.kept_lines,
             source="timeline",
             seconds=r.seconds,
             dtype=self.llm.dtype,
@@ -243,4 +260,6 @@ class TimelineAnswerer:
         """A global caption of the video written from its timeline (speech included)."""
         q = Question("Describe what happens in this video in one or two sentences.")
         rest = [c for c in captions if c["kind"] != "global"]
-        return self.answer(rest, [q], settings, transcript=transcript)[0]
+        # no question to choose lines by: the uniform fit (and a caption's key says so)
+        uniform = replace(settings, context="uniform")
+        return self.answer(rest, [q], uniform, transcript=transcript)[0]

@@ -17,6 +17,13 @@ Design decisions:
   from one side counts 0 there), so a merged line is no longer than its parts;
   merged free text is joined with " / ". When one line remains and still does not
   fit, the middle of its text is cut (start and end kept).
+* **Question-aware fitting** (:func:`fit_relevant`): when the lines must be merged
+  and the question's relevance to each line is known (``qa.relevance``: the line's
+  text against the question with the sentence encoder), the lines clearly most
+  relevant stay whole (``qa.selection.choose_whole`` with K = the lines the uniform
+  fit ends with) and only the lines between them merge, by the same shortest-span
+  rule; if that cannot reach the budget the least relevant kept line is given up
+  first. A question about one short moment so keeps that moment's line word for word.
 * Token counts come from the model's tokenizer: the prompt without lines once, then
   each line (plus its newline); the sum is checked against the real rendered prompt
   at the end and merging goes on while it is over.
@@ -37,11 +44,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from videomem.pipeline.transcript import Transcript
+from videomem.qa.selection import choose_whole
 from videomem.qa.subtitles import heard
-from videomem.qa.tags import parse_tags_text, tags_text
+from videomem.qa.tags import parse_tags_text, tag_names, tags_text
+
+if TYPE_CHECKING:
+    import torch
+
+#: relevance of each line to the question (None: nothing can score)
+LineScores = Callable[[Sequence["Line"]], "torch.Tensor | None"]
 
 #: what the LLM is told the timeline is (system message)
 SYSTEM = (
@@ -131,6 +145,13 @@ def interleave(lines: Sequence[Line], speech: Sequence[Line]) -> list[Line]:
     return sorted([*lines, *speech], key=lambda x: (x.start_s, x.kind == "speech", x.end_s))
 
 
+def line_text(line: Line) -> str:
+    """What a line says, for comparing with a question: tag labels without their
+    scores, the caption, and the words said."""
+    seen = tag_names(line.text) if line.kind == "tags" else line.text
+    return " ".join(x for x in (seen, line.speech or "") if x)
+
+
 def has_speech(lines: Sequence[Line]) -> bool:
     return any(x.speech is not None for x in lines)
 
@@ -169,12 +190,22 @@ def merge_pictures(a: Line, b: Line, k: int = 5) -> Line:
     return Line(start, end, f"{a.text} / {b.text}", a.kind if a.kind == b.kind else "dense")
 
 
-def _shortest_pair(lines: Sequence[Line]) -> int:
-    """Index i of the adjacent pair (i, i+1) whose merged span is shortest."""
+def _shortest_pair(lines: Sequence[Line], among: Sequence[int] | None = None) -> int:
+    """Index i of the adjacent pair (i, i+1) whose merged span is shortest (ties: the
+    earliest), of the pairs ``among`` (default: all)."""
     return min(
-        range(len(lines) - 1),
+        range(len(lines) - 1) if among is None else among,
         key=lambda i: (max(lines[i + 1].end_s, lines[i].end_s) - lines[i].start_s, i),
     )
+
+
+def _merge_pair(
+    out: list[Line], cost: list[int], i: int, count: Callable[[str], int], k: int
+) -> None:
+    """Merge lines i and i+1 of ``out`` in place, and their token counts in ``cost``."""
+    merged = merge_lines(out[i], out[i + 1], k)
+    out[i : i + 2] = [merged]
+    cost[i : i + 2] = [count(render_line(merged) + "\n")]
 
 
 def cut_middle(text: str, keep_chars: int) -> str:
@@ -201,10 +232,7 @@ def fit_lines(
         return out
     cost = [count(render_line(x) + "\n") for x in out]
     while sum(cost) > budget and len(out) > 1:
-        i = _shortest_pair(out)
-        merged = merge_lines(out[i], out[i + 1], k)
-        out[i : i + 2] = [merged]
-        cost[i : i + 2] = [count(render_line(merged) + "\n")]
+        _merge_pair(out, cost, _shortest_pair(out), count, k)
     if sum(cost) > budget:  # one line left, still too long: cut its middle
         whole = out[0]
         line = Line(whole.start_s, whole.end_s, whole.content, whole.kind)
@@ -218,6 +246,43 @@ def fit_lines(
     return out
 
 
+def fit_relevant(
+    lines: Sequence[Line],
+    budget: int,
+    count: Callable[[str], int],
+    scores: LineScores,
+    k: int = 5,
+) -> tuple[list[Line], list[int] | None]:
+    """:func:`fit_lines`, but the lines most relevant to the question (``scores`` of
+    the lines, asked only when lines must merge) stay whole (see the module
+    docstring). Returns the lines and the indices of ``lines`` kept whole (None: no
+    merge was needed, nothing could score, or none stood out: the uniform fit)."""
+    uniform = fit_lines(lines, budget, count, k)
+    if len(uniform) >= len(lines):
+        return uniform, None
+    got = scores(lines)
+    kept = [] if got is None else choose_whole(got, len(uniform))
+    if got is None or not kept:
+        return uniform, None
+    given_up = sorted(kept, key=lambda i: (-float(got[i]), i))  # least relevant last
+    whole = set(kept)
+    out = list(lines)
+    origin = list(range(len(lines)))  # the given line a line still is, or -1: merged
+    cost = [count(render_line(x) + "\n") for x in out]
+    while sum(cost) > budget and len(out) > 1:
+        free = [i for i in range(len(out) - 1) if not {origin[i], origin[i + 1]} & whole]
+        if not free:
+            whole.discard(given_up.pop())
+            continue
+        i = _shortest_pair(out, free)
+        _merge_pair(out, cost, i, count, k)
+        origin[i : i + 2] = [-1]
+    if sum(cost) > budget:  # one line left: the uniform fit cuts its middle
+        return uniform, None
+    left = sorted(whole & set(origin))
+    return out, left or None
+
+
 # --------------------------------------------------------------------------- prompt
 
 
@@ -229,6 +294,8 @@ class TimelinePrompt:
     #: lines shown (after merging) and lines the video has
     lines: int
     total_lines: int
+    #: lines (indices into the question's view) kept whole by a question-aware fit
+    kept_lines: list[int] | None = None
 
 
 def user_message(
@@ -267,10 +334,12 @@ def build_prompt(
     budget: int | None,
     system: str | None = SYSTEM,
     k: int = 5,
+    scores: LineScores | None = None,
 ) -> TimelinePrompt:
     """The messages for ``question``, the timeline merged to fit ``budget`` tokens of
     rendered prompt (None: no limit). ``count_prompt`` counts a rendered chat prompt,
-    ``count_text`` a piece of text."""
+    ``count_text`` a piece of text. ``scores``: each line's relevance to the question
+    (a question-aware fit, :func:`fit_relevant`; None: the uniform one)."""
 
     def messages(shown: Sequence[Line]) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": system}] if system else []
@@ -280,6 +349,9 @@ def build_prompt(
     if budget is None:
         return TimelinePrompt(messages(view), len(view), len(lines))
     fixed = count_prompt(messages([]))
+    if scores is not None:
+        prompt = _build_relevant(view, budget, fixed, messages, count_prompt, count_text, k, scores)
+        return replace(prompt, total_lines=len(lines))
     shown = fit_lines(view, budget - fixed, count_text, k)
     # the per-line sum is an estimate (tokens can merge across newlines): verify
     while len(shown) > 1 and count_prompt(messages(shown)) > budget:
@@ -287,3 +359,29 @@ def build_prompt(
             shown, sum(count_text(render_line(x) + "\n") for x in shown) - 1, count_text, k
         )
     return TimelinePrompt(messages(shown), len(shown), len(lines))
+
+
+def _build_relevant(
+    view: list[Line],
+    budget: int,
+    fixed: int,
+    messages: Callable[[Sequence[Line]], list[dict[str, str]]],
+    count_prompt: Callable[[list[dict[str, str]]], int],
+    count_text: Callable[[str], int],
+    k: int,
+    scores: LineScores,
+) -> TimelinePrompt:
+    """:func:`build_prompt` with :func:`fit_relevant`, the scores asked once; the
+    rendered prompt is verified as there, fitting the view again to a smaller sum."""
+    memo: dict[str, torch.Tensor | None] = {}
+
+    def once(lines: Sequence[Line]) -> torch.Tensor | None:
+        if "s" not in memo:
+            memo["s"] = scores(lines)
+        return memo["s"]
+
+    shown, kept = fit_relevant(view, budget - fixed, count_text, once, k)
+    while len(shown) > 1 and count_prompt(messages(shown)) > budget:
+        less = sum(count_text(render_line(x) + "\n") for x in shown) - 1
+        shown, kept = fit_relevant(view, less, count_text, once, k)
+    return TimelinePrompt(messages(shown), len(shown), len(view), kept)

@@ -25,6 +25,11 @@ class QAError(VideomemError):
 #: "global": about the whole video; "breakpoint": about the moment ``time_s``
 Mode = Literal["global", "breakpoint"]
 
+#: how a memory too long for the context is cut to K slots (see ``qa.fit``):
+#: "relevant" keeps the slots most relevant to the question whole, "uniform" merges all
+Context = Literal["relevant", "uniform"]
+CONTEXTS: tuple[Context, ...] = ("relevant", "uniform")
+
 
 @dataclass(frozen=True)
 class Question:
@@ -54,6 +59,9 @@ class Answer:
     memory_slots: int = 0
     #: QA-time consolidation target (None: the memory fit as stored)
     k: int | None = None
+    #: slots (timeline lines) kept whole by a question-aware cut, as indices into the
+    #: view before it (None: no cut, or a uniform one)
+    kept_slots: list[int] | None = None
     #: "memory" or "video" (breakpoint frames decoded again)
     source: str = "memory"
     seconds: float = 0.0
@@ -100,6 +108,10 @@ class GenerationSettings:
     # Put the transcript's lines beside the slots they are said in (VLM QA; see
     # videomem.qa.subtitles). Off: the prompt is the plain memory's.
     subtitles: bool = False
+    # How a memory too long for the context is cut to K slots: "relevant" keeps the
+    # slots most relevant to the question whole (where the store can score them),
+    # "uniform" merges every slot alike (the behaviour before this option).
+    context: Context = "relevant"
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -108,11 +120,18 @@ class GenerationSettings:
             raise QAError(f"unknown prompt style {self.prompt_style!r}; use {PROMPT_STYLES}")
         if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
             raise QAError("sampling needs temperature > 0 and 0 < top_p <= 1")
+        if self.context not in CONTEXTS:
+            raise QAError(f"unknown context {self.context!r}; use {CONTEXTS}")
 
     def to_json(self) -> str:
         d = asdict(self)
         if not d["subtitles"]:  # off: the same JSON (and resume key) as before it existed
             del d["subtitles"]
+        # "uniform" is what every answer stored before this option was made with, so
+        # it keeps their keys; "relevant" (the default) may show other slots, so its
+        # answers get a key of their own (a resumed job answers them once again)
+        if d["context"] == "uniform":
+            del d["context"]
         return json.dumps(d, sort_keys=True)
 
     def hash(self) -> str:

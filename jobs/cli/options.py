@@ -184,6 +184,12 @@ class GenerationOptions(ModelDeviceOptions):
         help="Put the video's transcript beside the slots it is said in (VLM QA; at a "
         "time t only what was said by t). Needs `videomem transcribe` first.",
     )
+    context: str = typer.Option(
+        "relevant",
+        help="When the memory must be cut to fit the context: relevant (the slots or "
+        "timeline lines most relevant to the question stay whole, scored from the "
+        "video's tags, captions and speech) or uniform (every slot merged alike).",
+    )
 
     def settings(self) -> GenerationSettings:
         sample = self.temperature is not None or self.top_p is not None
@@ -197,6 +203,7 @@ class GenerationOptions(ModelDeviceOptions):
             prompt_style=self.prompt_style,  # type: ignore[arg-type]
             max_context=self.max_context,
             subtitles=self.subtitles,
+            context=self.context,  # type: ignore[arg-type]
         )
 
     def answering(self) -> dict[str, Any]:

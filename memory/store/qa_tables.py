@@ -16,6 +16,9 @@ run_id             string, null  the memory (``videos.run_id``) that was read
 slots              int32         slots the prompt showed
 memory_slots       int32         slots of the stored memory
 k                  int32, null   QA-time consolidation target (null: the memory fit)
+kept_slots         list<int32>,  slots (timeline lines) a question-aware cut kept whole,
+                   null          indices into the view before the cut (null: no cut, or
+                                 a uniform one; always null in tables written before it)
 source             string        ``"memory"``, or ``"video"`` (breakpoint frames decoded again)
 prompt_tokens new_tokens int32   lengths
 seconds            float64       generation time (a share of a shared prefill)
@@ -58,6 +61,7 @@ ANSWERS_SCHEMA = pa.schema(
         pa.field("slots", pa.int32()),
         pa.field("memory_slots", pa.int32()),
         pa.field("k", pa.int32()),
+        pa.field("kept_slots", pa.list_(pa.int32())),
         pa.field("source", pa.string()),
         pa.field("prompt_tokens", pa.int32()),
         pa.field("new_tokens", pa.int32()),
@@ -88,6 +92,9 @@ CAPTIONS_SCHEMA = pa.schema(
 )
 
 SCHEMAS = {ANSWERS: ANSWERS_SCHEMA, CAPTIONS: CAPTIONS_SCHEMA}
+#: nullable columns added after a table was first released: a table written before
+#: them still reads (rows without them), and a writer adds them (null for old rows)
+ADDED = {ANSWERS: frozenset({"kept_slots"}), CAPTIONS: frozenset()}
 KEYS = {ANSWERS: ANSWER_KEY, CAPTIONS: CAPTION_KEY}
 
 

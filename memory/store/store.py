@@ -71,6 +71,7 @@ from videomem.memory.store.schema import (
     live_filter,
     memory_rows,
     record_from_row,
+    slots_from_rows,
     sql_str,
     storage_fields,
     tokens_from_rows,
@@ -148,23 +149,11 @@ class Store:
             self.close()
             raise StoreError(f"cannot open store {self.uri}: {type(e).__name__}: {e}") from e
         for table, schema in ((self._videos, VIDEOS_SCHEMA), (self._memories, MEMORIES_SCHEMA)):
-            missing = set(schema.names) - set(table.schema.names)
-            added_later = missing & ADDED_COLUMNS[table.name]
-            if missing - added_later:
+            try:
+                self._add_columns(table, schema, ADDED_COLUMNS[table.name])
+            except StoreError:
                 self.close()
-                raise StoreError(
-                    f"store {self.uri}: table {table.name} lacks columns {sorted(missing)} "
-                    "(made by another videomem version?)"
-                )
-            if added_later and writer:  # a store from before these columns: add them
-                try:
-                    table.add_columns([schema.field(name) for name in sorted(added_later)])
-                except Exception as e:
-                    self.close()
-                    raise StoreError(
-                        f"store {self.uri}: cannot add columns {sorted(added_later)} to "
-                        f"{table.name}: {type(e).__name__}: {e}"
-                    ) from e
+                raise
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -404,11 +393,12 @@ class Store:
         if len(recent):
             recent_tokens = tokens_from_rows(recent, n, d)
             recent_ts = torch.from_numpy(recent.column("start_s").to_numpy().astype(np.float64))
+        tokens, keep = torch.zeros(0, n, d, dtype=torch.float16), None
+        if n_slots:
+            tokens, keep = slots_from_rows(slots, n, d)
         return VideoMemory(
             video_id=rec.video_id,
-            tokens=tokens_from_rows(slots, n, d)
-            if n_slots
-            else torch.zeros(0, n, d, dtype=torch.float16),
+            tokens=tokens,
             sizes=torch.from_numpy(slots.column("size").to_numpy().astype(np.int64)),
             start_s=torch.from_numpy(slots.column("start_s").to_numpy().astype(np.float64)),
             end_s=torch.from_numpy(slots.column("end_s").to_numpy().astype(np.float64)),
@@ -420,6 +410,7 @@ class Store:
             recent_timestamps=recent_ts,
             config_hash=rec.config_hash,
             thumbnails=thumbs,
+            keep=keep,
         )
 
     def iter_memories(
@@ -672,8 +663,35 @@ class Store:
         self.require_writer()
         if not rows:
             return 0
+        self._add_qa_columns(name)
         self._upsert(name, SCHEMAS[name], KEYS[name], rows_table(name, rows))
         return len(rows)
+
+    def _add_qa_columns(self, name: str) -> None:
+        """Give a QA table written before its newer nullable columns
+        (``qa_tables.ADDED``) those columns (:meth:`_add_columns`), so new rows fit it."""
+        from videomem.memory.store.qa_tables import ADDED, SCHEMAS
+
+        table = self._qa_table(name, create=False)
+        if table is not None:
+            self._add_columns(table, SCHEMAS[name], ADDED[name])
+
+    def _add_columns(self, table: Any, schema: pa.Schema, added_later: frozenset[str]) -> None:
+        """Check ``table`` against ``schema``: the nullable columns added after it was
+        first released (``added_later``) may be missing, and a writer adds them (null for
+        its rows) so new rows fit; any other missing column is another videomem
+        version's table, refused."""
+        missing = set(schema.names) - set(table.schema.names)
+        if missing - added_later:
+            raise StoreError(
+                f"store {self.uri}: table {table.name} lacks columns {sorted(missing)} "
+                "(made by another videomem version?)"
+            )
+        if missing and self.writer:  # a table from before these columns: add them
+            try:
+                table.add_columns([schema.field(name) for name in sorted(missing)])
+            except Exception as e:
+                raise self._lance_error(table.name, "adding columns", e) from e
 
     def read_qa_rows(
         self, name: str, where: str | None = None, *, limit: int | None = None, offset: int = 0
@@ -800,6 +818,12 @@ class Store:
             return None
         try:
             return IndexTable(self, self._db.open_table(name))
+        except ValueError as e:
+            # listed but its first version not committed yet: a writer is creating it
+            # right now (as for the side tables), and a reader sees no such index yet
+            if not self.writer and "was not found" in str(e):
+                return None
+            raise self._lance_error(name, "open", e) from e
         except Exception as e:
             raise self._lance_error(name, "open", e) from e
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 from videomem.jobs.cli import app
-from videomem.memory.store import Store
+from videomem.memory.store import Store, VideoCommit
 
 from tests.videos import make_pattern
 
@@ -183,3 +183,57 @@ def test_qa_on_ray_workers_matches_local(indexed, tmp_path: Path, monkeypatch) -
             for r in st.read_qa_rows("answers", "settings LIKE '%ray%'")
         }
     assert got == want and len(got) == 4
+
+
+def test_ask_context_flag_and_kept_slots_in_the_json_row(indexed) -> None:  # type: ignore[no-untyped-def]
+    """`ask --json` past `--max-context`: with tags naming a red umbrella in one slot,
+    the default (`--context relevant`) keeps that slot whole and says so in
+    `kept_slots`; `--context uniform` merges as before (null) under the old key."""
+    import dataclasses
+
+    import torch
+    from videomem.jobs.rows import caption_row
+
+    env, store, ids, _, _ = indexed
+    vid, n, needle = "0123456789ab", 8, 5
+    with Store(store, writer=True) as st:
+        rec, one = st.latest(ids["a.mp4"]), st.load_memory(ids["a.mp4"])
+        # a still shot of n slots (a's first slot with a little noise): nothing visual
+        # tells the needle slot apart, only its tags
+        g = torch.Generator().manual_seed(0)
+        noise = 0.01 * torch.randn((n, *one.tokens.shape[1:]), generator=g)
+        t = torch.arange(n, dtype=torch.float64)
+        mem = dataclasses.replace(
+            one, video_id=vid, tokens=(one.tokens[:1].float() + noise).half(),
+            sizes=torch.ones(n, dtype=torch.int64), start_s=t, end_s=t + 1, embedding=None,
+            frames_seen=n, recent_tokens=None, recent_timestamps=None, thumbnails=None,
+        )  # fmt: skip
+        (rec,) = st.commit([VideoCommit(dataclasses.replace(rec, video_id=vid), mem)])
+        st.add_qa_rows(
+            "captions",
+            [
+                caption_row(
+                    rec,
+                    "tags",
+                    float(i),
+                    float(i + 1),
+                    "red umbrella 0.70" if i == needle else "street 0.50, car 0.20",
+                    "tagger",
+                    "{}",
+                )  # fmt: skip
+                for i in range(n)
+            ],
+        )
+    q = "is there a red umbrella ?"
+    base = ["ask", vid, q, "--store", str(store), "--max-new-tokens", "2", "--json"]
+    wide = json.loads(invoke(env, *base).stdout)
+    assert wide["k"] is None and wide["kept_slots"] is None and wide["slots"] == n
+    small = [*base, "--max-context", str(wide["prompt_tokens"] + 1)]  # one slot too many
+    relevant = json.loads(invoke(env, *small).stdout)
+    uniform = json.loads(invoke(env, *small, "--context", "uniform").stdout)
+    assert relevant["k"] == uniform["k"] == n - 1
+    assert relevant["kept_slots"] == [needle] and uniform["kept_slots"] is None
+    assert json.loads(relevant["settings"])["context"] == "relevant"
+    assert "context" not in json.loads(uniform["settings"])
+    bad = invoke(env, *small, "--context", "best")
+    assert bad.exit_code == 2 and "context" in bad.stderr

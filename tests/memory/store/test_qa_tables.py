@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import torch
 from videomem.memory.config import MemoryConfig
@@ -86,3 +87,39 @@ def test_captions_are_read_for_the_current_memory_only(tmp_path: Path) -> None:
         (new,) = st.commit([VideoCommit(rec, mem)])  # re-indexed: a new memory
         assert new.run_id != old.run_id
         assert st.captions("v1") == []  # captions of the replaced memory are not shown
+
+
+def test_an_answers_table_from_before_kept_slots_still_reads_and_grows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table written by a version without ``kept_slots`` (its schema without the
+    column): a reader sees its rows without it, and the next write adds the column
+    (null for the old rows) instead of failing on the new rows."""
+    from videomem.memory.store import qa_tables
+
+    old = pa.schema([f for f in ANSWERS_SCHEMA if f.name != "kept_slots"])
+    with monkeypatch.context() as m:
+        m.setitem(qa_tables.SCHEMAS, "answers", old)
+        with Store(tmp_path / "s", writer=True) as st:
+            st.add_qa_rows("answers", [_answer("q1")])
+    with Store(tmp_path / "s") as ro:
+        (row,) = ro.read_qa_rows("answers")
+        assert row["question_id"] == "q1" and row.get("kept_slots") is None
+    with Store(tmp_path / "s", writer=True) as st:
+        st.add_qa_rows("answers", [_answer("q2", kept_slots=[3, 9])])
+        rows = {r["question_id"]: r["kept_slots"] for r in st.read_qa_rows("answers")}
+    assert rows == {"q1": None, "q2": [3, 9]}
+
+
+def test_an_answers_table_missing_other_columns_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from videomem.memory.store import qa_tables
+
+    odd = pa.schema([f for f in ANSWERS_SCHEMA if f.name not in ("kept_slots", "dtype")])
+    with monkeypatch.context() as m:
+        m.setitem(qa_tables.SCHEMAS, "answers", odd)
+        with Store(tmp_path / "s", writer=True) as st:
+            st.add_qa_rows("answers", [_answer("q1")])
+    with Store(tmp_path / "s", writer=True) as st, pytest.raises(StoreError, match="dtype"):
+        st.add_qa_rows("answers", [_answer("q2")])

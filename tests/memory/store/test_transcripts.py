@@ -97,3 +97,16 @@ def test_a_table_being_created_reads_as_absent(tmp_path: Path) -> None:
         assert "transcripts" in st.table_names()
         assert st.transcripts() == [] and st.transcribed("whisper-base", "s1") == set()
         assert st.transcript("v1") is None and st.read_qa_rows("answers") == []
+
+
+def test_a_search_index_being_created_reads_as_absent(tmp_path: Path) -> None:
+    """The same for a search index: a reader sees none while a writer creates it; a
+    writer, which would build on it, still gets the error."""
+    with Store(tmp_path / "s", writer=True):
+        pass
+    (tmp_path / "s" / "caption_index.lance").mkdir()
+    with Store(tmp_path / "s") as st:
+        assert "caption_index" in st.table_names()
+        assert st.index_table("caption_index") is None
+    with Store(tmp_path / "s", writer=True) as w, pytest.raises(StoreError):
+        w.index_table("caption_index")
