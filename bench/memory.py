@@ -76,6 +76,7 @@ CONFIGS: dict[str, MemoryConfig] = {
     "adaptive (default)": MemoryConfig(),
     "adaptive before (cos)": MemoryConfig(metric="cosine", max_span_s=None),
     "adaptive thr=None": MemoryConfig(threshold=None),
+    "adaptive keep_events": MemoryConfig(keep_events=True),
     "moviechat": MemoryConfig.preset("moviechat"),
     "moviechat_reference": MemoryConfig.preset("moviechat_reference"),
     "mbc": MemoryConfig.preset("mbc"),
@@ -143,6 +144,7 @@ def grid(thresholds: list[float | None], budgets: list[int]) -> dict[str, Memory
     for L in budgets:
         rows[f"adaptive thr=None L={L}"] = MemoryConfig(threshold=None, long_term_len=L)
         rows[f"adaptive thr={MemoryConfig().threshold} L={L}"] = MemoryConfig(long_term_len=L)
+        rows[f"adaptive keep_events L={L}"] = MemoryConfig(long_term_len=L, keep_events=True)
         for name in ("moviechat", "moviechat_reference", "mbc"):
             rows[f"{name} L={L}"] = preset(name, long_term_len=L)
     return rows

@@ -1,12 +1,13 @@
 """Needles in an hour of video: does a one-second event survive consolidation? And how
 many tokens of each slot change against the slot before (token-level redundancy)?
 
-    python bench/needle.py            # 4 seeds, an hour per stream (~3 min on 2 cores)
+    python bench/needle.py            # 4 seeds, an hour per stream (~5 min on 2 cores)
     python bench/needle.py --quick    # 1 seed, 20 minutes per stream (~1 min)
 
 Prints, all measured in this run (``memory.needle``, ``memory.redundancy``):
 
-1. Needle recall of ``adaptive`` (the default config), the ``moviechat`` preset and
+1. Needle recall of ``adaptive`` (the default config), ``adaptive+ev`` (the default
+   with ``keep_events``), the ``moviechat`` preset and
    uniform sampling (every k-th frame) at L = 32, 64, 256 slots, and of the default
    at L = K + n and K + 2n (K scenes, n needles: the issue's goal is recall 1.00 at
    L >= K + n), on
@@ -18,7 +19,8 @@ Prints, all measured in this run (``memory.needle``, ``memory.redundancy``):
    Each seed places 3, 2 or 1 needles (seed 0, 1, 2, ...) of one frame, and of one
    second where that is more than one frame (real clips at --real-fps 2; at 1 fps
    the two are the same), at random places: frames of another scene (or clip).
-   Recall = needles recalled / needles placed, over all seeds. --scenes 12 by
+   Recall = needles recalled / needles placed, over all seeds; beside it the scene
+   recall (``quality.scene_recall``: scenes holding a whole slot), mean over seeds. --scenes 12 by
    default, as the issue's "12 uneven scenes".
 2. Token dropping (``MemoryConfig.token_tau``, ``redundancy.drop_tokens``) of the same
    memories (seed 0) and of the default memory of the sample clips joined (at 1 and 4
@@ -52,6 +54,7 @@ from videomem.memory.needle import (
     uneven_lengths,
     uniform_memory,
 )
+from videomem.memory.quality import scene_recall
 from videomem.memory.redundancy import drop_tokens, kept_fraction, kept_positions
 from videomem.memory.store.schema import memory_rows, stored_bytes
 from videomem.memory.types import VideoMemory
@@ -85,10 +88,17 @@ def memories(stream: TokenStream) -> dict[tuple[str, str], Memory]:
     "K+n" or "K+2n" for the budgets that depend on the stream."""
     k, n = stream.num_scenes, len(stream.needles)
     out: dict[tuple[str, str], Memory] = {}
+    events = MemoryConfig(keep_events=True)
     for label, budget in (("K+n", k + n), ("K+2n", k + 2 * n)):
         out[("adaptive", label)] = build(MemoryConfig(long_term_len=budget), stream)
+        out[("adaptive+ev", label)] = build(
+            dataclasses.replace(events, long_term_len=budget), stream
+        )
     for budget in BUDGETS:
         out[("adaptive", str(budget))] = build(MemoryConfig(long_term_len=budget), stream)
+        out[("adaptive+ev", str(budget))] = build(
+            dataclasses.replace(events, long_term_len=budget), stream
+        )
         cfg = dataclasses.replace(MemoryConfig.preset("moviechat"), long_term_len=budget)
         out[("moviechat", str(budget))] = build(cfg, stream)
         out[("uniform", str(budget))] = uniform_memory(stream, budget)
@@ -110,6 +120,7 @@ class Tally:
         self.hits: dict[tuple[str, str, str], list[int]] = {}
         self.slots: dict[tuple[str, str, str], list[int]] = {}
         self.budget: dict[tuple[str, str, str], list[int]] = {}
+        self.scenes: dict[tuple[str, str, str], list[float]] = {}
         self.redundancy: dict[
             tuple[str, str, str, float], tuple[float, float, int, float, int]
         ] = {}
@@ -123,7 +134,8 @@ class Tally:
             h[1] += len(hits)
             self.slots.setdefault(key, []).append(int(x.shape[0]))
             self.budget.setdefault(key, []).append(_budget(label, stream))
-            if taus and seed == 0:
+            self.scenes.setdefault(key, []).append(scene_recall(s, e, stream.bounds))
+            if taus and seed == 0 and method != "adaptive+ev":
                 for tau in TAUS:
                     prev = kept_fraction(kept_positions(x, tau))
                     dense, keep = drop_tokens(x, tau)
@@ -160,14 +172,16 @@ def _budget(label: str, stream: TokenStream) -> int:
 def print_recall(title: str, tally: Tally) -> None:
     print(f"\n{title}")
     print(
-        f"   {'needles':<10}{'method':<11}{'L':>6}{'mean L':>8}{'slots':>8}{'recall':>8}{'hits':>9}"
+        f"   {'needles':<10}{'method':<13}{'L':>6}{'mean L':>8}{'slots':>8}{'recall':>8}{'hits':>9}{'scenes':>8}"
     )
     for (kind, method, label), (hit, total) in tally.hits.items():
         slots = tally.slots[(kind, method, label)]
         budget = tally.budget[(kind, method, label)]
+        scenes = tally.scenes[(kind, method, label)]
         print(
-            f"   {kind:<10}{method:<11}{label:>6}{sum(budget) / len(budget):>8.1f}"
+            f"   {kind:<10}{method:<13}{label:>6}{sum(budget) / len(budget):>8.1f}"
             f"{sum(slots) / len(slots):>8.1f}{hit / total:>8.2f}{f'{hit}/{total}':>9}"
+            f"{sum(scenes) / len(scenes):>8.3f}"
         )
 
 

@@ -61,6 +61,7 @@ def memory_config(
     token_dtype: str = "float16",
     token_scale: str | None = None,
     token_tau: float | None = None,
+    keep_events: bool = False,
 ) -> MemoryConfig:
     """The ``preset`` :class:`MemoryConfig` with the given overrides (None: keep).
     Without a preset, the one ``model``'s checkpoint names for itself (MovieChat's:
@@ -70,7 +71,11 @@ def memory_config(
     if preset is None:
         preset = (default_memory_preset(model) if model else None) or "default"
     config = MemoryConfig.preset(preset)
-    for flag, value in (("--threshold", threshold), ("--max-span", max_span)):
+    for flag, value in (
+        ("--threshold", threshold),
+        ("--max-span", max_span),
+        ("--keep-events", keep_events or None),
+    ):
         if value is not None and config.method != "adaptive":
             raise ConfigError(
                 f"{flag} applies to the adaptive method only "
@@ -90,6 +95,8 @@ def memory_config(
         )
         if v is not None
     }
+    if keep_events:
+        overrides["keep_events"] = True
     if max_span is not None:  # 0 turns the limit off (None is "not given" here)
         overrides["max_span_s"] = None if max_span == 0 else max_span
     return dataclasses.replace(config, **overrides)  # validates them

@@ -45,6 +45,17 @@ Design decisions:
   and the most similar pairs (long static stretches) are merged first. The spans
   are kept as a second similarity vector (``esims``: ``sims`` or -inf where the
   union would be too long), updated with ``sims``, so it costs one more ``max``.
+* **Short events** (``keep_events``, opt-in): a merge the budget forces (no pair is
+  redundant) takes the most similar pair as above, unless one of its two slots is a
+  short event interrupting a scene: at most ``EVENT_FRAMES`` frames whose two
+  neighbours are more alike with each other than either is with it (by
+  ``EVENT_MARGIN``, in the ranking metric's units). Then the next most similar pair
+  is taken. Without it, a one-second event inside a long scene splits the scene in
+  two, every forced merge is between unrelated neighbours, and the noise in their
+  similarities picks whether the event is folded into its host (bench/needle.py).
+  The event is recognised once the scene resumes after it (its second neighbour
+  exists); the check costs two more similarities per forced merge, and more only
+  when the most similar pair is refused.
 """
 
 from __future__ import annotations
@@ -66,6 +77,11 @@ from videomem.memory.merge import (
 from videomem.pipeline.errors import ConfigError
 
 _END = -1  # "no next/previous slot" in the links
+#: ``keep_events``: a slot of at most this many frames can be a short event (a
+#: needle of one frame, or a second at 1-3 fps), and how much more alike its two
+#: neighbours must be with each other than with it (ranking metric units)
+EVENT_FRAMES = 3
+EVENT_MARGIN = 0.1
 
 
 @dataclass
@@ -104,6 +120,7 @@ class AdaptiveChain:
     max_span_s: float | None
     metric: Metric
     weighting: Weighting
+    keep_events: bool = False
     head: int = _END
     tail: int = _END
     length: int = 0
@@ -121,6 +138,7 @@ class AdaptiveChain:
         max_span_s: float | None = None,
         metric: Metric = "cosine",
         weighting: Weighting = "size",
+        keep_events: bool = False,
         device: torch.device | str = "cpu",
     ) -> AdaptiveChain:
         """Allocate (and zero-fill, so the pages are committed) every buffer up front."""
@@ -155,6 +173,7 @@ class AdaptiveChain:
             max_span_s=max_span_s,
             metric=metric,
             weighting=weighting,
+            keep_events=keep_events,
         )
 
     def push(self, frame: torch.Tensor, t: float, emb: torch.Tensor | None = None) -> None:
@@ -213,7 +232,40 @@ class AdaptiveChain:
                 return  # (-inf, no pair that may merge, is never >= threshold)
             ties = torch.nonzero(sims == best).flatten().tolist()
             i = ties[0] if len(ties) == 1 else min(ties, key=self.first.__getitem__)
+            if over and self.keep_events and self._is_event_pair(i, sims):
+                i = self._forced_pair(sims)
             self._merge_next(i)
+
+    def _is_event_pair(self, i: int, sims: torch.Tensor) -> bool:
+        """Would merging slot ``i`` with its next fold a short event away, when no pair
+        is redundant (a redundant pair is merged as always)?"""
+        if self.threshold is not None and float(self.sims.max()) >= self.threshold:
+            return False
+        return self._is_event(i, sims) or self._is_event(self.nxt[i], sims)
+
+    def _is_event(self, j: int, sims: torch.Tensor) -> bool:
+        """Slot ``j`` is short and interrupts a scene: its neighbours are more alike
+        with each other than with it (``sims``: the similarities that rank merges)."""
+        p, q = self.prv[j], self.nxt[j]
+        if p == _END or q == _END or self.sizes[j] > EVENT_FRAMES:
+            return False
+        across = float(self._rank_sim(p, q))
+        return across > max(float(sims[p]), float(sims[j])) + EVENT_MARGIN
+
+    def _forced_pair(self, sims: torch.Tensor) -> int:
+        """The most similar pair (ties: earliest) that folds no short event away; the
+        most similar pair when every pair would."""
+        values = sims.tolist()
+        rows = [r for r in self.rows() if self.nxt[r] != _END]
+        rows.sort(key=lambda r: (-values[r], self.first[r]))
+        return next((r for r in rows if not self._is_event_pair(r, sims)), rows[0])
+
+    def _rank_sim(self, a: int, b: int) -> torch.Tensor:
+        """Similarity of slots ``a`` and ``b`` in the units that rank forced merges."""
+        if self.rsims is None:
+            return self._sim(a, b)
+        rank = ranking_metric(self.metric)
+        return pair_similarity(self.x[a : a + 1], self.x[b : b + 1], rank)[0]
 
     def _pair(self, i: int, k: int) -> None:
         """Set the similarity of slot ``i`` with its next slot ``k`` (``_END``: none)."""
@@ -227,8 +279,7 @@ class AdaptiveChain:
         s = self._sim(i, k)
         self.sims[i] = s
         if self.rsims is not None:
-            rank = ranking_metric(self.metric)
-            self.rsims[i] = pair_similarity(self.x[i : i + 1], self.x[k : k + 1], rank)[0]
+            self.rsims[i] = self._rank_sim(i, k)
         if self.esims is not None and self.max_span_s is not None:
             fits = self.last[k] - self.starts[i] < self.max_span_s
             self.esims[i] = s if fits else _NO_PAIR

@@ -251,6 +251,7 @@ class MemoryBuilder:
                 max_span_s=cfg.max_span_s,
                 metric=cfg.metric,
                 weighting=cfg.weighting,
+                keep_events=cfg.keep_events,
                 device=dev,
             )
             return

@@ -27,7 +27,7 @@ TOKEN_SCALES: tuple[str, ...] = ("slot", "token")
 #: Fields added after memories were first stored. A method they do not apply to
 #: leaves them out of its hash, so keys of memories stored before they existed
 #: (and configs read back from that JSON) stay the same.
-_ADAPTIVE_ONLY: tuple[str, ...] = ("threshold", "max_span_s")
+_ADAPTIVE_ONLY: tuple[str, ...] = ("threshold", "max_span_s", "keep_events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +38,13 @@ class MemoryConfig(ConfigBase):
     # Added after memories were stored: hashed only when int8 (token_scale only then,
     # see hashed_dict), so float16 keys stay the same as before the fields existed.
     # max_span_s: None is how adaptive memories were built before the field existed.
-    # token_tau: 0.0 (nothing dropped) is every memory stored before the field existed.
+    # token_tau: 0.0 (nothing dropped) is every memory stored before the field existed;
+    # keep_events: False likewise.
     _HASHED_UNLESS: ClassVar[dict[str, Any]] = {
         "token_dtype": "float16",
         "max_span_s": None,
         "token_tau": 0.0,
+        "keep_events": False,
     }
 
     # "adaptive": frames go straight to long-term memory and the most similar adjacent
@@ -66,6 +68,13 @@ class MemoryConfig(ConfigBase):
     # 20 s: 3 slots a minute of static footage (~0.4 MB/min with MobileNetV2 tokens),
     # 256 slots then hold 85 min of it before the budget merges further (10 s: 43 min).
     max_span_s: float | None = 20.0
+    # adaptive only, opt-in: a merge the budget forces never folds a short event (at
+    # most 3 frames whose two neighbours are more alike with each other than with it)
+    # into its neighbours while another pair can merge (memory.adaptive). More one-
+    # second needles survive small budgets (bench/needle.py: real footage at L = 32,
+    # 0/9 -> 7/9), at the price of the scenes whose slots are merged instead; off by
+    # default until the scene tables (bench/memory.py) say otherwise.
+    keep_events: bool = False
     # Short-term FIFO capacity in frames (MovieChat default 18; moviechat only).
     short_term_len: int = 18
     # Frames the short-term buffer is merged down to before moving to long-term
@@ -155,6 +164,8 @@ class MemoryConfig(ConfigBase):
             raise ConfigError(
                 f"MemoryConfig: token_tau {self.token_tau} is not a cosine distance in [0, 2]"
             )
+        if self.keep_events and self.method != "adaptive":
+            raise ConfigError("MemoryConfig: keep_events applies to the adaptive method only")
         if self.method in ("mbc", "adaptive") and (
             self.overflow != "consolidate" or self.window is not None
         ):
@@ -177,6 +188,8 @@ class MemoryConfig(ConfigBase):
         out = ConfigBase.to_dict(self)
         if self.method != "adaptive":
             out.pop("max_span_s", None)
+        if not self.keep_events:
+            out.pop("keep_events", None)  # likewise: configs without it stay as they were
         if self.token_tau == 0.0:
             out.pop("token_tau", None)  # likewise: configs without dropping stay as they were
         return out

@@ -74,6 +74,12 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions, ASROptions
         help="Override (adaptive only): under budget a slot spans at most this many "
         "seconds (default 20); 0 = no limit.",
     )
+    keep_events: bool = typer.Option(
+        False,
+        "--keep-events",
+        help="Adaptive only: a merge the budget forces never folds a short event (<= 3 "
+        "frames that interrupt a scene) away while another pair can merge.",
+    )
     token_dtype: str = typer.Option(
         "float16", help="How tokens are stored: float16 (exact) or int8 (half the bytes)."
     )
@@ -154,6 +160,7 @@ class IndexOptions(StoreOptions, ExecutorOptions, ModelDeviceOptions, ASROptions
                 short_term_len=self.short_term_len,
                 threshold=self.threshold,
                 max_span=self.max_span,
+                keep_events=self.keep_events,
                 token_dtype=self.token_dtype,
                 token_scale=self.token_scale,
                 token_tau=self.token_tau,

@@ -155,6 +155,7 @@ def test_show_text_json_and_plot(indexed, env, tmp_path: Path) -> None:
         (["--memory-preset", "moviechat", "--threshold", "0.5"], "adaptive method only"),
         (["--threshold", "1.5"], "not a cosine"),
         (["--memory-preset", "mbc", "--max-span", "30"], "adaptive method only"),
+        (["--memory-preset", "moviechat", "--keep-events"], "adaptive method only"),
         (["--max-span", "-5"], "max_span_s must be a positive number"),
         (["--token-dtype", "int4"], "unknown token dtype"),
         (["--token-dtype", "int8", "--token-scale", "row"], "unknown token scale"),
@@ -325,6 +326,7 @@ def test_memory_presets_and_threshold_reach_the_stored_config(
         "threshold": ["--threshold", "0.5"],
         "max_span": ["--max-span", "30"],
         "no_max_span": ["--max-span", "0"],
+        "keep_events": ["--keep-events"],
     }
     hashes = {}
     for name, args in runs.items():
@@ -341,6 +343,8 @@ def test_memory_presets_and_threshold_reach_the_stored_config(
             want["threshold"] = 0.5
         if name in ("max_span", "no_max_span"):
             want["max_span_s"] = 30.0 if name == "max_span" else None
+        if name == "keep_events":
+            want["keep_events"] = True
         assert used == {k: list(v) if isinstance(v, tuple) else v for k, v in want.items()}
     assert len(set(hashes.values())) == len(runs)
 

@@ -137,7 +137,8 @@ def test_adaptive_keeps_every_needle_when_the_budget_holds_every_piece(seed: int
     reason="issue 21's bound L >= scenes + needles is not enough: a needle inside a scene "
     "leaves K + 2n runs, the n merges L = K + n forces are between unrelated neighbours "
     "(mean per-position cosine ~0 for all of them) and the noise picks which; a needle "
-    "merged into its host scene is lost (seeds 1 and 2: 2 of 3 needles kept)",
+    "merged into its host scene is lost (seeds 1 and 2: 2 of 3 needles kept); the opt-in "
+    "keep_events reaches it on these seeds (below)",
 )
 def test_adaptive_keeps_every_needle_at_scenes_plus_needles_slots() -> None:
     """The issue's goal as stated: recall 1.00 for the default at L = K + n."""
@@ -145,6 +146,45 @@ def test_adaptive_keeps_every_needle_at_scenes_plus_needles_slots() -> None:
         stream = insert_needles(synthetic_stream(LENGTHS, seed=seed), 3, seed=seed)
         budget = stream.num_scenes + len(stream.needles)
         assert _recall(_build(MemoryConfig(long_term_len=budget), stream), stream) == 1.0, seed
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_keep_events_keeps_the_needle_the_default_folds_away(seed: int) -> None:
+    """The same goal with ``keep_events``: at L = K + n the default folds a needle into
+    its host (seeds 1 and 2 lose one each, above), the opt-in keeps all three, paying
+    with scenes whose slots are merged instead (scene recall falls; the budget holds)."""
+    from videomem.memory.quality import scene_recall
+
+    stream = insert_needles(synthetic_stream(LENGTHS, seed=seed), 3, seed=seed)
+    budget = stream.num_scenes + len(stream.needles)
+    default = _build(MemoryConfig(long_term_len=budget), stream)
+    events = _build(MemoryConfig(long_term_len=budget, keep_events=True), stream)
+    assert _recall(default, stream) < 1.0 and _recall(events, stream) == 1.0
+    assert len(events) <= budget and int(events.sizes.sum()) == HOUR
+    bounds = stream.bounds
+    assert scene_recall(events.start_s, events.end_s, bounds) <= scene_recall(
+        default.start_s, default.end_s, bounds
+    )
+
+
+def test_keep_events_changes_nothing_without_forced_merges() -> None:
+    """Under budget (and where the budget holds every run) keep_events builds the
+    default's memory bit for bit: it only reorders merges the budget forces."""
+    stream = insert_needles(synthetic_stream(LENGTHS, seed=0), 3, seed=0)
+    for budget in (stream.num_scenes + 2 * len(stream.needles), 256):
+        a = _build(MemoryConfig(long_term_len=budget), stream)
+        b = _build(MemoryConfig(long_term_len=budget, keep_events=True), stream)
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.end_s, b.end_s), budget
+
+
+def test_keep_events_is_an_adaptive_option_hashed_only_when_on() -> None:
+    base = MemoryConfig()
+    on = dataclasses.replace(base, keep_events=True)
+    assert "keep_events" not in base.hashed_dict() and "keep_events" not in base.to_dict()
+    assert on.hashed_dict()["keep_events"] is True and on.hashed_dict() != base.hashed_dict()
+    assert MemoryConfig.from_dict(on.to_dict()) == on
+    with pytest.raises(ConfigError, match="keep_events"):
+        dataclasses.replace(MemoryConfig.preset("moviechat"), keep_events=True)
 
 
 # --------------------------------------------------------------------------- redundancy
