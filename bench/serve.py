@@ -1,6 +1,6 @@
 """``videomem serve`` at corpus scale: warm search, pages, ask overhead (CPU).
 
-Stores are built through the real writer API (``Store.commit``, ``add_qa_rows``, the
+Stores are built through the real writer API (``Store.commit``, ``qa.add``, the
 real search-index refresh), on one real indexed clip so the records name a real
 checkpoint with a text tower (the tiny random CLIP of ``encoders/testing``: its text
 tower is loaded exactly as a user's CLIP is). Then, against a real uvicorn server on
@@ -123,7 +123,7 @@ def build(path: Path, rec0: Any, dim: int, videos: int, slots: int, failed: int 
                                           slots=slots, run_id=None)  # fmt: skip
                 batch.append(VideoCommit(rec, mem))
             for committed in st.commit(batch):
-                st.add_qa_rows("captions", [
+                st.qa.add("captions", [
                     caption_row(committed, "tags", 2.0 * i, 2.0 * i + 2, rng.choice(lines), "bench", "{}")
                     for i in range(slots)])  # fmt: skip
         for lo in range(0, failed, 10_000):

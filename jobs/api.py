@@ -347,8 +347,8 @@ def show(
             mem = st.load_memory(
                 vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
             )
-        captions = st.captions(vid)
-        transcript = st.transcript(vid)
+        captions = st.qa.captions(vid)
+        transcript = st.speech.get(vid)
     if mem is None:
         return VideoView(rec, [], captions, transcript=transcript)
     slots = [

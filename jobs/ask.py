@@ -119,7 +119,7 @@ class Asker:
         mem = st.load_memory(
             vid, encoder_fingerprint=rec.encoder_fingerprint, config_hash=rec.config_hash
         )
-        transcript = st.transcript(vid) if settings.subtitles else None
+        transcript = st.speech.get(vid) if settings.subtitles else None
         (a,) = answer(
             session.qa,
             mem,
@@ -150,8 +150,8 @@ class Asker:
             raise VideomemError(f"video {vid} failed to index: {rec.error or 'unknown error'}")
         llm = self.chat_model()
         # the timeline, but not this LLM's own captions (a caption must not feed an answer)
-        captions = [c for c in st.captions(vid, rec) if c["model"] != llm.name]
-        transcript = st.transcript(vid)  # what is said, when it was transcribed
+        captions = [c for c in st.qa.captions(vid, rec) if c["model"] != llm.name]
+        transcript = st.speech.get(vid)  # what is said, when it was transcribed
         (a,) = TimelineAnswerer(llm, relevance=self.relevance.text).answer(
             captions, [Question(question, at)], settings, rec.duration_s, transcript
         )

@@ -59,7 +59,7 @@ def add_captions(store: Any, summary: CaptionSummary, rows: list[dict[str, Any]]
         summary.failures.append(f"{rows[0]['video_id']}: {bad[0]['error']}")
         return
     good = [r for r in rows if r.get("status") != "failed"]
-    store.add_qa_rows("captions", good)
+    store.qa.add("captions", good)
     summary.captioned += 1
     summary.captions += len(good)
 
@@ -79,7 +79,7 @@ def run_caption(job: CaptionJob) -> CaptionSummary:
             settings_json = caption_settings(job.settings, item)
             done = [
                 c
-                for c in store.captions(vid)
+                for c in store.qa.captions(vid)
                 if c["model"] == model and c["settings"] == settings_json
             ]
             if done and not job.force:

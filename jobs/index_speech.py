@@ -59,7 +59,7 @@ def speech_task(store: Any, speech: ASRConfig | None) -> dict[str, Any]:
     return {
         "speech_hash": key,
         "speech_settings": speech.settings_json(),
-        "transcribed": frozenset(store.transcribed(speech.model, key)),
+        "transcribed": frozenset(store.speech.transcribed(speech.model, key)),
     }
 
 
@@ -80,4 +80,4 @@ def commit_transcripts(
             uri = o.record.uri
             why = (t.error or "").removeprefix(f"{uri}: ")
             failures.append({"uri": uri, "error": f"{uri}: speech: {why}"})
-    store.add_transcripts(list(rows.values()))
+    store.speech.add(list(rows.values()))

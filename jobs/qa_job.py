@@ -65,7 +65,7 @@ class QASummary:
 
 def add_answers(store: Any, summary: QASummary, rows: list[dict[str, Any]]) -> None:
     """Commit answer rows (the single writer) and tally them into ``summary``."""
-    store.add_qa_rows("answers", rows)
+    store.qa.add("answers", rows)
     for r in rows:
         if r["status"] == "answered":
             summary.answered += 1
@@ -82,7 +82,7 @@ def stored_answers(store: Any, job: QAJob, keys: list[tuple[str, str]]) -> list[
     h = job.settings.hash()
     return [
         r
-        for r in store.read_qa_rows("answers", f"settings_hash = '{h}'")
+        for r in store.qa.read("answers", f"settings_hash = '{h}'")
         if (r["question_id"], r["video_id"]) in wanted
         and (job.model is None or r["model"] == job.model)
     ]
@@ -125,7 +125,7 @@ def _plan(
             continue
         if not job.force:
             if model not in answered:
-                answered[model] = store.answered(model, settings.hash())
+                answered[model] = store.qa.answered(model, settings.hash())
             if (qid, video_id) in answered[model]:
                 skipped += 1
                 continue

@@ -154,7 +154,7 @@ class QAStep:
             encoder=session.encoder,
             reuse_prefix=self.spec.reuse_prefix,
             batch_size=self.spec.batch_size,
-            transcript=self.store.transcript(rec.video_id) if settings.subtitles else None,
+            transcript=self.store.speech.get(rec.video_id) if settings.subtitles else None,
             relevance=self.relevance.for_memory(self.store, rec, memory),
         )
         return [

@@ -55,8 +55,8 @@ class RelevanceSource:
         """The scorer of ``memory`` (``rec``: its ``videos`` record in ``store``)."""
 
         def lines() -> list[SlotText]:
-            said = heard(store.transcript(rec.video_id), None)
-            return slot_texts(store.captions(rec.video_id, rec), said)
+            said = heard(store.speech.get(rec.video_id), None)
+            return slot_texts(store.qa.captions(rec.video_id, rec), said)
 
         spans = torch.stack([memory.start_s, memory.end_s], dim=1)
         return Relevance(

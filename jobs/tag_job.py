@@ -187,7 +187,7 @@ def _already_tagged(store: Any, rec: VideoRecord, settings: set[str]) -> bool:
     """Whether the video's current memory has tags made with one of ``settings``."""
     return any(
         c["kind"] == KIND and c["model"] == rec.model and c["settings"] in settings
-        for c in store.captions(rec.video_id)
+        for c in store.qa.captions(rec.video_id)
     )
 
 
@@ -230,7 +230,7 @@ def run_tag(job: TagJob, progress: ProgressFn | None = None) -> TagSummary:
                 if len(summary.failures) < 100:
                     summary.failures.append(f"{out.record.video_id}: {out.error}")
                 return
-            store.add_qa_rows("captions", out.rows)  # the single writer
+            store.qa.add("captions", out.rows)  # the single writer
             summary.tagged += 1
             summary.slots += len(out.rows)
 

@@ -75,12 +75,12 @@ class TimelineStep:
         return self._stores[task.store]
 
     def _captions(self, task: TimelineTask, video_id: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._store(task).captions(video_id)
+        rows: list[dict[str, Any]] = self._store(task).qa.captions(video_id)
         return rows
 
     def _transcript(self, task: TimelineTask, video_id: str) -> Transcript | None:
         """What the video says, for the timeline: the newest finished transcript."""
-        transcript: Transcript | None = self._store(task).transcript(video_id)
+        transcript: Transcript | None = self._store(task).speech.get(video_id)
         return transcript
 
     def run(self, item: QAItem, task: TimelineTask, progress: ProgressFn | None) -> list[Any]:
@@ -162,7 +162,7 @@ def run_timeline_caption(job: CaptionJob, llm: str) -> CaptionSummary:
             vid = rec.video_id
             done = any(
                 c["kind"] == "global" and c["model"] == llm and c["settings"] == settings_json
-                for c in store.captions(vid)
+                for c in store.qa.captions(vid)
             )
             if done and not job.force:
                 summary.skipped += 1

@@ -1,8 +1,9 @@
 """The transcribe job: stored videos' speech into the ``transcripts`` table.
 
 The driver lists the stored videos (all indexed ones, or those named), skips those
-with a finished transcript by the same model and settings (``Store.transcribed``, the
-resume set) unless ``force``, and hands one item per video to the shared executor. A
+with a finished transcript by the same model and settings (the resume set:
+``store.speech.transcribed``) unless ``force``, and hands one item per video to the
+shared executor. A
 worker (:class:`TranscribeStep`) loads the recogniser once and re-reads each video's
 audio from its stored file (content id checked first:
 :func:`~videomem.jobs.transcribe_video.transcribe_one`); a bad video is a failed row,
@@ -192,7 +193,7 @@ def run_transcribe(job: TranscribeJob, progress: ProgressFn | None = None) -> Tr
         pass  # a store that does not exist is an error here, not a new empty store
     with Store(job.store, writer=True, storage_options=job.storage_options) as store:
         records = indexed_records(store, job.videos, summary)
-        done = set() if job.force else store.transcribed(job.asr.model, task.settings_hash)
+        done = set() if job.force else store.speech.transcribed(job.asr.model, task.settings_hash)
         items = [TranscribeItem(r.video_id, r.uri) for r in records if r.video_id not in done]
         summary.videos += len(records) - len(items)
         summary.skipped += len(records) - len(items)
@@ -207,13 +208,13 @@ def run_transcribe(job: TranscribeJob, progress: ProgressFn | None = None) -> Tr
                 summary.add(t)
                 held.append(t)
                 if len(held) >= job.commit_batch:
-                    store.add_transcripts(held)  # the single writer
+                    store.speech.add(held)  # the single writer
                     held.clear()
 
             try:
                 run_to_end(ex, items, commit, task, progress)
             finally:  # what finished is kept even when the job breaks
-                store.add_transcripts(held)
+                store.speech.add(held)
             if summary.done:  # keep the search indexes in step, as the other jobs do
                 from videomem.jobs.search_refresh import refresh_after_write
 

@@ -78,7 +78,7 @@ def speech_store(
 ) -> tuple[Path, str, SpeechClip]:
     """(store, video id, clip): espeak-ng saying ``tests.speech.SENTENCES`` over the real
     bikes clip, indexed with the real MobileNetV2 (1 fps), tagged, and transcribed by
-    real Whisper base (written with ``Store.add_transcripts``, as a transcription job
+    real Whisper base (written with ``store.speech.add``, as a transcription job
     would): the readers of a transcript (timeline, subtitles, search, show) share it."""
     from videomem.encoders.config import EncoderConfig
     from videomem.jobs.index import IndexJob, run_index
@@ -102,7 +102,7 @@ def speech_store(
     assert run_tag(TagJob(store=str(store))).tagged == 1
     with Store(store, writer=True) as st:
         (rec,) = st.list_videos("indexed")
-        st.add_transcripts([transcribe_for_store(clip.path, rec.video_id)])
+        st.speech.add([transcribe_for_store(clip.path, rec.video_id)])
     return store, rec.video_id, clip
 
 

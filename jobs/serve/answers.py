@@ -34,7 +34,7 @@ def answers(request: Request) -> Response:
              (("video_id", video), ("model", model), ("status", status)) if v]  # fmt: skip
     where = " AND ".join(conds) or None
     if request.query_params.get("format") == "csv":
-        rows = s.store.read_qa_rows("answers", where)
+        rows = s.store.qa.read("answers", where)
         out = io.StringIO()
         writer = csv.DictWriter(out, COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -42,8 +42,8 @@ def answers(request: Request) -> Response:
         headers = {"Content-Disposition": 'attachment; filename="answers.csv"'}
         return Response(out.getvalue(), media_type="text/csv", headers=headers)
     at = paging(request, s.config.page, s.config.max_page)
-    total = s.store.count_qa_rows("answers", where)
-    rows = s.store.read_qa_rows("answers", where, limit=at.limit, offset=at.offset)
+    total = s.store.qa.count("answers", where)
+    rows = s.store.qa.read("answers", where, limit=at.limit, offset=at.offset)
     data: dict[str, Any] = {
         "answers": [{k: r.get(k) for k in COLUMNS} for r in rows],
         **at.links(total),

@@ -61,7 +61,7 @@ def _answer(s: Shared, video: str, question: str, at: float | None) -> dict[str,
 
         row = row | {"question_id": f"serve-{uuid.uuid4().hex[:12]}"}
         with open_store(s.config.store, s.config.storage_options, writer=True) as st:
-            st.add_qa_rows("answers", [row])
+            st.qa.add("answers", [row])
     return {
         "video_id": row["video_id"],
         "status": answer.status,

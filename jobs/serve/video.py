@@ -6,7 +6,7 @@ thumbnails are separate requests by slot id (:mod:`.media`), so the page is smal
 whatever the memory holds. The source file is checked (exists, same content id) so a
 moved or changed file is said, and the memory still shows. ``?t=`` seeks the player
 (the search results link there). Speech lines are the video's transcript as the
-store's reader sees it (``Store.transcript``), when there is one.
+store's reader sees it (``store.speech.get``), when there is one.
 """
 
 from __future__ import annotations
@@ -64,15 +64,15 @@ def video(request: Request) -> Response:
     rec = st.latest(vid)
     t = float_param(request.query_params.get("t"), "t")
     slots = slots_of(st, rec)
-    captions = st.captions(vid, rec) if rec.status == "indexed" else []
+    captions = st.qa.captions(vid, rec) if rec.status == "indexed" else []
     tags: dict[float, list[str]] = {}
     for c in captions:
         if c["kind"] == "tags":
             tags.setdefault(c["start_s"], []).append(c["text"] or "")
     for slot in slots:
         slot["tags"] = " ".join(tags.get(slot["start_s"], []))
-    answers = st.read_qa_rows("answers", f"video_id = {sql_str(vid)}", limit=200)
-    transcript = st.transcript(vid)
+    answers = st.qa.read("answers", f"video_id = {sql_str(vid)}", limit=200)
+    transcript = st.speech.get(vid)
     speech = [
         {"start_s": seg.start_s, "end_s": seg.end_s, "text": seg.text}
         for seg in (transcript.segments if transcript is not None else ())

@@ -222,7 +222,7 @@ def refresh_caption_index(
         pending.clear()
 
     cols = [f.name for f in _CAPTION_KEY_FIELDS]
-    for b in store.qa_row_batches(CAPTIONS, cols):
+    for b in store.qa.batches(CAPTIONS, cols):
         for row in b.to_pylist():
             if row["run_id"] not in live or not (row["text"] or "").strip():
                 continue

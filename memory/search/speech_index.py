@@ -1,7 +1,7 @@
 """The speech search index: what is said, searchable like captions.
 
 ``speech_index`` — one row per segment of the transcript a reader of each video sees
-(``Store.transcript``: the newest finished one): video_id, model, settings_hash,
+(``store.speech.get``: the newest finished one): video_id, model, settings_hash,
 segment (its position in the transcript), start_s, end_s, ``text`` (with LanceDB's
 full-text index), ``row_hash`` (what was embedded: key + text) and ``vector`` (the
 sentence encoder's embedding of the text, as ``caption_index``).
@@ -61,7 +61,7 @@ def _row_hash(row: dict[str, Any]) -> str:
 def _read(store: Store) -> list[Transcript]:
     """The transcript a reader sees, for every transcribed video."""
     by_video: dict[str, list[Transcript]] = {}
-    for t in store.transcripts():
+    for t in store.speech.read():
         by_video.setdefault(t.video_id, []).append(t)
     seen = (preferred(rows) for rows in by_video.values())
     return [t for t in seen if t is not None and t.status == "done"]

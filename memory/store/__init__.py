@@ -5,10 +5,12 @@ Everything that reads or writes a table goes through :class:`Store` (and the
 package imports ``lancedb`` or ``lance`` (``tests/test_layout.py`` checks it).
 
 * :mod:`.store` — the Store: open/close, reads, the three-step commit, garbage
-  collection, the QA tables' rows.
+  collection; the side tables' shared mechanics.
 * :mod:`.schema` — the ``videos``/``memories`` schemas, :class:`VideoRecord` and the
   row codecs; :mod:`.codec` — the stored token encodings (float16, int8).
-* :mod:`.qa_tables` — the schemas of the QA stage's ``answers`` and ``captions``.
+* :mod:`.qa_tables` — the QA stage's ``answers`` and ``captions``: schemas and rows
+  (``store.qa``); :mod:`.transcripts` — the speech track's ``transcripts``: schema
+  and rows (``store.speech``).
 * :mod:`.index_table` — derived tables (the search indexes): rows, vector and
   full-text indexes, queries.
 * :mod:`.lease` — one writer per store; :mod:`.clean_close` — the marker that lets a

@@ -73,10 +73,10 @@ def export_store(
         paths[MEMORIES] = _write(out / "memories.parquet", schema, chunks)
         for name in (CAPTIONS, ANSWERS):
             if name in names:
-                rows = _tables(store.qa_row_batches(name, None))
+                rows = _tables(store.qa.batches(name, None))
                 paths[name] = _write(out / f"{name}.parquet", SCHEMAS[name], rows)
         if TRANSCRIPTS in names:
-            rows = _tables(store.transcript_batches())
+            rows = _tables(store.speech.batches())
             paths[TRANSCRIPTS] = _write(out / "transcripts.parquet", TRANSCRIPTS_SCHEMA, rows)
     except StoreError:
         raise

@@ -53,6 +53,7 @@ import torch
 from videomem.memory.store.clean_close import take_clean_marker, write_clean_marker
 from videomem.memory.store.index_table import BATCH_ROWS, IndexTable
 from videomem.memory.store.lease import LeaseConfig, WriterLock, take_writer_lock
+from videomem.memory.store.qa_tables import QATables
 from videomem.memory.store.schema import (
     ADDED_COLUMNS,
     EPOCH,
@@ -76,9 +77,9 @@ from videomem.memory.store.schema import (
     storage_fields,
     tokens_from_rows,
 )
+from videomem.memory.store.transcripts import TranscriptsTable
 from videomem.memory.types import VideoMemory
 from videomem.pipeline.errors import StoreError
-from videomem.pipeline.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ class Store:
     """A LanceDB memory store.
 
     ``Store(uri)`` opens an existing store read-only; ``Store(uri, writer=True)`` creates
-    it if needed and takes the single-writer lock (see the module docstring).
+    it if needed and takes the single-writer lock (see the module docstring). The side
+    tables are read and written through ``store.qa`` (:class:`.qa_tables.QATables`) and
+    ``store.speech`` (:class:`.transcripts.TranscriptsTable`).
     """
 
     def __init__(
@@ -106,6 +109,9 @@ class Store:
         self.writer = writer
         self.storage_options = dict(storage_options or {})
         self._lock: WriterLock | None = None
+        #: the side tables' rows: ``answers``/``captions`` and ``transcripts``
+        self.qa = QATables(self)
+        self.speech = TranscriptsTable(self)
         #: orphan memory rows may exist: the writer before this one did not close cleanly
         #: (and no full collection has run since), or one of our commits broke off
         self._orphans_possible = True
@@ -615,11 +621,12 @@ class Store:
         except Exception as e:
             raise StoreError(f"store {self.uri}: optimize failed: {type(e).__name__}: {e}") from e
 
-    # ------------------------------------------------------------------ QA tables
+    # ------------------------------------------------------------------ side tables
 
     def _side_table(self, name: str, schema: pa.Schema, create: bool) -> Any:
-        """A table beside the store's own (the QA tables, ``transcripts``), created by a
-        writer on first use; None when it does not exist yet and ``create`` is false."""
+        """A table beside the store's own (the QA tables, ``transcripts``: see ``qa`` and
+        ``speech``), created by a writer on first use; None when it does not exist yet and
+        ``create`` is false."""
         if name not in self.table_names():
             if not create:
                 return None
@@ -649,33 +656,6 @@ class Store:
         except Exception as e:
             raise self._lance_error(name, "write", e) from e
 
-    def _qa_table(self, name: str, create: bool) -> Any:
-        """The ``answers``/``captions`` table (:mod:`.qa_tables`)."""
-        from videomem.memory.store.qa_tables import SCHEMAS
-
-        return self._side_table(name, SCHEMAS[name], create)
-
-    def add_qa_rows(self, name: str, rows: list[dict[str, Any]]) -> int:
-        """Upsert ``answers``/``captions`` rows on the table's key (one commit); a re-run
-        replaces rows, never duplicates them. Returns the number of rows written."""
-        from videomem.memory.store.qa_tables import KEYS, SCHEMAS, rows_table
-
-        self.require_writer()
-        if not rows:
-            return 0
-        self._add_qa_columns(name)
-        self._upsert(name, SCHEMAS[name], KEYS[name], rows_table(name, rows))
-        return len(rows)
-
-    def _add_qa_columns(self, name: str) -> None:
-        """Give a QA table written before its newer nullable columns
-        (``qa_tables.ADDED``) those columns (:meth:`_add_columns`), so new rows fit it."""
-        from videomem.memory.store.qa_tables import ADDED, SCHEMAS
-
-        table = self._qa_table(name, create=False)
-        if table is not None:
-            self._add_columns(table, SCHEMAS[name], ADDED[name])
-
     def _add_columns(self, table: Any, schema: pa.Schema, added_later: frozenset[str]) -> None:
         """Check ``table`` against ``schema``: the nullable columns added after it was
         first released (``added_later``) may be missing, and a writer adds them (null for
@@ -692,120 +672,6 @@ class Store:
                 table.add_columns([schema.field(name) for name in sorted(missing)])
             except Exception as e:
                 raise self._lance_error(table.name, "adding columns", e) from e
-
-    def read_qa_rows(
-        self, name: str, where: str | None = None, *, limit: int | None = None, offset: int = 0
-    ) -> list[dict[str, Any]]:
-        """Rows of ``answers``/``captions`` (``where``: a LanceDB filter; ``limit`` rows
-        from ``offset`` in storage order: one page), [] if none."""
-        table = self._qa_table(name, create=False)
-        if table is None or limit == 0:
-            return []
-        return self._scan(table, where, limit=limit, offset=offset).to_pylist()
-
-    def count_qa_rows(self, name: str, where: str | None = None) -> int:
-        """How many ``answers``/``captions`` rows match (0 if the table does not exist)."""
-        table = self._qa_table(name, create=False)
-        if table is None:
-            return 0
-        try:
-            return int(table.count_rows(where))
-        except Exception as e:
-            raise self._lance_error(name, "read", e) from e
-
-    def qa_row_batches(
-        self, name: str, columns: Sequence[str] | None = None
-    ) -> Iterator[pa.RecordBatch]:
-        """Stream ``answers``/``captions`` rows (only ``columns``, default all); nothing
-        if the table does not exist yet."""
-        table = self._qa_table(name, create=False)
-        if table is not None:
-            yield from self._batches(table, None, columns)
-
-    def answered(self, model: str, settings_hash: str) -> set[tuple[str, str]]:
-        """(question_id, video_id) answered with this model and settings: what a
-        resumed QA job skips (failed rows are tried again)."""
-        where = (
-            f"model = {sql_str(model)} AND settings_hash = {sql_str(settings_hash)}"
-            " AND status = 'answered'"
-        )
-        return {(r["question_id"], r["video_id"]) for r in self.read_qa_rows("answers", where)}
-
-    def captions(self, video_id: str, record: VideoRecord | None = None) -> list[dict[str, Any]]:
-        """Captions of the memory a reader of ``video_id`` sees (its current run),
-        global first, then by start time. ``record``: its ``latest`` record, when the
-        caller has just read it (saves reading it again)."""
-        rec = (
-            record if record is not None and record.video_id == video_id else self.latest(video_id)
-        )
-        if rec.run_id is None:
-            return []
-        where = f"video_id = {sql_str(video_id)} AND run_id = {sql_str(rec.run_id)}"
-        rows = self.read_qa_rows("captions", where)
-        return sorted(rows, key=lambda r: (r["kind"] != "global", r["start_s"], r["kind"]))
-
-    # ------------------------------------------------------------------ transcripts
-
-    def _transcripts_table(self, create: bool) -> Any:
-        from videomem.memory.store.transcripts import TRANSCRIPTS, TRANSCRIPTS_SCHEMA
-
-        return self._side_table(TRANSCRIPTS, TRANSCRIPTS_SCHEMA, create)
-
-    def add_transcripts(self, transcripts: Sequence[Transcript]) -> int:
-        """Upsert transcripts on their key (video, model, settings hash) in one commit:
-        a re-run replaces rows, never duplicates them. Returns the rows written."""
-        from videomem.memory.store.transcripts import (
-            TRANSCRIPT_KEY,
-            TRANSCRIPTS,
-            TRANSCRIPTS_SCHEMA,
-            transcripts_table,
-        )
-
-        self.require_writer()
-        if not transcripts:
-            return 0
-        data = transcripts_table(list(transcripts))
-        self._upsert(TRANSCRIPTS, TRANSCRIPTS_SCHEMA, TRANSCRIPT_KEY, data)
-        return len(transcripts)
-
-    def transcripts(
-        self, video_id: str | None = None, *, model: str | None = None
-    ) -> list[Transcript]:
-        """Every stored transcript (of ``video_id`` / by ``model`` when given)."""
-        from videomem.memory.store.transcripts import transcript_from_row
-
-        table = self._transcripts_table(create=False)
-        if table is None:
-            return []
-        where = " AND ".join(
-            f"{col} = {sql_str(v)}" for col, v in (("video_id", video_id), ("model", model)) if v
-        )
-        return [transcript_from_row(r) for r in self._scan(table, where or None).to_pylist()]
-
-    def transcript(self, video_id: str, model: str | None = None) -> Transcript | None:
-        """The transcript a reader of ``video_id`` sees (by ``model`` when given): the
-        newest finished one, else the newest failure; None if it was never transcribed."""
-        from videomem.memory.store.transcripts import preferred
-
-        return preferred(self.transcripts(video_id, model=model))
-
-    def transcribed(self, model: str, settings_hash: str) -> set[str]:
-        """Videos with a finished transcript (``done`` or ``no_audio``) by this model and
-        settings: what a resumed transcription skips (failures are tried again)."""
-        table = self._transcripts_table(create=False)
-        if table is None:
-            return set()
-        where = (
-            f"model = {sql_str(model)} AND settings_hash = {sql_str(settings_hash)}"
-            " AND status != 'failed'"
-        )
-        return {r["video_id"] for r in self._scan(table, where, ["video_id"]).to_pylist()}
-
-    def transcript_batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Stream ``transcripts`` rows (only ``columns``); nothing if there is none."""
-        table = self._transcripts_table(create=False)
-        if table is not None:
-            yield from self._batches(table, None, columns)
 
     # ------------------------------------------------------------------ derived tables
 

@@ -28,15 +28,23 @@ Design decisions:
 * Keyed by content id, not by memory run: re-indexing with another encoder keeps it.
 * Written only by a job's driver (``Store(writer=True)``), one commit per batch of
   videos, like the QA tables.
+* Read and written through :class:`TranscriptsTable`, which the Store holds as
+  ``store.speech`` (``add``, ``read``, ``get``, ``transcribed``, ``batches``): the
+  table's one home is this module, as the QA tables' is :mod:`.qa_tables`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from videomem.memory.store.schema import sql_str
 from videomem.pipeline.transcript import SpeechSegment, Transcript, Word
+
+if TYPE_CHECKING:
+    from videomem.memory.store.store import Store
 
 TRANSCRIPTS = "transcripts"
 TRANSCRIPT_KEY = ("video_id", "model", "settings_hash")
@@ -157,3 +165,58 @@ def preferred(rows: list[Transcript]) -> Transcript | None:
     newest = sorted(rows, key=lambda t: t.created_at or epoch, reverse=True)
     finished = [t for t in newest if t.status != "failed"]
     return (finished or newest or [None])[0]
+
+
+class TranscriptsTable:
+    """The rows of ``transcripts``, reached as ``store.speech``: the writer's first rows
+    create the table; until then it reads as empty (so does a table a writer is
+    creating right now, for a reader)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def _table(self, create: bool) -> Any:
+        return self._store._side_table(TRANSCRIPTS, TRANSCRIPTS_SCHEMA, create)
+
+    def add(self, transcripts: Sequence[Transcript]) -> int:
+        """Upsert transcripts on their key (video, model, settings hash) in one commit:
+        a re-run replaces rows, never duplicates them. Returns the rows written."""
+        self._store.require_writer()
+        if not transcripts:
+            return 0
+        data = transcripts_table(list(transcripts))
+        self._store._upsert(TRANSCRIPTS, TRANSCRIPTS_SCHEMA, TRANSCRIPT_KEY, data)
+        return len(transcripts)
+
+    def read(self, video_id: str | None = None, *, model: str | None = None) -> list[Transcript]:
+        """Every stored transcript (of ``video_id`` / by ``model`` when given)."""
+        table = self._table(create=False)
+        if table is None:
+            return []
+        where = " AND ".join(
+            f"{col} = {sql_str(v)}" for col, v in (("video_id", video_id), ("model", model)) if v
+        )
+        return [transcript_from_row(r) for r in self._store._scan(table, where or None).to_pylist()]
+
+    def get(self, video_id: str, model: str | None = None) -> Transcript | None:
+        """The transcript a reader of ``video_id`` sees (by ``model`` when given): the
+        newest finished one, else the newest failure; None if it was never transcribed."""
+        return preferred(self.read(video_id, model=model))
+
+    def transcribed(self, model: str, settings_hash: str) -> set[str]:
+        """Videos with a finished transcript (``done`` or ``no_audio``) by this model and
+        settings: what a resumed transcription skips (failures are tried again)."""
+        table = self._table(create=False)
+        if table is None:
+            return set()
+        where = (
+            f"model = {sql_str(model)} AND settings_hash = {sql_str(settings_hash)}"
+            " AND status != 'failed'"
+        )
+        return {r["video_id"] for r in self._store._scan(table, where, ["video_id"]).to_pylist()}
+
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream ``transcripts`` rows (only ``columns``); nothing if there is none."""
+        table = self._table(create=False)
+        if table is not None:
+            yield from self._store._batches(table, None, columns)

@@ -197,7 +197,7 @@ def test_the_readme_python_example_runs_as_written(
     assert namespace["hits"].moments  # type: ignore[attr-defined]  # the captions are found
     with Store("videomem-store") as st:
         assert st.count_videos("indexed") == 1
-        (row,) = st.read_qa_rows("answers")  # the bulk qa's; ask stores nothing
+        (row,) = st.qa.read("answers")  # the bulk qa's; ask stores nothing
         assert row["status"] == "answered" and row["model"] == "smollm2", row["error"]
 
 

@@ -78,7 +78,7 @@ def test_qa_resume_force_and_bad_rows(indexed, tmp_path: Path) -> None:  # type:
     forced = json.loads(invoke(env, *args, "--force").stdout)
     assert (forced["answered"], forced["skipped"]) == (4, 0)
     with Store(store) as st:
-        answers = st.read_qa_rows("answers")
+        answers = st.qa.read("answers")
     assert len(answers) == 10  # replaced, never duplicated
     # greedy answers are reproducible: --force gives the same text
     assert {r["question_id"]: r["answer"] for r in answers} == {
@@ -166,8 +166,7 @@ def test_qa_on_ray_workers_matches_local(indexed, tmp_path: Path, monkeypatch) -
     local = run_qa(QAJob(str(q), str(store), settings, device="cpu", executor="local"))
     with Store(store) as st:
         want = {
-            r["question_id"]: r["answer"]
-            for r in st.read_qa_rows("answers", "settings LIKE '%ray%'")
+            r["question_id"]: r["answer"] for r in st.qa.read("answers", "settings LIKE '%ray%'")
         }
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False)
     try:
@@ -179,8 +178,7 @@ def test_qa_on_ray_workers_matches_local(indexed, tmp_path: Path, monkeypatch) -
     assert local.answered == remote.answered == 4 and remote.failed == 0
     with Store(store) as st:
         got = {
-            r["question_id"]: r["answer"]
-            for r in st.read_qa_rows("answers", "settings LIKE '%ray%'")
+            r["question_id"]: r["answer"] for r in st.qa.read("answers", "settings LIKE '%ray%'")
         }
     assert got == want and len(got) == 4
 
@@ -209,7 +207,7 @@ def test_ask_context_flag_and_kept_slots_in_the_json_row(indexed) -> None:  # ty
             frames_seen=n, recent_tokens=None, recent_timestamps=None, thumbnails=None,
         )  # fmt: skip
         (rec,) = st.commit([VideoCommit(dataclasses.replace(rec, video_id=vid), mem)])
-        st.add_qa_rows(
+        st.qa.add(
             "captions",
             [
                 caption_row(

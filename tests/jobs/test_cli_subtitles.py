@@ -1,6 +1,6 @@
 """``ask``/``qa --subtitles`` end to end through the real Typer app: an espeak-ng clip
 indexed with the tiny LLaVA, transcribed by real Whisper base (written with
-``Store.add_transcripts``), answered with its transcript beside the slots."""
+``store.speech.add``), answered with its transcript beside the slots."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def said(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     assert r.exit_code == 0, r.output
     with Store(store, writer=True) as st:
         ids = {Path(rec.uri).name: rec.video_id for rec in st.list_videos()}
-        st.add_transcripts([transcribe_for_store(clip.path, ids["said.mp4"])])
+        st.speech.add([transcribe_for_store(clip.path, ids["said.mp4"])])
     return env, store, ids
 
 
@@ -67,7 +67,7 @@ def test_ask_and_qa_with_subtitles(said, tmp_path: Path) -> None:  # type: ignor
     # subtitles are other answers (their own resume key); the untranscribed video fails
     assert (on["answered"], on["failed"], on["skipped"]) == (1, 1, 0)
     with Store(store) as st:
-        rows = st.read_qa_rows("answers")
+        rows = st.qa.read("answers")
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and "videomem transcribe" in failed[0]["error"]
     assert json.loads(invoke(env, *args, "--subtitles").stdout)["skipped"] == 1

@@ -182,6 +182,6 @@ def test_qa_job_through_ray_job_submit(cluster, tiny: Path, tmp_path: Path) -> N
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in r.stdout + r.stderr
     with Store(str(store)) as st:
-        answers = st.read_qa_rows("answers")
+        answers = st.qa.read("answers")
     assert sorted(a["question_id"] for a in answers) == sorted(row["question_id"] for row in rows)
     assert all(a["status"] == "answered" and a["answer"] for a in answers), answers

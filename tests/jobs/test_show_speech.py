@@ -97,7 +97,7 @@ def test_show_says_no_audio_and_why_a_transcription_failed(
     store = Path(shutil.copytree(tagged_store, tmp_path / "store"))
     with Store(store, writer=True) as st:
         a, b, c = sorted(r.video_id for r in st.list_videos("indexed"))
-        st.add_transcripts([
+        st.speech.add([
             Transcript(a, "whisper-base", "h", "no_audio"),
             Transcript(b, "whisper-base", "h", "failed", error="ffmpeg: Invalid data found"),
         ])  # fmt: skip

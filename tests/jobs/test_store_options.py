@@ -77,8 +77,8 @@ def test_qa_ask_caption_and_eval_on_an_object_store(s3, s3_store, tmp_path: Path
     assert r.exit_code == 0, r.output
 
     with Store(uri, storage_options=s3.options()) as st:
-        answers = [a for a in st.read_qa_rows("answers") if a["video_id"] == vid]
-        captions = st.captions(vid)
+        answers = [a for a in st.qa.read("answers") if a["video_id"] == vid]
+        captions = st.qa.captions(vid)
     assert "q1" in {a["question_id"] for a in answers}
     assert len(answers) == 2  # qa's question, then eval's (ask writes nothing)
     assert {c["kind"] for c in captions} >= {"global"}
@@ -93,7 +93,7 @@ def test_tag_search_and_timeline_qa_on_an_object_store(
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["tagged"] == 1
     with Store(uri, storage_options=s3.options()) as st:
-        assert {c["kind"] for c in st.captions(vid)} == {"tags"}
+        assert {c["kind"] for c in st.qa.captions(vid)} == {"tags"}
 
     r = invoke("search", "colour bars", "--store", uri, *flags, "--source", "visual",
                "--refresh", "--k", "2", "--json")  # fmt: skip

@@ -106,7 +106,7 @@ def transcribed(clips: dict[str, Any], tiny_dir: Path, tmp_path_factory: pytest.
 
 def rows(store: Path) -> list[Transcript]:
     with Store(store) as st:
-        return st.transcripts()
+        return st.speech.read()
 
 
 def by_video(store: Path, settings_hash: str = ASR.settings_hash()) -> dict[str, Transcript]:
@@ -184,7 +184,7 @@ def test_named_video_and_word_times(transcribed, clips) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["done"] == 1
     with Store(store) as st:
-        mine = st.transcripts(ids["speech"])
+        mine = st.speech.read(ids["speech"])
     assert len(mine) == 2  # another settings hash: another row beside the first
     worded = next(t for t in mine if json.loads(t.settings)["word_timestamps"])
     words = [w.text.strip(" .,").lower() for s in worded.segments for w in s.words]

@@ -48,7 +48,7 @@ def _store(path: Path, mem: VideoMemory) -> tuple[Store, VideoRecord]:
         )  # fmt: skip
         for i in range(len(mem))
     ]
-    st.add_qa_rows("captions", rows)
+    st.qa.add("captions", rows)
     return st, st.latest("v1")
 
 
@@ -173,6 +173,6 @@ def test_vlm_needle_slot_reaches_the_prompt_whole(tmp_path: Path) -> None:
     assert pair[0].kept_slots == [NEEDLE]
     # written to and read back from the store's answers table
     with Store(tmp_path / "store", writer=True) as st2:
-        st2.add_qa_rows("answers", [u_row, r_row])
-        back = {r["settings_hash"]: r["kept_slots"] for r in st2.read_qa_rows("answers")}
+        st2.qa.add("answers", [u_row, r_row])
+        back = {r["settings_hash"]: r["kept_slots"] for r in st2.qa.read("answers")}
     assert back == {u_row["settings_hash"]: None, r_row["settings_hash"]: [NEEDLE]}

@@ -198,7 +198,7 @@ def test_real_tags_of_the_sample_clips(tagged_store: Path) -> None:
     with Store(store) as st:
         by_clip = {}
         for rec in st.list_videos("indexed"):
-            caps = [c for c in st.captions(rec.video_id) if c["kind"] == "tags"]
+            caps = [c for c in st.qa.captions(rec.video_id) if c["kind"] == "tags"]
             assert len(caps) == rec.slots
             mem = st.load_memory(rec.video_id)
             assert [c["start_s"] for c in caps] == mem.start_s.tolist()
@@ -221,6 +221,8 @@ def test_real_tags_of_the_sample_clips(tagged_store: Path) -> None:
     assert (forced.tagged, forced.slots) == (3, n_slots)
     with Store(store) as st:
         n = sum(
-            c["kind"] == "tags" for r in st.list_videos("indexed") for c in st.captions(r.video_id)
+            c["kind"] == "tags"
+            for r in st.list_videos("indexed")
+            for c in st.qa.captions(r.video_id)
         )
         assert n == n_slots  # replaced on the captions key, not duplicated

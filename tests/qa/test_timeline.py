@@ -211,7 +211,7 @@ def test_smollm2_answers_from_the_real_timeline(smollm2: Path, tagged_store: Pat
     assert Path(llm.model.name_or_path) == smollm2
     with Store(tagged_store) as st:
         (bikes,) = [r for r in st.list_videos("indexed") if r.uri.endswith("bikes.mp4")]
-        caps = st.captions(bikes.video_id)
+        caps = st.qa.captions(bikes.video_id)
     settings = GenerationSettings(max_new_tokens=24)
     (a,) = TimelineAnswerer(llm).answer(caps, [Question("What objects appear?")], settings)
     assert a.status == "answered" and a.answer.strip(), a.error
@@ -273,7 +273,7 @@ def test_cli_ask_qa_caption_with_llm(smollm2: Path, tagged_store: Path, tmp_path
     r = runner.invoke(app, args, catch_exceptions=False)
     assert "1 skipped" in r.output and "0 answered" in r.output
     with Store(store) as st:
-        rows = [x for x in st.read_qa_rows("answers") if x["model"] == "smollm2"]
+        rows = [x for x in st.qa.read("answers") if x["model"] == "smollm2"]
     assert {x["status"] for x in rows} == {"answered", "failed"}
 
     r = runner.invoke(
@@ -283,7 +283,7 @@ def test_cli_ask_qa_caption_with_llm(smollm2: Path, tagged_store: Path, tmp_path
     )
     assert r.exit_code == 0 and "1 captioned" in r.output, r.output
     with Store(store) as st:
-        caps = [c for c in st.captions(bikes) if c["kind"] == "global"]
+        caps = [c for c in st.qa.captions(bikes) if c["kind"] == "global"]
     assert len(caps) == 1 and caps[0]["model"] == "smollm2" and caps[0]["text"]
     r = runner.invoke(app, ["show", bikes, "--store", store], catch_exceptions=False)
     assert "caption  global" in r.output and "caption  tags   00:00–00:01" in r.output
@@ -368,7 +368,7 @@ def test_smollm2_answers_from_a_timeline_with_real_speech(
 
     store, vid, clip = speech_store
     with Store(store) as st:
-        caps, transcript = st.captions(vid), st.transcript(vid)
+        caps, transcript = st.qa.captions(vid), st.speech.get(vid)
     assert transcript is not None and transcript.status == "done"
     summary, lines = lines_from_captions(caps)
     timeline = interleave(lines, lines_from_transcript(transcript))

@@ -61,7 +61,7 @@ def test_searches_are_answered_while_an_ask_generates(
 ) -> None:
     chat = BlockingChat()
     with Store(str(searchable_store)) as st:  # the shared store may hold other tests' rows
-        before = st.read_qa_rows("answers")
+        before = st.qa.read("answers")
     config = ServeConfig(store=str(searchable_store), ask_queue=1)
     running = start_server(config, searcher=searcher, asker=Asker(llm=chat))
     vid = bikes_id(searchable_store)
@@ -96,7 +96,7 @@ def test_searches_are_answered_while_an_ask_generates(
         # the prompt is the video's timeline: its tags are in it
         assert "What is shown?" in chat.prompts[0][-1]["content"]
         with Store(str(searchable_store)) as st:
-            assert st.read_qa_rows("answers") == before  # nothing written without the flag
+            assert st.qa.read("answers") == before  # nothing written without the flag
     finally:
         chat.release.set()
         stop_server(running)

@@ -71,7 +71,7 @@ def test_json_by_accept_header(corpus_server: Running) -> None:
 def test_video_page_and_json(served: Running, searchable_store: Path) -> None:
     with Store(str(searchable_store)) as st:
         rec = st.list_videos("indexed", name="bikes")[0]
-        n_tags = sum(1 for c in st.captions(rec.video_id) if c["kind"] == "tags")
+        n_tags = sum(1 for c in st.qa.captions(rec.video_id) if c["kind"] == "tags")
     with served.client() as c:
         data = c.get(f"/video/{rec.video_id}?format=json").json()
         assert data["record"]["uri"] == rec.uri and data["file"] == "ok"
@@ -109,7 +109,7 @@ def test_search_page_and_json(served: Running) -> None:
 
 def test_ask_form_and_answers_pages(served: Running, searchable_store: Path) -> None:
     with Store(str(searchable_store)) as st:  # the shared store may hold other tests' answers
-        stored = st.read_qa_rows("answers")
+        stored = st.qa.read("answers")
     with served.client() as c:
         form = c.get("/ask?video=abcd")
         assert form.status_code == 200 and 'method="post"' in form.text
@@ -137,7 +137,7 @@ def test_video_page_shows_speech_lines_when_there_are_any(tmp_path: Path) -> Non
         SpeechSegment(3.0, 4.5, "Two bicycles.", "en", -0.3, 0.02),
     )
     with Store(str(store), writer=True) as st:
-        st.add_transcripts([Transcript(f"{0:024x}", "whisper-base", "h", "done", said, "en")])
+        st.speech.add([Transcript(f"{0:024x}", "whisper-base", "h", "done", said, "en")])
     running = start_server(ServeConfig(store=str(store)))
     try:
         with running.client() as c:

@@ -242,7 +242,7 @@ def text_store(tmp_path: Path, minilm: SentenceEncoder) -> Path:
     with Store(path, writer=True) as st:
         for vid in CAPTIONS:
             commit(st, record(vid, model, "mobilenet:x:float32"), unit(torch.randn(2, 8)))
-        st.add_qa_rows("captions", caption_rows(st))
+        st.qa.add("captions", caption_rows(st))
         refresh_slot_index(st)
         rep = refresh_caption_index(st, lambda: minilm.encode_text)
         assert rep.captions_added == 6

@@ -45,8 +45,8 @@ def tagged(
     assert r.exit_code == 0, r.output
     with Store(store) as st:
         (rec,) = st.list_videos("indexed")
-        tags = [(c["start_s"], c["end_s"], c["text"]) for c in st.captions(rec.video_id)]
-        assert tags and all(c["kind"] == "tags" for c in st.captions(rec.video_id))
+        tags = [(c["start_s"], c["end_s"], c["text"]) for c in st.qa.captions(rec.video_id)]
+        assert tags and all(c["kind"] == "tags" for c in st.qa.captions(rec.video_id))
         index = st.index_table(CAPTION_INDEX)
         assert index is not None and index.count() == len(tags) == rec.slots
     print("\nslot tags:\n" + "\n".join(f"  {s:5.1f}-{e:5.1f}  {t}" for s, e, t in tags))

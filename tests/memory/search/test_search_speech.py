@@ -42,7 +42,7 @@ def test_a_spoken_phrase_is_found_where_it_is_said(
 ) -> None:
     _, vid, clip = speech_store
     with Store(store) as st:
-        transcript = st.transcript(vid)
+        transcript = st.speech.get(vid)
         assert transcript is not None and st.index_table(SPEECH_INDEX) is None
     n = len([s for s in transcript.segments if s.text.strip()])
     with Store(store, writer=True) as st:
@@ -75,7 +75,7 @@ def test_a_replaced_transcript_replaces_its_rows(
     _, vid, _ = speech_store
     with Store(store, writer=True) as st:
         refresh(st)
-        old = st.transcript(vid)
+        old = st.speech.get(vid)
         assert old is not None
         (said, *_rest) = old.segments
         newer = dataclasses.replace(
@@ -84,10 +84,10 @@ def test_a_replaced_transcript_replaces_its_rows(
             segments=(dataclasses.replace(said, text=" A completely different sentence."),),
             created_at=None,
         )
-        st.add_transcripts([newer])
+        st.speech.add([newer])
         rep = refresh(st)
-        assert st.transcript(vid) is not None
-        assert st.transcript(vid).settings_hash == "other"  # type: ignore[union-attr]
+        assert st.speech.get(vid) is not None
+        assert st.speech.get(vid).settings_hash == "other"  # type: ignore[union-attr]
     assert rep.speech_added == 1 and rep.speech_deleted == len(old.segments)
     out = api.search(api.SearchRequest(query="completely different", store=str(store),
                                        source="speech")).result  # fmt: skip

@@ -33,13 +33,13 @@ def store_path(tmp_path: Path) -> Path:
              "end_s": i + 1.0, "text": f"caption {i}", "model": "m", "settings": "{}"}
             for run in (a.run_id, old_run) for i in range(2)
         ]  # fmt: skip
-        st.add_qa_rows("captions", caps)
+        st.qa.add("captions", caps)
         answers = [
             {"question_id": f"q{i}", "video_id": v, "mode": "global", "question": "what?",
              "answer": "that", "model": "m", "settings_hash": "h", "status": "answered"}
             for i, v in enumerate("ab")
         ]  # fmt: skip
-        st.add_qa_rows("answers", answers)
+        st.qa.add("answers", answers)
     return path
 
 

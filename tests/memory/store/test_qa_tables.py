@@ -30,18 +30,18 @@ def _answer(qid: str, status: str = "answered", answer: str = "a", **kw) -> dict
 
 def test_answers_upsert_on_their_key_and_resume_skips_answered(tmp_path: Path) -> None:
     with Store(tmp_path / "s", writer=True) as st:
-        assert st.read_qa_rows("answers") == [] and st.answered("m", "s1") == set()
-        st.add_qa_rows("answers", [_answer("q1"), _answer("q2", "failed", "", error="bad")])
-        st.add_qa_rows("answers", [_answer("q1", answer="b")])  # re-answered: replaced
-        st.add_qa_rows("answers", [_answer("q1", settings_hash="s2")])  # other settings: new
-        rows = st.read_qa_rows("answers")
+        assert st.qa.read("answers") == [] and st.qa.answered("m", "s1") == set()
+        st.qa.add("answers", [_answer("q1"), _answer("q2", "failed", "", error="bad")])
+        st.qa.add("answers", [_answer("q1", answer="b")])  # re-answered: replaced
+        st.qa.add("answers", [_answer("q1", settings_hash="s2")])  # other settings: new
+        rows = st.qa.read("answers")
         assert len(rows) == 3
         assert {r["answer"] for r in rows if r["settings_hash"] == "s1"} == {"b", ""}
-        assert st.answered("m", "s1") == {("q1", "v1")}  # the failed one is retried
-        assert st.answered("other-model", "s1") == set()
+        assert st.qa.answered("m", "s1") == {("q1", "v1")}  # the failed one is retried
+        assert st.qa.answered("other-model", "s1") == set()
         assert set(ANSWERS_SCHEMA.names) <= set(rows[0])
     with pytest.raises(StoreError, match="read-only"), Store(tmp_path / "s") as ro:
-        ro.add_qa_rows("answers", [_answer("q3")])
+        ro.qa.add("answers", [_answer("q3")])
 
 
 def test_captions_are_read_for_the_current_memory_only(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_captions_are_read_for_the_current_memory_only(tmp_path: Path) -> None:
                 settings="{}",
             )
 
-        st.add_qa_rows(
+        st.qa.add(
             "captions",
             [
                 cap(old.run_id, "dense", 1.0, "d1"),
@@ -82,11 +82,11 @@ def test_captions_are_read_for_the_current_memory_only(tmp_path: Path) -> None:
                 cap(old.run_id, "dense", 0.0, "d0"),
             ],
         )
-        assert [c["text"] for c in st.captions("v1")] == ["g", "d0", "d1"]
-        assert set(CAPTIONS_SCHEMA.names) <= set(st.captions("v1")[0])
+        assert [c["text"] for c in st.qa.captions("v1")] == ["g", "d0", "d1"]
+        assert set(CAPTIONS_SCHEMA.names) <= set(st.qa.captions("v1")[0])
         (new,) = st.commit([VideoCommit(rec, mem)])  # re-indexed: a new memory
         assert new.run_id != old.run_id
-        assert st.captions("v1") == []  # captions of the replaced memory are not shown
+        assert st.qa.captions("v1") == []  # captions of the replaced memory are not shown
 
 
 def test_an_answers_table_from_before_kept_slots_still_reads_and_grows_it(
@@ -101,13 +101,13 @@ def test_an_answers_table_from_before_kept_slots_still_reads_and_grows_it(
     with monkeypatch.context() as m:
         m.setitem(qa_tables.SCHEMAS, "answers", old)
         with Store(tmp_path / "s", writer=True) as st:
-            st.add_qa_rows("answers", [_answer("q1")])
+            st.qa.add("answers", [_answer("q1")])
     with Store(tmp_path / "s") as ro:
-        (row,) = ro.read_qa_rows("answers")
+        (row,) = ro.qa.read("answers")
         assert row["question_id"] == "q1" and row.get("kept_slots") is None
     with Store(tmp_path / "s", writer=True) as st:
-        st.add_qa_rows("answers", [_answer("q2", kept_slots=[3, 9])])
-        rows = {r["question_id"]: r["kept_slots"] for r in st.read_qa_rows("answers")}
+        st.qa.add("answers", [_answer("q2", kept_slots=[3, 9])])
+        rows = {r["question_id"]: r["kept_slots"] for r in st.qa.read("answers")}
     assert rows == {"q1": None, "q2": [3, 9]}
 
 
@@ -120,6 +120,6 @@ def test_an_answers_table_missing_other_columns_is_refused(
     with monkeypatch.context() as m:
         m.setitem(qa_tables.SCHEMAS, "answers", odd)
         with Store(tmp_path / "s", writer=True) as st:
-            st.add_qa_rows("answers", [_answer("q1")])
+            st.qa.add("answers", [_answer("q1")])
     with Store(tmp_path / "s", writer=True) as st, pytest.raises(StoreError, match="dtype"):
-        st.add_qa_rows("answers", [_answer("q2")])
+        st.qa.add("answers", [_answer("q2")])

@@ -41,39 +41,39 @@ def _t(
 
 def test_transcripts_round_trip_upsert_on_their_key_and_resume(tmp_path: Path) -> None:
     with Store(tmp_path / "s", writer=True) as st:
-        assert st.transcripts() == [] and st.transcript("v1") is None
-        assert st.transcribed("whisper-base", "s1") == set()
-        st.add_transcripts(
+        assert st.speech.read() == [] and st.speech.get("v1") is None
+        assert st.speech.transcribed("whisper-base", "s1") == set()
+        st.speech.add(
             [
                 _t("v1", language="en"),
                 _t("v2", "no_audio"),
                 _t("v3", "failed", error="truncated audio"),
             ]
         )
-        st.add_transcripts([_t("v1", language="en")])  # the same settings again: replaced
-        st.add_transcripts([_t("v1", settings="s2", at=5)])  # other settings: a new row
-        assert len(st.transcripts()) == 4
-        got = st.transcript("v1", model="whisper-base")
+        st.speech.add([_t("v1", language="en")])  # the same settings again: replaced
+        st.speech.add([_t("v1", settings="s2", at=5)])  # other settings: a new row
+        assert len(st.speech.read()) == 4
+        got = st.speech.get("v1", model="whisper-base")
         assert got is not None and got.settings_hash == "s2"  # the newest finished one
-        first = [t for t in st.transcripts("v1") if t.settings_hash == "s1"][0]
+        first = [t for t in st.speech.read("v1") if t.settings_hash == "s1"][0]
         assert first.segments == SEGMENTS and first.language == "en"  # words survive
         assert first.text == "Never judge a book by its cover."
         # resume skips done and no-audio videos and tries a failure again
-        assert st.transcribed("whisper-base", "s1") == {"v1", "v2"}
-        assert st.transcribed("other", "s1") == set()
-        failed = st.transcript("v3")
+        assert st.speech.transcribed("whisper-base", "s1") == {"v1", "v2"}
+        assert st.speech.transcribed("other", "s1") == set()
+        failed = st.speech.get("v3")
         assert failed is not None and failed.status == "failed" and "truncated" in failed.error
         paths = st.export(tmp_path / "out", tokens=False)
     rows = pq.read_table(paths["transcripts"]).to_pylist()
     assert len(rows) == 4 and {r["video_id"] for r in rows} == {"v1", "v2", "v3"}
     with pytest.raises(StoreError, match="read-only"), Store(tmp_path / "s") as ro:
-        ro.add_transcripts([_t("v4")])
+        ro.speech.add([_t("v4")])
 
 
 def test_a_finished_transcript_is_preferred_over_a_newer_failure(tmp_path: Path) -> None:
     with Store(tmp_path / "s", writer=True) as st:
-        st.add_transcripts([_t("v1", at=0), _t("v1", "failed", settings="s2", at=9, error="x")])
-        got = st.transcript("v1")
+        st.speech.add([_t("v1", at=0), _t("v1", "failed", settings="s2", at=9, error="x")])
+        got = st.speech.get("v1")
         assert got is not None and got.status == "done"
 
 
@@ -95,8 +95,8 @@ def test_a_table_being_created_reads_as_absent(tmp_path: Path) -> None:
         (tmp_path / "s" / f"{name}.lance").mkdir()
     with Store(tmp_path / "s") as st:
         assert "transcripts" in st.table_names()
-        assert st.transcripts() == [] and st.transcribed("whisper-base", "s1") == set()
-        assert st.transcript("v1") is None and st.read_qa_rows("answers") == []
+        assert st.speech.read() == [] and st.speech.transcribed("whisper-base", "s1") == set()
+        assert st.speech.get("v1") is None and st.qa.read("answers") == []
 
 
 def test_a_search_index_being_created_reads_as_absent(tmp_path: Path) -> None:
