@@ -232,15 +232,17 @@ class AdaptiveChain:
                 return  # (-inf, no pair that may merge, is never >= threshold)
             ties = torch.nonzero(sims == best).flatten().tolist()
             i = ties[0] if len(ties) == 1 else min(ties, key=self.first.__getitem__)
-            if over and self.keep_events and self._is_event_pair(i, sims):
+            if over and self.keep_events and self._forced() and self._is_event_pair(i, sims):
                 i = self._forced_pair(sims)
             self._merge_next(i)
 
+    def _forced(self) -> bool:
+        """No pair is redundant: a merge now is forced by the budget alone (a redundant
+        pair is merged as always; only a forced merge spares short events)."""
+        return self.threshold is None or float(self.sims.max()) < self.threshold
+
     def _is_event_pair(self, i: int, sims: torch.Tensor) -> bool:
-        """Would merging slot ``i`` with its next fold a short event away, when no pair
-        is redundant (a redundant pair is merged as always)?"""
-        if self.threshold is not None and float(self.sims.max()) >= self.threshold:
-            return False
+        """Would merging slot ``i`` with its next fold a short event away?"""
         return self._is_event(i, sims) or self._is_event(self.nxt[i], sims)
 
     def _is_event(self, j: int, sims: torch.Tensor) -> bool:
